@@ -1,0 +1,92 @@
+/* The DLL's entry points and module lifetime. */
+#include <stdarg.h>
+#include <stdio.h>
+#include "hostiocp_private.h"
+
+HINSTANCE hostiocp_instance;
+BOOL hostiocp_trace_enabled;
+static volatile LONG module_refs;
+
+void module_add_ref(void)
+{
+    InterlockedIncrement(&module_refs);
+}
+
+void module_release(void)
+{
+    InterlockedDecrement(&module_refs);
+}
+
+LONG module_ref_count(void)
+{
+    return InterlockedCompareExchange(&module_refs, 0, 0);
+}
+
+HMODULE module_pin(void)
+{
+    HMODULE module = NULL;
+    GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, (const WCHAR *)module_pin, &module);
+    return module;
+}
+
+void hostiocp_trace_line(const char *format, ...)
+{
+    char line[512];
+    int prefix = snprintf(line, sizeof(line), "hostiocp[%04lx]: ", GetCurrentThreadId());
+    va_list args;
+
+    va_start(args, format);
+    vsnprintf(line + prefix, sizeof(line) - prefix - 1, format, args);
+    va_end(args);
+    strcat(line, "\n");
+    OutputDebugStringA(line);
+}
+
+static BOOL trace_requested(void)
+{
+    char value[8];
+    DWORD length = GetEnvironmentVariableA("HOSTIOCP_TRACE", value, sizeof(value));
+    return length > 0 && length < sizeof(value) && strcmp(value, "0") != 0;
+}
+
+BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
+{
+    (void)reserved;
+    if (reason == DLL_PROCESS_ATTACH)
+    {
+        hostiocp_instance = instance;
+        DisableThreadLibraryCalls(instance);
+        hostiocp_trace_enabled = trace_requested();
+        TRACE("loaded");
+    }
+    return TRUE;
+}
+
+HRESULT WINAPI DllCanUnloadNow(void)
+{
+    return module_ref_count() == 0 ? S_OK : S_FALSE;
+}
+
+HRESULT WINAPI DllRegisterServer(void)
+{
+    return register_server(SCOPE_MACHINE);
+}
+
+HRESULT WINAPI DllUnregisterServer(void)
+{
+    return unregister_server(SCOPE_MACHINE);
+}
+
+/* regsvr32 [/u] /n /i:user registers in HKCU only; /i:machine (or no argument) in HKLM. */
+HRESULT WINAPI DllInstall(BOOL install, const WCHAR *command_line)
+{
+    enum registration_scope scope;
+
+    if (!command_line || !command_line[0] || !lstrcmpiW(command_line, L"machine"))
+        scope = SCOPE_MACHINE;
+    else if (!lstrcmpiW(command_line, L"user"))
+        scope = SCOPE_USER;
+    else
+        return E_INVALIDARG;
+    return install ? register_server(scope) : unregister_server(scope);
+}

@@ -1,0 +1,366 @@
+/* The completion engine: the ports it owns, the handles bound to them, the CLR's callback,
+ * the limits its pools obey, and the counters it reports. */
+#include "hostiocp_private.h"
+
+struct port
+{
+    struct pool pool;
+    struct engine *engine;
+    struct port *next;
+    volatile LONG64 bound;
+};
+
+struct engine
+{
+    volatile LONG refs;       /* the manager's and one per port */
+    SRWLOCK lock;             /* ports, clr, min/max changes, closed counters */
+    struct port *ports;       /* oldest first: the first is the default port of Bind(NULL) */
+    ICLRIoCompletionManager *clr;
+    struct pool_limits limits;
+    struct thread_tally tally;
+    HOSTIOCP_STATISTICS closed; /* what ports already closed had counted */
+};
+
+static inline struct port *port_from_pool(struct pool *pool)
+{
+    return CONTAINING_RECORD(pool, struct port, pool);
+}
+
+static void engine_release(struct engine *engine)
+{
+    if (!InterlockedDecrement(&engine->refs))
+        HeapFree(GetProcessHeap(), 0, engine);
+}
+
+struct engine *engine_create(void)
+{
+    struct engine *engine = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*engine));
+    SYSTEM_INFO system;
+
+    if (!engine)
+        return NULL;
+    GetSystemInfo(&system);
+    engine->refs = 1;
+    InitializeSRWLock(&engine->lock);
+    engine->limits.min_threads = min(system.dwNumberOfProcessors, HOSTIOCP_MAX_THREADS_LIMIT);
+    engine->limits.max_threads = ENGINE_DEFAULT_MAX_THREADS;
+    engine->limits.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
+    engine->limits.batch_size = 1;
+    engine->closed.cbSize = sizeof(engine->closed);
+    return engine;
+}
+
+static void destroy_port(struct pool *pool)
+{
+    struct port *port = port_from_pool(pool);
+
+    ICLRIoCompletionManager_Release(port->pool.clr);
+    engine_release(port->engine);
+    HeapFree(GetProcessHeap(), 0, port);
+}
+
+static struct port *find_port(struct engine *engine, HANDLE handle)
+{
+    struct port *port;
+
+    for (port = engine->ports; port; port = port->next)
+        if (port->pool.port == handle)
+            return port;
+    return NULL;
+}
+
+static void append_port(struct engine *engine, struct port *port)
+{
+    struct port **tail = &engine->ports;
+
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = port;
+}
+
+static void unlink_port(struct engine *engine, struct port *port)
+{
+    struct port **link = &engine->ports;
+
+    while (*link != port)
+        link = &(*link)->next;
+    *link = port->next;
+}
+
+static HRESULT create_port_locked(struct engine *engine, struct port **out)
+{
+    struct port *port;
+    HANDLE handle;
+    HRESULT hr;
+
+    if (!engine->clr)
+        return HOST_E_CLRNOTAVAILABLE;
+    if (!(handle = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0)))
+        return HRESULT_FROM_WIN32(GetLastError());
+    if (!(port = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*port))))
+    {
+        CloseHandle(handle);
+        return E_OUTOFMEMORY;
+    }
+    ICLRIoCompletionManager_AddRef(engine->clr);
+    InterlockedIncrement(&engine->refs);
+    port->engine = engine;
+    pool_init(&port->pool, handle, engine->clr, &engine->limits, &engine->tally, destroy_port);
+    if (FAILED(hr = pool_start(&port->pool)))
+    {
+        CloseHandle(handle);
+        pool_release(&port->pool);
+        return hr;
+    }
+    append_port(engine, port);
+    TRACE("port %p created with %ld threads", handle, port->pool.threads);
+    *out = port;
+    return S_OK;
+}
+
+static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
+{
+    struct port_counters counts;
+
+    pool_counters(&port->pool, &counts);
+    stats->ThreadsBusy += port->pool.busy;
+    stats->CompletionsDispatched += counts.dispatched;
+    stats->CompletionsFailed += counts.failed;
+    stats->ForeignPackets += counts.foreign;
+    stats->WakeupPackets += counts.wakeups;
+    stats->PacketsDiscarded += counts.discarded;
+    stats->ThreadsInjected += port->pool.injected;
+    stats->ThreadsRetired += port->pool.retired;
+    stats->HandlesBound += port->bound;
+}
+
+/* Stops the port's threads, keeps its counters and closes it; the caller has unlinked it. */
+static void shut_down_port(struct engine *engine, struct port *port)
+{
+    pool_stop(&port->pool);
+    AcquireSRWLockExclusive(&engine->lock);
+    add_port_statistics(&engine->closed, port);
+    engine->closed.ThreadsBusy = 0;
+    ReleaseSRWLockExclusive(&engine->lock);
+    CloseHandle(port->pool.port);
+    pool_release(&port->pool);
+}
+
+void engine_shutdown(struct engine *engine)
+{
+    ICLRIoCompletionManager *clr;
+    struct port *ports, *next;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    ports = engine->ports;
+    engine->ports = NULL;
+    clr = engine->clr;
+    engine->clr = NULL;
+    ReleaseSRWLockExclusive(&engine->lock);
+    for (; ports; ports = next)
+    {
+        next = ports->next;
+        shut_down_port(engine, ports);
+    }
+    if (clr)
+        ICLRIoCompletionManager_Release(clr);
+    engine_release(engine);
+}
+
+HRESULT engine_set_clr(struct engine *engine, ICLRIoCompletionManager *clr)
+{
+    HRESULT hr = S_OK;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    if (engine->clr == clr)
+        ;
+    else if (engine->ports)
+        hr = HOST_E_INVALIDOPERATION;  /* open ports keep calling the one they started with */
+    else
+    {
+        ICLRIoCompletionManager_AddRef(clr);
+        if (engine->clr)
+            ICLRIoCompletionManager_Release(engine->clr);
+        engine->clr = clr;
+    }
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
+}
+
+HRESULT engine_create_port(struct engine *engine, HANDLE *port_handle)
+{
+    struct port *port;
+    HRESULT hr;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    if (SUCCEEDED(hr = create_port_locked(engine, &port)))
+        *port_handle = port->pool.port;
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
+}
+
+HRESULT engine_close_port(struct engine *engine, HANDLE port_handle)
+{
+    struct port *port;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    if ((port = find_port(engine, port_handle)))
+        unlink_port(engine, port);
+    ReleaseSRWLockExclusive(&engine->lock);
+    if (!port)
+        return E_INVALIDARG;
+    shut_down_port(engine, port);
+    return S_OK;
+}
+
+HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
+{
+    struct port *port = NULL;
+    HRESULT hr = S_OK;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    if (!engine->clr)
+        hr = HOST_E_CLRNOTAVAILABLE;
+    else if (find_port(engine, handle))
+        hr = E_INVALIDARG;
+    else if (port_handle)
+        hr = (port = find_port(engine, port_handle)) ? S_OK : E_INVALIDARG;
+    else if (!(port = engine->ports))
+        hr = create_port_locked(engine, &port);
+    if (SUCCEEDED(hr))
+    {
+        if (CreateIoCompletionPort(handle, port->pool.port, port->pool.bind_key, 0))
+            InterlockedIncrement64(&port->bound);
+        else
+            hr = HRESULT_FROM_WIN32(GetLastError());
+    }
+    ReleaseSRWLockExclusive(&engine->lock);
+    TRACE("Bind(%p, %p): %08lx", port_handle, handle, hr);
+    return hr;
+}
+
+HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
+{
+    struct port *port;
+    HRESULT hr = E_INVALIDARG;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    if (count <= (DWORD)engine->limits.max_threads)
+    {
+        InterlockedExchange(&engine->limits.min_threads, (LONG)count);
+        for (port = engine->ports; port; port = port->next)
+            pool_grow_to_minimum(&port->pool);
+        hr = S_OK;
+    }
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
+}
+
+HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
+{
+    HRESULT hr = E_INVALIDARG;
+
+    if (!count || count > HOSTIOCP_MAX_THREADS_LIMIT)
+        return E_INVALIDARG;
+    AcquireSRWLockExclusive(&engine->lock);
+    if (count >= (DWORD)engine->limits.min_threads)
+    {
+        InterlockedExchange(&engine->limits.max_threads, (LONG)count);
+        hr = S_OK;
+    }
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
+}
+
+DWORD engine_min_threads(struct engine *engine)
+{
+    return (DWORD)engine->limits.min_threads;
+}
+
+DWORD engine_max_threads(struct engine *engine)
+{
+    return (DWORD)engine->limits.max_threads;
+}
+
+DWORD engine_available_threads(struct engine *engine)
+{
+    struct port *port;
+    LONG busy = 0, max;
+
+    AcquireSRWLockShared(&engine->lock);
+    max = engine->limits.max_threads;
+    for (port = engine->ports; port; port = port->next)
+        busy += port->pool.busy;
+    ReleaseSRWLockShared(&engine->lock);
+    return busy < max ? (DWORD)(max - busy) : 0;
+}
+
+HRESULT engine_set_idle_timeout(struct engine *engine, DWORD milliseconds)
+{
+    if (milliseconds < HOSTIOCP_MIN_IDLE_TIMEOUT || milliseconds > HOSTIOCP_MAX_IDLE_TIMEOUT)
+        return E_INVALIDARG;
+    InterlockedExchange(&engine->limits.idle_timeout, (LONG)milliseconds);
+    return S_OK;
+}
+
+DWORD engine_idle_timeout(struct engine *engine)
+{
+    return (DWORD)engine->limits.idle_timeout;
+}
+
+HRESULT engine_set_batch_size(struct engine *engine, DWORD entries)
+{
+    if (!entries || entries > HOSTIOCP_MAX_BATCH_SIZE)
+        return E_INVALIDARG;
+    InterlockedExchange(&engine->limits.batch_size, (LONG)entries);
+    return S_OK;
+}
+
+DWORD engine_batch_size(struct engine *engine)
+{
+    return (DWORD)engine->limits.batch_size;
+}
+
+static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG threads, LONG peak)
+{
+    stats->ThreadsTotal = threads > 0 ? (DWORD)threads : 0;
+    stats->ThreadsPeak = peak > 0 ? (DWORD)peak : 0;
+    if (stats->ThreadsBusy > stats->ThreadsTotal)
+        stats->ThreadsBusy = stats->ThreadsTotal;
+    stats->ThreadsIdle = stats->ThreadsTotal - stats->ThreadsBusy;
+}
+
+HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
+{
+    struct port *port;
+
+    AcquireSRWLockShared(&engine->lock);
+    *stats = engine->closed;
+    for (port = engine->ports; port; port = port->next)
+    {
+        add_port_statistics(stats, port);
+        stats->PortsOpen++;
+    }
+    ReleaseSRWLockShared(&engine->lock);
+    finish_statistics(stats, engine->tally.threads, engine->tally.peak);
+    return S_OK;
+}
+
+HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIOCP_STATISTICS *stats)
+{
+    struct port *port;
+    HRESULT hr = E_INVALIDARG;
+
+    AcquireSRWLockShared(&engine->lock);
+    if ((port = find_port(engine, port_handle)))
+    {
+        ZeroMemory(stats, sizeof(*stats));
+        stats->cbSize = sizeof(*stats);
+        stats->PortsOpen = 1;
+        add_port_statistics(stats, port);
+        finish_statistics(stats, port->pool.threads, port->pool.peak);
+        hr = S_OK;
+    }
+    ReleaseSRWLockShared(&engine->lock);
+    return hr;
+}

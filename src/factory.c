@@ -1,0 +1,96 @@
+/* Class objects: DllGetClassObject and IClassFactory for each creatable class. */
+#include "hostiocp_private.h"
+
+struct class_factory
+{
+    IClassFactory IClassFactory_iface;
+    const CLSID *clsid;
+    HRESULT (*create)(IUnknown *outer, REFIID riid, void **out);
+};
+
+static inline struct class_factory *impl_from_IClassFactory(IClassFactory *iface)
+{
+    return CONTAINING_RECORD(iface, struct class_factory, IClassFactory_iface);
+}
+
+static HRESULT WINAPI factory_QueryInterface(IClassFactory *iface, REFIID riid, void **out)
+{
+    if (!out)
+        return E_POINTER;
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IClassFactory))
+    {
+        *out = iface;
+        IClassFactory_AddRef(iface);
+        return S_OK;
+    }
+    *out = NULL;
+    return E_NOINTERFACE;
+}
+
+/* The class objects are static; their lifetime is the module's, kept by LockServer. */
+static ULONG WINAPI factory_AddRef(IClassFactory *iface)
+{
+    (void)iface;
+    return 2;
+}
+
+static ULONG WINAPI factory_Release(IClassFactory *iface)
+{
+    (void)iface;
+    return 1;
+}
+
+static HRESULT WINAPI factory_CreateInstance(IClassFactory *iface, IUnknown *outer, REFIID riid,
+                                             void **out)
+{
+    struct class_factory *factory = impl_from_IClassFactory(iface);
+
+    if (!out)
+        return E_POINTER;
+    *out = NULL;
+    if (!riid)
+        return E_INVALIDARG;
+    if (outer)
+        return CLASS_E_NOAGGREGATION;
+    return factory->create(outer, riid, out);
+}
+
+static HRESULT WINAPI factory_LockServer(IClassFactory *iface, BOOL lock)
+{
+    (void)iface;
+    if (lock)
+        module_add_ref();
+    else
+        module_release();
+    return S_OK;
+}
+
+static const IClassFactoryVtbl factory_vtbl =
+{
+    factory_QueryInterface,
+    factory_AddRef,
+    factory_Release,
+    factory_CreateInstance,
+    factory_LockServer,
+};
+
+static struct class_factory factories[] =
+{
+    { { &factory_vtbl }, &CLSID_HostIoCompletionManager, manager_create },
+    { { &factory_vtbl }, &CLSID_HostIoCpHostControl, host_control_create },
+};
+
+HRESULT WINAPI DllGetClassObject(REFCLSID rclsid, REFIID riid, void **out)
+{
+    size_t i;
+
+    if (!out)
+        return E_POINTER;
+    *out = NULL;
+    if (!rclsid || !riid)
+        return E_INVALIDARG;
+    for (i = 0; i < ARRAYSIZE(factories); i++)
+        if (IsEqualCLSID(rclsid, factories[i].clsid))
+            return IClassFactory_QueryInterface(&factories[i].IClassFactory_iface, riid, out);
+    return CLASS_E_CLASSNOTAVAILABLE;
+}

@@ -1,0 +1,130 @@
+/* IHostControl for ICLRRuntimeHost::SetHostControl: it offers the CLR our I/O completion
+ * manager, always the same one, and no other host manager. */
+#include "hostiocp_private.h"
+
+struct host_control
+{
+    IHostControl IHostControl_iface;
+    LONG refs;
+    IUnknown *marshaler;
+    IHostIoCompletionManager *volatile manager;
+};
+
+static inline struct host_control *impl_from_IHostControl(IHostControl *iface)
+{
+    return CONTAINING_RECORD(iface, struct host_control, IHostControl_iface);
+}
+
+static HRESULT WINAPI host_control_QueryInterface(IHostControl *iface, REFIID riid, void **out)
+{
+    struct host_control *control = impl_from_IHostControl(iface);
+
+    if (!out)
+        return E_POINTER;
+    *out = NULL;
+    if (!riid)
+        return E_INVALIDARG;
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IHostControl))
+    {
+        *out = &control->IHostControl_iface;
+        IHostControl_AddRef(iface);
+        return S_OK;
+    }
+    if (IsEqualIID(riid, &IID_IMarshal))
+        return IUnknown_QueryInterface(control->marshaler, riid, out);
+    return E_NOINTERFACE;
+}
+
+static ULONG WINAPI host_control_AddRef(IHostControl *iface)
+{
+    struct host_control *control = impl_from_IHostControl(iface);
+    return InterlockedIncrement(&control->refs);
+}
+
+static ULONG WINAPI host_control_Release(IHostControl *iface)
+{
+    struct host_control *control = impl_from_IHostControl(iface);
+    ULONG refs = InterlockedDecrement(&control->refs);
+
+    if (!refs)
+    {
+        if (control->manager)
+            IHostIoCompletionManager_Release(control->manager);
+        if (control->marshaler)
+            IUnknown_Release(control->marshaler);
+        HeapFree(GetProcessHeap(), 0, control);
+        module_release();
+    }
+    return refs;
+}
+
+static HRESULT get_manager(struct host_control *control, IHostIoCompletionManager **out)
+{
+    IHostIoCompletionManager *created;
+    HRESULT hr;
+
+    if (!control->manager)
+    {
+        hr = manager_create(NULL, &IID_IHostIoCompletionManager, (void **)&created);
+        if (FAILED(hr))
+            return hr;
+        /* Two first calls racing: the loser drops its copy, so every caller gets one object. */
+        if (InterlockedCompareExchangePointer((void *volatile *)&control->manager, created, NULL))
+            IHostIoCompletionManager_Release(created);
+    }
+    *out = control->manager;
+    IHostIoCompletionManager_AddRef(*out);
+    return S_OK;
+}
+
+static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID riid, void **out)
+{
+    struct host_control *control = impl_from_IHostControl(iface);
+
+    if (!out)
+        return E_POINTER;
+    *out = NULL;
+    if (!riid)
+        return E_INVALIDARG;
+    if (IsEqualIID(riid, &IID_IHostIoCompletionManager))
+        return get_manager(control, (IHostIoCompletionManager **)out);
+    return E_NOINTERFACE;
+}
+
+/* The CLR reports each AppDomain manager here; this host has no use for them. */
+static HRESULT WINAPI host_control_SetAppDomainManager(IHostControl *iface, DWORD domain,
+                                                       IUnknown *domain_manager)
+{
+    (void)iface;
+    (void)domain;
+    (void)domain_manager;
+    return S_OK;
+}
+
+static const IHostControlVtbl host_control_vtbl =
+{
+    host_control_QueryInterface,
+    host_control_AddRef,
+    host_control_Release,
+    host_control_GetHostManager,
+    host_control_SetAppDomainManager,
+};
+
+HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out)
+{
+    struct host_control *control;
+    HRESULT hr;
+
+    if (outer)
+        return CLASS_E_NOAGGREGATION;
+    if (!(control = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*control))))
+        return E_OUTOFMEMORY;
+    control->IHostControl_iface.lpVtbl = &host_control_vtbl;
+    control->refs = 1;
+    module_add_ref();
+    hr = CoCreateFreeThreadedMarshaler((IUnknown *)&control->IHostControl_iface, &control->marshaler);
+    if (SUCCEEDED(hr))
+        hr = host_control_QueryInterface(&control->IHostControl_iface, riid, out);
+    host_control_Release(&control->IHostControl_iface);
+    return hr;
+}

@@ -1,0 +1,346 @@
+/* The IHostIoCompletionManager object, with its IHostIoCpStatistics and IHostIoCpSettings
+ * extensions.  It checks arguments and hands the work to the completion engine. */
+#include <string.h>
+#include "hostiocp_private.h"
+
+struct manager
+{
+    IHostIoCompletionManager IHostIoCompletionManager_iface;
+    IHostIoCpStatistics IHostIoCpStatistics_iface;
+    IHostIoCpSettings IHostIoCpSettings_iface;
+    LONG refs;
+    IUnknown *marshaler;
+    struct engine *engine;
+    volatile LONG overlapped_sequence;
+};
+
+static inline struct manager *impl_from_IHostIoCompletionManager(IHostIoCompletionManager *iface)
+{
+    return CONTAINING_RECORD(iface, struct manager, IHostIoCompletionManager_iface);
+}
+
+static inline struct manager *impl_from_IHostIoCpStatistics(IHostIoCpStatistics *iface)
+{
+    return CONTAINING_RECORD(iface, struct manager, IHostIoCpStatistics_iface);
+}
+
+static inline struct manager *impl_from_IHostIoCpSettings(IHostIoCpSettings *iface)
+{
+    return CONTAINING_RECORD(iface, struct manager, IHostIoCpSettings_iface);
+}
+
+static HRESULT WINAPI manager_QueryInterface(IHostIoCompletionManager *iface, REFIID riid, void **out)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!out)
+        return E_POINTER;
+    *out = NULL;
+    if (!riid)
+        return E_INVALIDARG;
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IHostIoCompletionManager))
+        *out = &manager->IHostIoCompletionManager_iface;
+    else if (IsEqualIID(riid, &IID_IHostIoCpStatistics))
+        *out = &manager->IHostIoCpStatistics_iface;
+    else if (IsEqualIID(riid, &IID_IHostIoCpSettings))
+        *out = &manager->IHostIoCpSettings_iface;
+    else if (IsEqualIID(riid, &IID_IMarshal))
+        return IUnknown_QueryInterface(manager->marshaler, riid, out);
+    else
+        return E_NOINTERFACE;
+    IUnknown_AddRef((IUnknown *)*out);
+    return S_OK;
+}
+
+static ULONG WINAPI manager_AddRef(IHostIoCompletionManager *iface)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    return InterlockedIncrement(&manager->refs);
+}
+
+static void manager_destroy(struct manager *manager)
+{
+    TRACE("manager %p: shutting down", manager);
+    engine_shutdown(manager->engine);
+    if (manager->marshaler)
+        IUnknown_Release(manager->marshaler);
+    HeapFree(GetProcessHeap(), 0, manager);
+    module_release();
+}
+
+static ULONG WINAPI manager_Release(IHostIoCompletionManager *iface)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    ULONG refs = InterlockedDecrement(&manager->refs);
+
+    if (!refs)
+        manager_destroy(manager);
+    return refs;
+}
+
+static HRESULT WINAPI manager_CreateIoCompletionPort(IHostIoCompletionManager *iface, HANDLE *port)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!port)
+        return E_POINTER;
+    *port = NULL;
+    return engine_create_port(manager->engine, port);
+}
+
+static HRESULT WINAPI manager_CloseIoCompletionPort(IHostIoCompletionManager *iface, HANDLE port)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!port || port == INVALID_HANDLE_VALUE)
+        return E_INVALIDARG;
+    return engine_close_port(manager->engine, port);
+}
+
+static HRESULT WINAPI manager_SetMaxThreads(IHostIoCompletionManager *iface, DWORD count)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    return engine_set_max_threads(manager->engine, count);
+}
+
+static HRESULT WINAPI manager_GetMaxThreads(IHostIoCompletionManager *iface, DWORD *count)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!count)
+        return E_POINTER;
+    *count = engine_max_threads(manager->engine);
+    return S_OK;
+}
+
+static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *iface, DWORD *count)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!count)
+        return E_POINTER;
+    *count = engine_available_threads(manager->engine);
+    return S_OK;
+}
+
+static HRESULT WINAPI manager_GetHostOverlappedSize(IHostIoCompletionManager *iface, DWORD *size)
+{
+    (void)iface;
+    if (!size)
+        return E_POINTER;
+    *size = sizeof(HOSTIOCP_OVERLAPPED_EXTENSION);
+    return S_OK;
+}
+
+static HRESULT WINAPI manager_SetCLRIoCompletionManager(IHostIoCompletionManager *iface,
+                                                        ICLRIoCompletionManager *clr)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!clr)
+        return E_POINTER;
+    return engine_set_clr(manager->engine, clr);
+}
+
+static HRESULT WINAPI manager_InitializeHostOverlapped(IHostIoCompletionManager *iface, void *overlapped)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    HOSTIOCP_OVERLAPPED_EXTENSION extension;
+
+    if (!overlapped)
+        return E_POINTER;
+    extension.Tag = HOSTIOCP_OVERLAPPED_TAG;
+    extension.Sequence = (DWORD)InterlockedIncrement(&manager->overlapped_sequence);
+    extension.Owner = (ULONG_PTR)manager;
+    /* The extension follows the OVERLAPPED and need not be aligned for a ULONGLONG. */
+    memcpy((BYTE *)overlapped + sizeof(OVERLAPPED), &extension, sizeof(extension));
+    return S_OK;
+}
+
+static HRESULT WINAPI manager_Bind(IHostIoCompletionManager *iface, HANDLE port, HANDLE handle)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!handle || handle == INVALID_HANDLE_VALUE)
+        return E_INVALIDARG;
+    return engine_bind(manager->engine, port, handle);
+}
+
+static HRESULT WINAPI manager_SetMinThreads(IHostIoCompletionManager *iface, DWORD count)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    return engine_set_min_threads(manager->engine, count);
+}
+
+static HRESULT WINAPI manager_GetMinThreads(IHostIoCompletionManager *iface, DWORD *count)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    if (!count)
+        return E_POINTER;
+    *count = engine_min_threads(manager->engine);
+    return S_OK;
+}
+
+static const IHostIoCompletionManagerVtbl manager_vtbl =
+{
+    manager_QueryInterface,
+    manager_AddRef,
+    manager_Release,
+    manager_CreateIoCompletionPort,
+    manager_CloseIoCompletionPort,
+    manager_SetMaxThreads,
+    manager_GetMaxThreads,
+    manager_GetAvailableThreads,
+    manager_GetHostOverlappedSize,
+    manager_SetCLRIoCompletionManager,
+    manager_InitializeHostOverlapped,
+    manager_Bind,
+    manager_SetMinThreads,
+    manager_GetMinThreads,
+};
+
+static HRESULT WINAPI statistics_QueryInterface(IHostIoCpStatistics *iface, REFIID riid, void **out)
+{
+    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
+    return manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
+}
+
+static ULONG WINAPI statistics_AddRef(IHostIoCpStatistics *iface)
+{
+    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
+    return manager_AddRef(&manager->IHostIoCompletionManager_iface);
+}
+
+static ULONG WINAPI statistics_Release(IHostIoCpStatistics *iface)
+{
+    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
+    return manager_Release(&manager->IHostIoCompletionManager_iface);
+}
+
+static HRESULT check_statistics_buffer(const HOSTIOCP_STATISTICS *stats)
+{
+    if (!stats)
+        return E_POINTER;
+    return stats->cbSize == sizeof(*stats) ? S_OK : E_INVALIDARG;
+}
+
+static HRESULT WINAPI statistics_GetStatistics(IHostIoCpStatistics *iface, HOSTIOCP_STATISTICS *stats)
+{
+    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
+    HRESULT hr = check_statistics_buffer(stats);
+
+    return FAILED(hr) ? hr : engine_statistics(manager->engine, stats);
+}
+
+static HRESULT WINAPI statistics_GetPortStatistics(IHostIoCpStatistics *iface, HANDLE port,
+                                                   HOSTIOCP_STATISTICS *stats)
+{
+    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
+    HRESULT hr = check_statistics_buffer(stats);
+
+    if (FAILED(hr))
+        return hr;
+    if (!port || port == INVALID_HANDLE_VALUE)
+        return E_INVALIDARG;
+    return engine_port_statistics(manager->engine, port, stats);
+}
+
+static const IHostIoCpStatisticsVtbl statistics_vtbl =
+{
+    statistics_QueryInterface,
+    statistics_AddRef,
+    statistics_Release,
+    statistics_GetStatistics,
+    statistics_GetPortStatistics,
+};
+
+static HRESULT WINAPI settings_QueryInterface(IHostIoCpSettings *iface, REFIID riid, void **out)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+    return manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
+}
+
+static ULONG WINAPI settings_AddRef(IHostIoCpSettings *iface)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+    return manager_AddRef(&manager->IHostIoCompletionManager_iface);
+}
+
+static ULONG WINAPI settings_Release(IHostIoCpSettings *iface)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+    return manager_Release(&manager->IHostIoCompletionManager_iface);
+}
+
+static HRESULT WINAPI settings_SetIdleTimeout(IHostIoCpSettings *iface, DWORD milliseconds)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+    return engine_set_idle_timeout(manager->engine, milliseconds);
+}
+
+static HRESULT WINAPI settings_GetIdleTimeout(IHostIoCpSettings *iface, DWORD *milliseconds)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+
+    if (!milliseconds)
+        return E_POINTER;
+    *milliseconds = engine_idle_timeout(manager->engine);
+    return S_OK;
+}
+
+static HRESULT WINAPI settings_SetBatchSize(IHostIoCpSettings *iface, DWORD entries)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+    return engine_set_batch_size(manager->engine, entries);
+}
+
+static HRESULT WINAPI settings_GetBatchSize(IHostIoCpSettings *iface, DWORD *entries)
+{
+    struct manager *manager = impl_from_IHostIoCpSettings(iface);
+
+    if (!entries)
+        return E_POINTER;
+    *entries = engine_batch_size(manager->engine);
+    return S_OK;
+}
+
+static const IHostIoCpSettingsVtbl settings_vtbl =
+{
+    settings_QueryInterface,
+    settings_AddRef,
+    settings_Release,
+    settings_SetIdleTimeout,
+    settings_GetIdleTimeout,
+    settings_SetBatchSize,
+    settings_GetBatchSize,
+};
+
+HRESULT manager_create(IUnknown *outer, REFIID riid, void **out)
+{
+    struct manager *manager;
+    HRESULT hr;
+
+    if (outer)
+        return CLASS_E_NOAGGREGATION;
+    if (!(manager = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*manager))))
+        return E_OUTOFMEMORY;
+    manager->IHostIoCompletionManager_iface.lpVtbl = &manager_vtbl;
+    manager->IHostIoCpStatistics_iface.lpVtbl = &statistics_vtbl;
+    manager->IHostIoCpSettings_iface.lpVtbl = &settings_vtbl;
+    manager->refs = 1;
+    module_add_ref();
+    if (!(manager->engine = engine_create()))
+    {
+        HeapFree(GetProcessHeap(), 0, manager);
+        module_release();
+        return E_OUTOFMEMORY;
+    }
+    hr = CoCreateFreeThreadedMarshaler((IUnknown *)&manager->IHostIoCompletionManager_iface,
+                                       &manager->marshaler);
+    if (SUCCEEDED(hr))
+        hr = manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
+    manager_Release(&manager->IHostIoCompletionManager_iface);
+    TRACE("manager %p created: %08lx", manager, hr);
+    return hr;
+}

@@ -1,0 +1,385 @@
+/* Registration: the keys regsvr32 writes and removes, per machine (HKLM) or per user (HKCU).
+ *
+ * Registering writes the table below, journalling every key it creates and every value it
+ * replaces, and undoes the journal if any step fails.  Unregistering removes only values that
+ * still hold what this module would write, then the keys that are left empty.  Under WOW64 the
+ * CLSID keys exist once per bitness but the ProgID and TypeLib keys are shared; those stay while
+ * the other bitness is still registered. */
+#include "hostiocp_private.h"
+
+#define MANAGER_CLSID L"{198174B4-B653-4E14-A2C4-4DBC75550165}"
+#define CONTROL_CLSID L"{58AE5529-FEA8-4B5F-97BA-7B1E3BF367AB}"
+#define TYPELIB_LIBID L"{C63A41B6-E730-4DAF-B73A-2ED99B7735B0}"
+#ifdef _WIN64
+#define TYPELIB_PLATFORM L"win64"
+#define OTHER_VIEW KEY_WOW64_32KEY
+#else
+#define TYPELIB_PLATFORM L"win32"
+#define OTHER_VIEW KEY_WOW64_64KEY
+#endif
+
+enum value_kind { TEXT, MODULE_PATH, MODULE_DIR };
+
+struct reg_entry
+{
+    const WCHAR *key;   /* under Software\Classes */
+    const WCHAR *name;  /* NULL: the key's default value */
+    enum value_kind kind;
+    const WCHAR *text;
+    BOOL shared;        /* one key for both bitnesses */
+};
+
+#define CLASS_ENTRIES(clsid, description, progid, vi_progid) \
+    { L"CLSID\\" clsid, NULL, TEXT, description, FALSE }, \
+    { L"CLSID\\" clsid L"\\InprocServer32", NULL, MODULE_PATH, NULL, FALSE }, \
+    { L"CLSID\\" clsid L"\\InprocServer32", L"ThreadingModel", TEXT, L"Both", FALSE }, \
+    { L"CLSID\\" clsid L"\\ProgID", NULL, TEXT, progid, FALSE }, \
+    { L"CLSID\\" clsid L"\\VersionIndependentProgID", NULL, TEXT, vi_progid, FALSE }, \
+    { L"CLSID\\" clsid L"\\TypeLib", NULL, TEXT, TYPELIB_LIBID, FALSE }, \
+    { L"CLSID\\" clsid L"\\Version", NULL, TEXT, L"1.0", FALSE }, \
+    { progid, NULL, TEXT, description, TRUE }, \
+    { progid L"\\CLSID", NULL, TEXT, clsid, TRUE }, \
+    { vi_progid, NULL, TEXT, description, TRUE }, \
+    { vi_progid L"\\CLSID", NULL, TEXT, clsid, TRUE }, \
+    { vi_progid L"\\CurVer", NULL, TEXT, progid, TRUE }
+
+static const struct reg_entry registry_table[] =
+{
+    CLASS_ENTRIES(MANAGER_CLSID, L"HostIoCp I/O Completion Manager",
+                  L"HostIoCp.IoCompletionManager.1", L"HostIoCp.IoCompletionManager"),
+    CLASS_ENTRIES(CONTROL_CLSID, L"HostIoCp CLR Host Control",
+                  L"HostIoCp.HostControl.1", L"HostIoCp.HostControl"),
+    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0", NULL, TEXT, L"HostIoCp 1.0 Type Library", TRUE },
+    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\FLAGS", NULL, TEXT, L"0", TRUE },
+    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\HELPDIR", NULL, MODULE_DIR, NULL, TRUE },
+    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" TYPELIB_PLATFORM, NULL, MODULE_PATH, NULL, FALSE },
+};
+
+#define MAX_KEY_PATH 256
+#define MAX_JOURNAL 64
+
+struct module_paths
+{
+    WCHAR path[MAX_PATH * 4];
+    WCHAR dir[MAX_PATH * 4];
+};
+
+struct replaced_value
+{
+    const struct reg_entry *entry;
+    BOOL existed;
+    DWORD type;
+    BYTE *data;
+    DWORD size;
+};
+
+struct journal
+{
+    WCHAR created_keys[MAX_JOURNAL][MAX_KEY_PATH];
+    unsigned int key_count;
+    struct replaced_value values[MAX_JOURNAL];
+    unsigned int value_count;
+};
+
+static HKEY scope_hive(enum registration_scope scope)
+{
+    return scope == SCOPE_USER ? HKEY_CURRENT_USER : HKEY_LOCAL_MACHINE;
+}
+
+static HRESULT get_module_paths(struct module_paths *paths)
+{
+    DWORD length = GetModuleFileNameW(hostiocp_instance, paths->path, ARRAYSIZE(paths->path));
+    WCHAR *slash;
+
+    if (!length || length >= ARRAYSIZE(paths->path))
+        return HRESULT_FROM_WIN32(length ? ERROR_INSUFFICIENT_BUFFER : GetLastError());
+    lstrcpyW(paths->dir, paths->path);
+    slash = wcsrchr(paths->dir, '\\');
+    if (slash)
+        *slash = 0;
+    return S_OK;
+}
+
+static const WCHAR *entry_data(const struct reg_entry *entry, const struct module_paths *paths)
+{
+    switch (entry->kind)
+    {
+    case MODULE_PATH: return paths->path;
+    case MODULE_DIR: return paths->dir;
+    default: return entry->text;
+    }
+}
+
+static DWORD string_size(const WCHAR *text)
+{
+    return (DWORD)((lstrlenW(text) + 1) * sizeof(WCHAR));
+}
+
+static LONG open_classes(enum registration_scope scope, REGSAM access, HKEY *classes)
+{
+    return RegOpenKeyExW(scope_hive(scope), L"Software\\Classes", 0, access, classes);
+}
+
+/* Creates a key one component at a time so that the journal knows which ones are new. */
+static LONG create_key_journalled(HKEY classes, const WCHAR *path, struct journal *journal, HKEY *key)
+{
+    WCHAR partial[MAX_KEY_PATH];
+    const WCHAR *end = path;
+    LONG status;
+
+    for (;;)
+    {
+        DWORD disposition;
+        size_t length;
+
+        end = wcschr(end, '\\');
+        length = end ? (size_t)(end - path) : wcslen(path);
+        if (length >= MAX_KEY_PATH)
+            return ERROR_BUFFER_OVERFLOW;
+        memcpy(partial, path, length * sizeof(WCHAR));
+        partial[length] = 0;
+        status = RegCreateKeyExW(classes, partial, 0, NULL, REG_OPTION_NON_VOLATILE,
+                                 KEY_READ | KEY_WRITE, NULL, key, &disposition);
+        if (status)
+            return status;
+        if (disposition == REG_CREATED_NEW_KEY)
+        {
+            if (journal->key_count == MAX_JOURNAL)
+            {
+                RegCloseKey(*key);
+                RegDeleteKeyW(classes, partial);
+                return ERROR_BUFFER_OVERFLOW;
+            }
+            lstrcpyW(journal->created_keys[journal->key_count++], partial);
+        }
+        if (!end)
+            return ERROR_SUCCESS;
+        RegCloseKey(*key);
+        end++;
+    }
+}
+
+static LONG remember_old_value(HKEY key, const struct reg_entry *entry, struct journal *journal)
+{
+    struct replaced_value *old;
+    LONG status;
+
+    if (journal->value_count == MAX_JOURNAL)
+        return ERROR_BUFFER_OVERFLOW;
+    old = &journal->values[journal->value_count];
+    old->entry = entry;
+    old->data = NULL;
+    old->size = 0;
+    status = RegQueryValueExW(key, entry->name, NULL, &old->type, NULL, &old->size);
+    old->existed = status == ERROR_SUCCESS;
+    if (status != ERROR_SUCCESS && status != ERROR_FILE_NOT_FOUND)
+        return status;
+    if (old->existed && old->size)
+    {
+        if (!(old->data = HeapAlloc(GetProcessHeap(), 0, old->size)))
+            return ERROR_OUTOFMEMORY;
+        status = RegQueryValueExW(key, entry->name, NULL, &old->type, old->data, &old->size);
+        if (status)
+        {
+            HeapFree(GetProcessHeap(), 0, old->data);
+            return status;
+        }
+    }
+    journal->value_count++;
+    return ERROR_SUCCESS;
+}
+
+static void undo_journal(HKEY classes, struct journal *journal)
+{
+    while (journal->value_count)
+    {
+        struct replaced_value *old = &journal->values[--journal->value_count];
+        HKEY key;
+
+        if (!RegOpenKeyExW(classes, old->entry->key, 0, KEY_SET_VALUE, &key))
+        {
+            if (old->existed)
+                RegSetValueExW(key, old->entry->name, 0, old->type, old->data, old->size);
+            else
+                RegDeleteValueW(key, old->entry->name);
+            RegCloseKey(key);
+        }
+    }
+    while (journal->key_count)
+        RegDeleteKeyW(classes, journal->created_keys[--journal->key_count]);
+}
+
+static void free_journal(struct journal *journal)
+{
+    unsigned int i;
+
+    for (i = 0; i < journal->value_count; i++)
+        HeapFree(GetProcessHeap(), 0, journal->values[i].data);
+}
+
+static LONG write_entry(HKEY classes, const struct reg_entry *entry,
+                        const struct module_paths *paths, struct journal *journal)
+{
+    const WCHAR *data = entry_data(entry, paths);
+    HKEY key;
+    LONG status = create_key_journalled(classes, entry->key, journal, &key);
+
+    if (status)
+        return status;
+    status = remember_old_value(key, entry, journal);
+    if (!status)
+        status = RegSetValueExW(key, entry->name, 0, REG_SZ, (const BYTE *)data, string_size(data));
+    RegCloseKey(key);
+    return status;
+}
+
+HRESULT register_server(enum registration_scope scope)
+{
+    struct module_paths paths;
+    struct journal *journal;
+    HKEY classes;
+    LONG status;
+    size_t i;
+    HRESULT hr = get_module_paths(&paths);
+
+    if (FAILED(hr))
+        return hr;
+    if ((status = open_classes(scope, KEY_READ | KEY_WRITE, &classes)))
+        return HRESULT_FROM_WIN32(status);
+    if (!(journal = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*journal))))
+    {
+        RegCloseKey(classes);
+        return E_OUTOFMEMORY;
+    }
+    for (i = 0, status = ERROR_SUCCESS; i < ARRAYSIZE(registry_table) && !status; i++)
+        status = write_entry(classes, &registry_table[i], &paths, journal);
+    if (status)
+    {
+        TRACE("registration failed with error %ld; undoing it", status);
+        undo_journal(classes, journal);
+    }
+    free_journal(journal);
+    HeapFree(GetProcessHeap(), 0, journal);
+    RegCloseKey(classes);
+    return HRESULT_FROM_WIN32(status);
+}
+
+static BOOL value_is_ours(HKEY key, const WCHAR *name, const WCHAR *expected)
+{
+    WCHAR data[MAX_PATH * 4];
+    DWORD size = sizeof(data) - sizeof(WCHAR), type;
+
+    if (RegQueryValueExW(key, name, NULL, &type, (BYTE *)data, &size) || type != REG_SZ)
+        return FALSE;
+    data[size / sizeof(WCHAR)] = 0;
+    return !lstrcmpiW(data, expected);
+}
+
+static LONG remove_value_if_ours(HKEY classes, const struct reg_entry *entry,
+                                 const struct module_paths *paths)
+{
+    LONG status;
+    HKEY key;
+
+    status = RegOpenKeyExW(classes, entry->key, 0, KEY_READ | KEY_SET_VALUE, &key);
+    if (status == ERROR_FILE_NOT_FOUND)
+        return ERROR_SUCCESS;
+    if (status)
+        return status;
+    if (value_is_ours(key, entry->name, entry_data(entry, paths)))
+        status = RegDeleteValueW(key, entry->name);
+    RegCloseKey(key);
+    return status == ERROR_FILE_NOT_FOUND ? ERROR_SUCCESS : status;
+}
+
+static BOOL key_is_empty(HKEY classes, const WCHAR *path)
+{
+    DWORD subkeys, values;
+    HKEY key;
+    LONG status;
+
+    if (RegOpenKeyExW(classes, path, 0, KEY_READ, &key))
+        return FALSE;
+    status = RegQueryInfoKeyW(key, NULL, NULL, NULL, &subkeys, NULL, NULL, &values,
+                              NULL, NULL, NULL, NULL);
+    RegCloseKey(key);
+    return !status && !subkeys && !values;
+}
+
+/* Deletes the key and then its parents while they are empty, never CLSID or TypeLib itself. */
+static void prune_empty_keys(HKEY classes, const WCHAR *path)
+{
+    WCHAR partial[MAX_KEY_PATH];
+    unsigned int floor = (!wcsncmp(path, L"CLSID\\", 6) || !wcsncmp(path, L"TypeLib\\", 8)) ? 1 : 0;
+    WCHAR *slash;
+    unsigned int depth = 0;
+
+    lstrcpynW(partial, path, MAX_KEY_PATH);
+    for (slash = partial; (slash = wcschr(slash, '\\')); slash++)
+        depth++;
+    while (depth >= floor && key_is_empty(classes, partial) && !RegDeleteKeyW(classes, partial))
+    {
+        if (!depth-- || !(slash = wcsrchr(partial, '\\')))
+            break;
+        *slash = 0;
+    }
+}
+
+static BOOL other_bitness_registered(enum registration_scope scope)
+{
+    static const WCHAR *const servers[] =
+    {
+        L"Software\\Classes\\CLSID\\" MANAGER_CLSID L"\\InprocServer32",
+        L"Software\\Classes\\CLSID\\" CONTROL_CLSID L"\\InprocServer32",
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(servers); i++)
+    {
+        HKEY key;
+
+        if (!RegOpenKeyExW(scope_hive(scope), servers[i], 0, KEY_READ | OTHER_VIEW, &key))
+        {
+            RegCloseKey(key);
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static LONG unregister_entries(HKEY classes, const struct module_paths *paths, BOOL shared)
+{
+    size_t i;
+    LONG status;
+
+    for (i = ARRAYSIZE(registry_table); i-- > 0;)
+    {
+        if (registry_table[i].shared != shared)
+            continue;
+        if ((status = remove_value_if_ours(classes, &registry_table[i], paths)))
+            return status;
+        prune_empty_keys(classes, registry_table[i].key);
+    }
+    return ERROR_SUCCESS;
+}
+
+HRESULT unregister_server(enum registration_scope scope)
+{
+    struct module_paths paths;
+    HKEY classes;
+    LONG status;
+    HRESULT hr = get_module_paths(&paths);
+
+    if (FAILED(hr))
+        return hr;
+    status = open_classes(scope, KEY_READ | KEY_WRITE, &classes);
+    if (status == ERROR_FILE_NOT_FOUND)
+        return S_OK;
+    if (status)
+        return HRESULT_FROM_WIN32(status);
+    status = unregister_entries(classes, &paths, FALSE);
+    if (!status && !other_bitness_registered(scope))
+        status = unregister_entries(classes, &paths, TRUE);
+    RegCloseKey(classes);
+    return HRESULT_FROM_WIN32(status);
+}
