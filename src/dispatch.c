@@ -22,17 +22,16 @@ static BOOL handle_packet(struct pool *pool, struct worker *worker, ULONG_PTR ke
     /* Every thread is inside a callback: start another before this one may block. */
     if (InterlockedIncrement(&pool->busy) >= pool->threads)
         pool_inject(pool);
-    if (hostiocp_trace_enabled)
-        hostiocp_trace_line("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, bytes,
-                            overlapped, (void *)key);
-    ICLRIoCompletionManager_OnComplete(pool->clr, error, bytes, overlapped);
-    InterlockedDecrement(&pool->busy);
-
     InterlockedIncrement64(&worker->counts.dispatched);
     if (error != ERROR_SUCCESS)
         InterlockedIncrement64(&worker->counts.failed);
     if (key != pool->bind_key)
         InterlockedIncrement64(&worker->counts.foreign);
+    if (hostiocp_trace_enabled)
+        hostiocp_trace_line("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, bytes,
+                            overlapped, (void *)key);
+    ICLRIoCompletionManager_OnComplete(pool->clr, error, bytes, overlapped);
+    InterlockedDecrement(&pool->busy);
     return TRUE;
 }
 

@@ -6,6 +6,7 @@
 HINSTANCE hostiocp_instance;
 BOOL hostiocp_trace_enabled;
 static volatile LONG module_refs;
+static DWORD pool_tls = TLS_OUT_OF_INDEXES;
 
 void module_add_ref(void)
 {
@@ -27,6 +28,16 @@ HMODULE module_pin(void)
     HMODULE module = NULL;
     GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, (const WCHAR *)module_pin, &module);
     return module;
+}
+
+void set_current_pool(struct pool *pool)
+{
+    TlsSetValue(pool_tls, pool);
+}
+
+struct pool *current_pool(void)
+{
+    return pool_tls == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(pool_tls);
 }
 
 void hostiocp_trace_line(const char *format, ...)
@@ -51,14 +62,17 @@ static BOOL trace_requested(void)
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
 {
-    (void)reserved;
     if (reason == DLL_PROCESS_ATTACH)
     {
         hostiocp_instance = instance;
         DisableThreadLibraryCalls(instance);
         hostiocp_trace_enabled = trace_requested();
+        if ((pool_tls = TlsAlloc()) == TLS_OUT_OF_INDEXES)
+            return FALSE;
         TRACE("loaded");
     }
+    else if (reason == DLL_PROCESS_DETACH && !reserved)
+        TlsFree(pool_tls);
     return TRUE;
 }
 

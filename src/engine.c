@@ -42,6 +42,8 @@ struct engine *engine_create(void)
     GetSystemInfo(&system);
     engine->refs = 1;
     InitializeSRWLock(&engine->lock);
+    InitializeSRWLock(&engine->tally.lock);
+    InitializeConditionVariable(&engine->tally.ended);
     engine->limits.min_threads = min(system.dwNumberOfProcessors, HOSTIOCP_MAX_THREADS_LIMIT);
     engine->limits.max_threads = ENGINE_DEFAULT_MAX_THREADS;
     engine->limits.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
@@ -54,7 +56,6 @@ static void destroy_port(struct pool *pool)
 {
     struct port *port = port_from_pool(pool);
 
-    ICLRIoCompletionManager_Release(port->pool.clr);
     engine_release(port->engine);
     HeapFree(GetProcessHeap(), 0, port);
 }
@@ -102,7 +103,6 @@ static HRESULT create_port_locked(struct engine *engine, struct port **out)
         CloseHandle(handle);
         return E_OUTOFMEMORY;
     }
-    ICLRIoCompletionManager_AddRef(engine->clr);
     InterlockedIncrement(&engine->refs);
     port->engine = engine;
     pool_init(&port->pool, handle, engine->clr, &engine->limits, &engine->tally, destroy_port);
@@ -146,6 +146,19 @@ static void shut_down_port(struct engine *engine, struct port *port)
     pool_release(&port->pool);
 }
 
+/* Also waits for threads of ports that were closed from inside their own callbacks; the
+ * caller's own thread, if it is one of ours, ends when its callback returns. */
+static void wait_for_threads(struct engine *engine)
+{
+    struct pool *own = current_pool();
+    LONG remaining = own && own->tally == &engine->tally ? 1 : 0;
+
+    AcquireSRWLockExclusive(&engine->tally.lock);
+    while (engine->tally.threads > remaining)
+        SleepConditionVariableSRW(&engine->tally.ended, &engine->tally.lock, INFINITE, 0);
+    ReleaseSRWLockExclusive(&engine->tally.lock);
+}
+
 void engine_shutdown(struct engine *engine)
 {
     ICLRIoCompletionManager *clr;
@@ -162,6 +175,7 @@ void engine_shutdown(struct engine *engine)
         next = ports->next;
         shut_down_port(engine, ports);
     }
+    wait_for_threads(engine);
     if (clr)
         ICLRIoCompletionManager_Release(clr);
     engine_release(engine);

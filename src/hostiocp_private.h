@@ -18,6 +18,11 @@ LONG module_ref_count(void);
 /* Pins the DLL for a thread of ours; the thread ends with FreeLibraryAndExitThread. */
 HMODULE module_pin(void);
 
+struct pool;
+/* Which pool, if any, the calling thread belongs to. */
+void set_current_pool(struct pool *pool);
+struct pool *current_pool(void);
+
 /* ---- tracing (dllmain.c): HOSTIOCP_TRACE=1 sends lines to OutputDebugString ---- */
 extern BOOL hostiocp_trace_enabled;
 void hostiocp_trace_line(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -77,11 +82,13 @@ struct pool_limits
     volatile LONG batch_size;
 };
 
-/* Engine-wide thread counts that every pool updates. */
+/* Engine-wide thread counts that every pool updates; engine_shutdown waits on ended. */
 struct thread_tally
 {
     volatile LONG threads;
     volatile LONG peak;
+    SRWLOCK lock;
+    CONDITION_VARIABLE ended;
 };
 
 /* The threads that serve one completion port (pool.c) and their dispatch loop (dispatch.c). */
@@ -92,7 +99,7 @@ struct pool
     HANDLE port;
     ULONG_PTR bind_key;             /* the key Bind associates handles with */
     ULONG_PTR control_key;          /* the key of our own stop packets */
-    ICLRIoCompletionManager *clr;
+    ICLRIoCompletionManager *clr;   /* the engine's reference outlives every pool thread */
     const struct pool_limits *limits;
     struct thread_tally *tally;
 
@@ -113,7 +120,6 @@ struct worker
 {
     struct worker *next;
     struct worker *prev;
-    DWORD thread_id;
     BOOL slot_released;
     struct port_counters counts;
 };

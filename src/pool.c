@@ -71,13 +71,18 @@ static BOOL reserve_slot(struct pool *pool, LONG limit)
     return TRUE;
 }
 
-/* The count has dropped: keep the engine's tally and wake pool_stop, which waits for it. */
+/* The count has dropped: keep the engine's tally and wake pool_stop and engine_shutdown. */
 static void announce_slot_released(struct pool *pool)
 {
-    InterlockedDecrement(&pool->tally->threads);
+    struct thread_tally *tally = pool->tally;
+
     AcquireSRWLockExclusive(&pool->lock);
     WakeAllConditionVariable(&pool->thread_ended);
     ReleaseSRWLockExclusive(&pool->lock);
+    AcquireSRWLockExclusive(&tally->lock);
+    InterlockedDecrement(&tally->threads);
+    WakeAllConditionVariable(&tally->ended);
+    ReleaseSRWLockExclusive(&tally->lock);
 }
 
 static void release_slot(struct pool *pool)
@@ -198,7 +203,7 @@ static void add_counters(struct port_counters *sum, const struct port_counters *
 void pool_worker_enter(struct pool *pool, struct worker *worker)
 {
     ZeroMemory(worker, sizeof(*worker));
-    worker->thread_id = GetCurrentThreadId();
+    set_current_pool(pool);
     AcquireSRWLockExclusive(&pool->lock);
     worker->next = pool->workers;
     if (pool->workers)
@@ -235,16 +240,6 @@ void pool_counters(struct pool *pool, struct port_counters *sum)
     ReleaseSRWLockShared(&pool->lock);
 }
 
-static BOOL is_worker_thread(struct pool *pool, DWORD thread_id)
-{
-    const struct worker *worker;
-
-    for (worker = pool->workers; worker; worker = worker->next)
-        if (worker->thread_id == thread_id)
-            return TRUE;
-    return FALSE;
-}
-
 void pool_stop(struct pool *pool)
 {
     LONG threads, remaining, i;
@@ -257,7 +252,7 @@ void pool_stop(struct pool *pool)
 
     AcquireSRWLockExclusive(&pool->lock);
     /* Called from a callback on one of our own threads: that thread ends when it returns. */
-    remaining = is_worker_thread(pool, GetCurrentThreadId()) ? 1 : 0;
+    remaining = current_pool() == pool ? 1 : 0;
     while (pool->threads > remaining)
         SleepConditionVariableSRW(&pool->thread_ended, &pool->lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&pool->lock);

@@ -1,0 +1,88 @@
+#!/bin/sh
+# hostiocp.sh demo | check | bench
+#
+# Installs what is missing (build-aux/setup-deps.sh), configures and builds hostiocp for
+# x86_64-w64-mingw32 and i686-w64-mingw32 in build/<target>, registers the DLL in each build's
+# private Wine prefix, then:
+#   demo   runs the host program in a 64-bit and a 32-bit process;
+#   check  runs `make check` for both targets and prints a pass/fail summary;
+#   bench  runs the benchmark (make bench) for both targets.
+# Idempotent: a second run only rebuilds what changed.
+set -eu
+cd "$(dirname "$0")"
+: "${HOSTIOCP_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/hostiocp}"
+export HOSTIOCP_CACHE
+TARGETS=${HOSTIOCP_TARGETS:-"x86_64-w64-mingw32 i686-w64-mingw32"}
+JOBS=$(nproc 2>/dev/null || echo 2)
+command=${1:-demo}
+shift 2>/dev/null || true
+
+case $command in
+    demo|check|bench) ;;
+    *) echo "usage: $0 demo|check|bench" >&2; exit 2 ;;
+esac
+
+log() { printf 'hostiocp: %s\n' "$*" >&2; }
+
+sh build-aux/setup-deps.sh
+
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+    log "autoreconf"
+    autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+fi
+
+build_target() { # $1 = triplet
+    dir=build/$1
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Makefile" ]; then
+        log "configuring $1"
+        (cd "$dir" && ../../configure -q --host="$1" \
+            PKG_CONFIG_PATH="$HOSTIOCP_CACHE/check-$1/lib/pkgconfig" \
+            WINETEST_INCDIR="$HOSTIOCP_CACHE/winetest/include" \
+            HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template")
+    fi
+    log "building $1"
+    make -s -C "$dir" -j"$JOBS" all >/dev/null
+    make -s -C "$dir" register >/dev/null
+}
+
+for target in $TARGETS; do
+    build_target "$target"
+done
+
+status=0
+case $command in
+demo)
+    for target in $TARGETS; do
+        log "running the host program ($target)"
+        make -s -C "build/$target" demo DEMO_ARGS="$*" || status=1
+    done
+    ;;
+bench)
+    for target in $TARGETS; do
+        log "benchmark ($target)"
+        make -s -C "build/$target" bench BENCH_ARGS="$*" || status=1
+    done
+    ;;
+check)
+    passed=0 failed=0 skipped=0
+    for target in $TARGETS; do
+        log "make check ($target)"
+        make -s -C "build/$target" -j"$JOBS" check >"build/$target/check.out" 2>&1 || status=1
+        grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' "build/$target/check.out" | sed "s|^|  [$target] |" || true
+        summary=build/$target/test-suite.log
+        if [ -f "$summary" ]; then
+            p=$(sed -n 's/^# PASS: *//p' "$summary"); f=$(sed -n 's/^# FAIL: *//p' "$summary")
+            e=$(sed -n 's/^# ERROR: *//p' "$summary"); s=$(sed -n 's/^# SKIP: *//p' "$summary")
+            passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
+            [ "${f:-0}${e:-0}" = 00 ] || { cat "$summary"; status=1; }
+        else
+            tail -n 40 "build/$target/check.out"; failed=$((failed + 1))
+        fi
+    done
+    [ "$skipped" -eq 0 ] || { log "$skipped test programs were skipped"; status=1; }
+    echo "hostiocp: test programs for $TARGETS"
+    echo "$passed passed, $failed failed, $skipped skipped"
+    ;;
+esac
+exit $status
