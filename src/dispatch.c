@@ -103,6 +103,5 @@ DWORD WINAPI dispatch_thread(void *arg)
     HeapFree(GetProcessHeap(), 0, entries);
     TRACE("port %p: thread ends", pool->port);
     pool_worker_leave(pool, &worker);
-    module_release();
     FreeLibraryAndExitThread(hostiocp_instance, 0);
 }

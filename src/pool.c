@@ -66,6 +66,7 @@ static BOOL reserve_slot(struct pool *pool, LONG limit)
             break;
         threads = seen;
     }
+    module_add_ref();
     raise_to(&pool->peak, threads + 1);
     raise_to(&pool->tally->peak, InterlockedIncrement(&pool->tally->threads));
     return TRUE;
@@ -76,6 +77,7 @@ static void announce_slot_released(struct pool *pool)
 {
     struct thread_tally *tally = pool->tally;
 
+    module_release();
     AcquireSRWLockExclusive(&pool->lock);
     WakeAllConditionVariable(&pool->thread_ended);
     ReleaseSRWLockExclusive(&pool->lock);
@@ -123,11 +125,9 @@ static BOOL start_thread(struct pool *pool, LONG limit)
         return FALSE;
     }
     pool_add_ref(pool);
-    module_add_ref();
     if (!(thread = CreateThread(NULL, 0, dispatch_thread, pool, 0, NULL)))
     {
         DWORD error = GetLastError();
-        module_release();
         pool_release(pool);
         FreeLibrary(pin);
         release_slot(pool);

@@ -120,6 +120,13 @@ static LONG open_classes(enum registration_scope scope, REGSAM access, HKEY *cla
     return RegOpenKeyExW(scope_hive(scope), L"Software\\Classes", 0, access, classes);
 }
 
+/* A new user profile may have no Software\Classes yet; it is the system's key, not ours. */
+static LONG create_classes(enum registration_scope scope, HKEY *classes)
+{
+    return RegCreateKeyExW(scope_hive(scope), L"Software\\Classes", 0, NULL, REG_OPTION_NON_VOLATILE,
+                           KEY_READ | KEY_WRITE, NULL, classes, NULL);
+}
+
 /* Creates a key one component at a time so that the journal knows which ones are new. */
 static LONG create_key_journalled(HKEY classes, const WCHAR *path, struct journal *journal, HKEY *key)
 {
@@ -244,7 +251,7 @@ HRESULT register_server(enum registration_scope scope)
 
     if (FAILED(hr))
         return hr;
-    if ((status = open_classes(scope, KEY_READ | KEY_WRITE, &classes)))
+    if ((status = create_classes(scope, &classes)))
         return HRESULT_FROM_WIN32(status);
     if (!(journal = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*journal))))
     {

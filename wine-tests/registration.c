@@ -1,0 +1,232 @@
+/* Conformance: what regsvr32 and DllInstall write to and remove from the registry, per machine
+ * and per user, in this process's bitness view, and that a failed registration leaves nothing. */
+#include <windows.h>
+#include <ole2.h>
+#include <stdio.h>
+#define STANDALONE
+#include <wine/test.h>
+#include "hostiocp.h"
+#include "support.h"
+
+#define MANAGER_CLSID L"{198174B4-B653-4E14-A2C4-4DBC75550165}"
+#define CONTROL_CLSID L"{58AE5529-FEA8-4B5F-97BA-7B1E3BF367AB}"
+#define TYPELIB_LIBID L"{C63A41B6-E730-4DAF-B73A-2ED99B7735B0}"
+#ifdef _WIN64
+#define PLATFORM L"win64"
+#define OTHER_VIEW KEY_WOW64_32KEY
+#else
+#define PLATFORM L"win32"
+#define OTHER_VIEW KEY_WOW64_64KEY
+#endif
+
+static WCHAR dll_path[MAX_PATH * 2];
+static HMODULE dll;
+static HRESULT (WINAPI *pDllInstall)(BOOL, const WCHAR *);
+
+static BOOL key_exists(HKEY hive, REGSAM view, const WCHAR *path)
+{
+    WCHAR full[512];
+    HKEY key;
+
+    swprintf(full, ARRAYSIZE(full), L"Software\\Classes\\%ls", path);
+    if (RegOpenKeyExW(hive, full, 0, KEY_READ | view, &key))
+        return FALSE;
+    RegCloseKey(key);
+    return TRUE;
+}
+
+static BOOL value_is(HKEY hive, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
+{
+    WCHAR full[512], data[MAX_PATH * 2];
+    DWORD size = sizeof(data);
+
+    swprintf(full, ARRAYSIZE(full), L"Software\\Classes\\%ls", path);
+    if (RegGetValueW(hive, full, name, RRF_RT_REG_SZ, NULL, data, &size))
+        return FALSE;
+    return !lstrcmpiW(data, expected);
+}
+
+static void check_registered(HKEY hive, const char *where)
+{
+    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+       "%s: manager InprocServer32 is not %s\n", where, wine_dbgstr_w(dll_path));
+    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", L"ThreadingModel", L"Both"),
+       "%s: ThreadingModel is not Both\n", where);
+    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\ProgID", NULL, L"HostIoCp.IoCompletionManager.1"),
+       "%s: manager ProgID\n", where);
+    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\VersionIndependentProgID", NULL, L"HostIoCp.IoCompletionManager"),
+       "%s: manager VersionIndependentProgID\n", where);
+    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\TypeLib", NULL, TYPELIB_LIBID), "%s: manager TypeLib\n", where);
+    ok(value_is(hive, L"HostIoCp.IoCompletionManager.1\\CLSID", NULL, MANAGER_CLSID), "%s: ProgID CLSID\n", where);
+    ok(value_is(hive, L"HostIoCp.IoCompletionManager\\CLSID", NULL, MANAGER_CLSID), "%s: VI ProgID CLSID\n", where);
+    ok(value_is(hive, L"HostIoCp.IoCompletionManager\\CurVer", NULL, L"HostIoCp.IoCompletionManager.1"),
+       "%s: CurVer\n", where);
+    ok(value_is(hive, L"CLSID\\" CONTROL_CLSID L"\\InprocServer32", NULL, dll_path),
+       "%s: host control InprocServer32\n", where);
+    ok(value_is(hive, L"CLSID\\" CONTROL_CLSID L"\\InprocServer32", L"ThreadingModel", L"Both"),
+       "%s: host control ThreadingModel\n", where);
+    ok(value_is(hive, L"HostIoCp.HostControl.1\\CLSID", NULL, CONTROL_CLSID), "%s: host control ProgID\n", where);
+    ok(value_is(hive, L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" PLATFORM, NULL, dll_path), "%s: TypeLib path\n", where);
+    /* Windows keeps HKCU's CLSID keys per bitness as well; Wine 8 shares them. */
+    todo_wine_if(hive == HKEY_CURRENT_USER)
+    ok(!key_exists(hive, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32"),
+       "%s: registered in the other bitness's view too\n", where);
+}
+
+static void check_unregistered(HKEY hive, const char *where)
+{
+    static const WCHAR *const keys[] =
+    {
+        L"CLSID\\" MANAGER_CLSID, L"CLSID\\" CONTROL_CLSID, L"HostIoCp.IoCompletionManager.1",
+        L"HostIoCp.IoCompletionManager", L"HostIoCp.HostControl.1", L"HostIoCp.HostControl",
+        L"TypeLib\\" TYPELIB_LIBID,
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(keys); i++)
+        ok(!key_exists(hive, 0, keys[i]), "%s: %s is still there\n", where, wine_dbgstr_w(keys[i]));
+    ok(hive != HKEY_LOCAL_MACHINE || key_exists(hive, 0, L"CLSID"), "%s: CLSID itself was removed\n", where);
+}
+
+static DWORD regsvr32(const WCHAR *options)
+{
+    WCHAR command[MAX_PATH * 3];
+
+    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s %ls \"%ls\"", options, dll_path);
+    return run_command(command);
+}
+
+static void test_machine_round_trip(void)
+{
+    ITypeLib *typelib;
+    DWORD code = regsvr32(L"/u");
+    HRESULT hr;
+
+    if (code == 5 /* E_ACCESSDENIED via regsvr32's exit code: not elevated */)
+    {
+        skip("per-machine registration needs an elevated process\n");
+        return;
+    }
+    ok(code == 0, "regsvr32 /u exited with %lu\n", code);
+    check_unregistered(HKEY_LOCAL_MACHINE, "after regsvr32 /u");
+    code = regsvr32(L"/u");
+    ok(code == 0, "unregistering twice: regsvr32 /u exited with %lu\n", code);
+
+    code = regsvr32(L"");
+    ok(code == 0, "regsvr32 exited with %lu\n", code);
+    check_registered(HKEY_LOCAL_MACHINE, "after regsvr32");
+    code = regsvr32(L"");
+    ok(code == 0, "registering twice: regsvr32 exited with %lu\n", code);
+    check_registered(HKEY_LOCAL_MACHINE, "after registering twice");
+
+    hr = LoadRegTypeLib(&LIBID_HostIoCpLib, 1, 0, 0, &typelib);
+    ok(hr == S_OK, "LoadRegTypeLib returned %#lx\n", hr);
+    if (SUCCEEDED(hr))
+    {
+        ITypeInfo *info;
+        hr = ITypeLib_GetTypeInfoOfGuid(typelib, &CLSID_HostIoCompletionManager, &info);
+        ok(hr == S_OK, "the type library has no HostIoCompletionManager: %#lx\n", hr);
+        if (SUCCEEDED(hr))
+            ITypeInfo_Release(info);
+        ITypeLib_Release(typelib);
+    }
+}
+
+static void test_user_round_trip(void)
+{
+    DWORD code;
+
+    check_unregistered(HKEY_CURRENT_USER, "before per-user registration");
+    code = regsvr32(L"/n /i:user");
+    ok(code == 0, "regsvr32 /n /i:user exited with %lu\n", code);
+    check_registered(HKEY_CURRENT_USER, "per user");
+    code = regsvr32(L"/u /n /i:user");
+    ok(code == 0, "regsvr32 /u /n /i:user exited with %lu\n", code);
+    check_unregistered(HKEY_CURRENT_USER, "after per-user unregistration");
+    /* The per-machine registration is untouched. */
+    ok(value_is(HKEY_LOCAL_MACHINE, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+       "per-user unregistration touched HKLM\n");
+}
+
+static void test_dllinstall_arguments(void)
+{
+    HRESULT hr;
+
+    hr = pDllInstall(TRUE, L"everyone");
+    ok(hr == E_INVALIDARG, "DllInstall(TRUE, everyone) returned %#lx\n", hr);
+    hr = pDllInstall(FALSE, L"everyone");
+    ok(hr == E_INVALIDARG, "DllInstall(FALSE, everyone) returned %#lx\n", hr);
+    hr = pDllInstall(TRUE, L"USER");
+    ok(hr == S_OK, "DllInstall(TRUE, USER) returned %#lx\n", hr);
+    check_registered(HKEY_CURRENT_USER, "DllInstall(TRUE, USER)");
+    hr = pDllInstall(FALSE, L"user");
+    ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
+    check_unregistered(HKEY_CURRENT_USER, "DllInstall(FALSE, user)");
+}
+
+static void test_failed_registration_leaves_nothing(void)
+{
+    HKEY blocker;
+    DWORD subkeys = 1;
+    LONG status;
+    HRESULT hr;
+
+    /* A volatile key cannot get persistent subkeys: registration fails part-way through. */
+    status = RegCreateKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\HostIoCp.HostControl.1", 0, NULL,
+                             REG_OPTION_VOLATILE, KEY_ALL_ACCESS, NULL, &blocker, NULL);
+    ok(!status, "RegCreateKeyEx failed: %ld\n", status);
+    hr = pDllInstall(TRUE, L"user");
+    ok(hr == HRESULT_FROM_WIN32(ERROR_CHILD_MUST_BE_VOLATILE), "DllInstall returned %#lx\n", hr);
+    RegQueryInfoKeyW(blocker, NULL, NULL, NULL, &subkeys, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    ok(subkeys == 0, "the blocking key got %lu subkeys\n", subkeys);
+    RegCloseKey(blocker);
+    ok(key_exists(HKEY_CURRENT_USER, 0, L"HostIoCp.HostControl.1"), "the key that was there is gone\n");
+    RegDeleteKeyW(HKEY_CURRENT_USER, L"Software\\Classes\\HostIoCp.HostControl.1");
+    check_unregistered(HKEY_CURRENT_USER, "after a failed registration");
+}
+
+static void test_unregister_keeps_what_others_added(void)
+{
+    HKEY key;
+    DWORD values = 0;
+    HRESULT hr = pDllInstall(TRUE, L"user");
+
+    ok(hr == S_OK, "DllInstall(TRUE, user) returned %#lx\n", hr);
+    RegOpenKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID, 0, KEY_ALL_ACCESS, &key);
+    RegSetValueExW(key, L"AddedByOthers", 0, REG_SZ, (const BYTE *)L"1", 2 * sizeof(WCHAR));
+    RegCloseKey(key);
+    hr = pDllInstall(FALSE, L"user");
+    ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
+    ok(!key_exists(HKEY_CURRENT_USER, 0, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32"), "InprocServer32 stayed\n");
+    ok(!RegOpenKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID, 0, KEY_ALL_ACCESS, &key),
+       "a key holding someone else's value was deleted\n");
+    RegQueryInfoKeyW(key, NULL, NULL, NULL, NULL, NULL, NULL, &values, NULL, NULL, NULL, NULL);
+    ok(values == 1, "%lu values left, expected just the foreign one\n", values);
+    RegCloseKey(key);
+    RegDeleteKeyW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID);
+}
+
+START_TEST(registration)
+{
+    get_dll_path(dll_path, ARRAYSIZE(dll_path));
+    trace("testing %s\n", wine_dbgstr_w(dll_path));
+    dll = LoadLibraryW(dll_path);
+    ok(dll != NULL, "cannot load %s: %lu\n", wine_dbgstr_w(dll_path), GetLastError());
+    if (!dll)
+        return;
+    GetModuleFileNameW(dll, dll_path, ARRAYSIZE(dll_path));
+    pDllInstall = (void *)GetProcAddress(dll, "DllInstall");
+    ok(pDllInstall != NULL, "DllInstall is not exported\n");
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+
+    test_machine_round_trip();
+    test_user_round_trip();
+    test_dllinstall_arguments();
+    test_failed_registration_leaves_nothing();
+    test_unregister_keeps_what_others_added();
+
+    /* Leave the machine registration in place for the other tests. */
+    ok(regsvr32(L"") == 0, "re-registering failed\n");
+    CoUninitialize();
+    FreeLibrary(dll);
+}

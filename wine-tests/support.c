@@ -1,0 +1,50 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "support.h"
+
+/* wine/test.h needs this Wine-internal helper, which mingw-w64's ntdll does not export. */
+const char * __cdecl __wine_dbg_strdup(const char *text)
+{
+    static char buffers[8][1024];
+    static volatile LONG next;
+    char *copy = buffers[InterlockedIncrement(&next) % 8];
+
+    lstrcpynA(copy, text, sizeof(buffers[0]));
+    return copy;
+}
+
+void get_dll_path(WCHAR *path, DWORD size)
+{
+    WCHAR *slash;
+    DWORD length = GetEnvironmentVariableW(L"HOSTIOCP_DLL", path, size);
+
+    if (length && length < size)
+        return;
+    GetModuleFileNameW(NULL, path, size);
+    if ((slash = wcsrchr(path, '\\')))
+        *slash = 0;
+    if ((slash = wcsrchr(path, '\\')))
+        *slash = 0;
+    lstrcatW(path, L"\\hostiocp.dll");
+}
+
+DWORD run_command(const WCHAR *command_line)
+{
+    STARTUPINFOW startup;
+    PROCESS_INFORMATION process;
+    WCHAR *copy = _wcsdup(command_line);
+    DWORD code = (DWORD)-1;
+
+    ZeroMemory(&startup, sizeof(startup));
+    startup.cb = sizeof(startup);
+    if (CreateProcessW(NULL, copy, NULL, NULL, FALSE, 0, NULL, NULL, &startup, &process))
+    {
+        WaitForSingleObject(process.hProcess, 120000);
+        GetExitCodeProcess(process.hProcess, &code);
+        CloseHandle(process.hThread);
+        CloseHandle(process.hProcess);
+    }
+    free(copy);
+    return code;
+}
