@@ -1,0 +1,329 @@
+/* Conformance: real overlapped I/O through hostiocp as the CLR drives it (Bind, then
+ * InitializeHostOverlapped per request): file, named-pipe and TCP transfers checked byte for
+ * byte, cancellation, a handle closed with I/O pending, and packets others post to the port. */
+#include <winsock2.h>
+#include <windows.h>
+#include <ole2.h>
+#include <stdio.h>
+#define STANDALONE
+#include <wine/test.h>
+#include "fakeclr.h"
+#include "support.h"
+
+#define WAIT_MS 30000
+
+struct request
+{
+    struct clr_overlapped clr;  /* must stay first: OnComplete gets its address */
+    volatile LONG completions;
+    DWORD error;
+    DWORD bytes;
+    HANDLE done;
+};
+
+static struct fake_clr *clr;
+static IHostIoCompletionManager *manager;
+static HANDLE port;
+
+static void record_completion(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct request *request = overlapped;
+
+    (void)fake;
+    request->error = error;
+    request->bytes = bytes;
+    InterlockedIncrement(&request->completions);
+    SetEvent(request->done);
+}
+
+static void init_request(struct request *request)
+{
+    HRESULT hr;
+
+    ZeroMemory(request, sizeof(*request));
+    request->done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    hr = IHostIoCompletionManager_InitializeHostOverlapped(manager, &request->clr.overlapped);
+    ok(hr == S_OK, "InitializeHostOverlapped returned %#lx\n", hr);
+}
+
+static void free_request(struct request *request)
+{
+    CloseHandle(request->done);
+}
+
+/* Waits for the request's one completion and checks what OnComplete reported. */
+static void check_completion(struct request *request, DWORD error, DWORD bytes, const char *what)
+{
+    ok(WaitForSingleObject(request->done, WAIT_MS) == WAIT_OBJECT_0, "%s: no completion\n", what);
+    ok(request->completions == 1, "%s: %ld completions\n", what, request->completions);
+    ok(request->error == error, "%s: error %lu, expected %lu\n", what, request->error, error);
+    ok(request->bytes == bytes, "%s: %lu bytes, expected %lu\n", what, request->bytes, bytes);
+}
+
+static void fill_pattern(BYTE *buffer, DWORD size, DWORD seed)
+{
+    DWORD i;
+
+    for (i = 0; i < size; i++)
+        buffer[i] = (BYTE)((i * 31 + seed) ^ (i >> 8));
+}
+
+static void bind_handle(HANDLE handle, const char *what)
+{
+    HRESULT hr = IHostIoCompletionManager_Bind(manager, port, handle);
+    ok(hr == S_OK, "Bind(%s) returned %#lx\n", what, hr);
+}
+
+static void test_file(void)
+{
+    enum { CHUNK = 65536, CHUNKS = 4 };
+    struct request writes[CHUNKS], reads[CHUNKS];
+    WCHAR dir[MAX_PATH], path[MAX_PATH];
+    BYTE *data = HeapAlloc(GetProcessHeap(), 0, CHUNK * CHUNKS);
+    BYTE *back = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, CHUNK * CHUNKS);
+    HANDLE file;
+    int i;
+
+    GetTempPathW(MAX_PATH, dir);
+    GetTempFileNameW(dir, L"hio", 0, path);
+    file = CreateFileW(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                       FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    ok(file != INVALID_HANDLE_VALUE, "CreateFile failed: %lu\n", GetLastError());
+    bind_handle(file, "file");
+    fill_pattern(data, CHUNK * CHUNKS, 7);
+
+    for (i = 0; i < CHUNKS; i++)
+    {
+        init_request(&writes[i]);
+        writes[i].clr.overlapped.Offset = i * CHUNK;
+        if (!WriteFile(file, data + i * CHUNK, CHUNK, NULL, &writes[i].clr.overlapped))
+            ok(GetLastError() == ERROR_IO_PENDING, "WriteFile failed: %lu\n", GetLastError());
+    }
+    for (i = 0; i < CHUNKS; i++)
+        check_completion(&writes[i], ERROR_SUCCESS, CHUNK, "file write");
+    for (i = 0; i < CHUNKS; i++)
+    {
+        init_request(&reads[i]);
+        reads[i].clr.overlapped.Offset = i * CHUNK;
+        if (!ReadFile(file, back + i * CHUNK, CHUNK, NULL, &reads[i].clr.overlapped))
+            ok(GetLastError() == ERROR_IO_PENDING, "ReadFile failed: %lu\n", GetLastError());
+    }
+    for (i = 0; i < CHUNKS; i++)
+        check_completion(&reads[i], ERROR_SUCCESS, CHUNK, "file read");
+    ok(!memcmp(data, back, CHUNK * CHUNKS), "the file read back differs from what was written\n");
+
+    /* Reading at the end of the file completes with ERROR_HANDLE_EOF. */
+    init_request(&reads[0]);
+    reads[0].clr.overlapped.Offset = CHUNK * CHUNKS;
+    if (!ReadFile(file, back, CHUNK, NULL, &reads[0].clr.overlapped) && GetLastError() == ERROR_IO_PENDING)
+        check_completion(&reads[0], ERROR_HANDLE_EOF, 0, "read past the end");
+    else
+        ok(GetLastError() == ERROR_HANDLE_EOF, "ReadFile past the end failed with %lu\n", GetLastError());
+
+    for (i = 0; i < CHUNKS; i++)
+    {
+        free_request(&writes[i]);
+        free_request(&reads[i]);
+    }
+    CloseHandle(file);
+    HeapFree(GetProcessHeap(), 0, data);
+    HeapFree(GetProcessHeap(), 0, back);
+}
+
+static void create_pipe_pair(HANDLE *server, HANDLE *client)
+{
+    WCHAR name[64];
+
+    swprintf(name, ARRAYSIZE(name), L"\\\\.\\pipe\\hostiocp-%lu-%lu", GetCurrentProcessId(), GetTickCount());
+    *server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+                               PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT, 1, 4096, 4096, 0, NULL);
+    ok(*server != INVALID_HANDLE_VALUE, "CreateNamedPipe failed: %lu\n", GetLastError());
+    *client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    ok(*client != INVALID_HANDLE_VALUE, "opening the pipe failed: %lu\n", GetLastError());
+}
+
+static void start_read(HANDLE handle, BYTE *buffer, DWORD size, struct request *request)
+{
+    init_request(request);
+    if (!ReadFile(handle, buffer, size, NULL, &request->clr.overlapped))
+        ok(GetLastError() == ERROR_IO_PENDING, "ReadFile failed: %lu\n", GetLastError());
+}
+
+static void test_pipe(const char *mode)
+{
+    static const char message[] = "completion through the host";
+    struct request request;
+    HANDLE server, client;
+    BYTE buffer[256];
+    DWORD written;
+    char what[64];
+
+    create_pipe_pair(&server, &client);
+    bind_handle(server, "pipe");
+
+    start_read(server, buffer, sizeof(buffer), &request);
+    ok(WriteFile(client, message, sizeof(message), &written, NULL), "WriteFile failed: %lu\n", GetLastError());
+    snprintf(what, sizeof(what), "%s pipe read", mode);
+    check_completion(&request, ERROR_SUCCESS, sizeof(message), what);
+    ok(!memcmp(buffer, message, sizeof(message)), "%s: the pipe delivered other bytes\n", mode);
+    free_request(&request);
+
+    start_read(server, buffer, sizeof(buffer), &request);
+    ok(CancelIoEx(server, &request.clr.overlapped), "CancelIoEx failed: %lu\n", GetLastError());
+    snprintf(what, sizeof(what), "%s cancelled read", mode);
+    check_completion(&request, ERROR_OPERATION_ABORTED, 0, what);
+    free_request(&request);
+
+    start_read(server, buffer, sizeof(buffer), &request);
+    CloseHandle(client);
+    snprintf(what, sizeof(what), "%s read when the client went away", mode);
+    check_completion(&request, ERROR_BROKEN_PIPE, 0, what);
+    free_request(&request);
+    CloseHandle(server);
+}
+
+static void test_socket(void)
+{
+    enum { SIZE = 100000 };
+    struct sockaddr_in address = { 0 };
+    int length = sizeof(address), received = 0, n;
+    SOCKET listener, client, server;
+    struct request request;
+    BYTE *data = HeapAlloc(GetProcessHeap(), 0, SIZE), *back = HeapAlloc(GetProcessHeap(), 0, SIZE);
+    WSABUF buffer;
+    DWORD flags = 0;
+
+    listener = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok(!bind(listener, (struct sockaddr *)&address, sizeof(address)), "bind failed: %d\n", WSAGetLastError());
+    ok(!listen(listener, 1), "listen failed: %d\n", WSAGetLastError());
+    getsockname(listener, (struct sockaddr *)&address, &length);
+    client = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    ok(!connect(client, (struct sockaddr *)&address, sizeof(address)), "connect failed: %d\n", WSAGetLastError());
+    server = accept(listener, NULL, NULL);
+    ok(server != INVALID_SOCKET, "accept failed: %d\n", WSAGetLastError());
+    bind_handle((HANDLE)server, "socket");
+
+    /* Receive through the host. */
+    init_request(&request);
+    buffer.buf = (char *)back;
+    buffer.len = 5;
+    if (WSARecv(server, &buffer, 1, NULL, &flags, &request.clr.overlapped, NULL))
+        ok(WSAGetLastError() == WSA_IO_PENDING, "WSARecv failed: %d\n", WSAGetLastError());
+    ok(send(client, "ping!", 5, 0) == 5, "send failed: %d\n", WSAGetLastError());
+    check_completion(&request, ERROR_SUCCESS, 5, "socket receive");
+    ok(!memcmp(back, "ping!", 5), "the socket delivered other bytes\n");
+    free_request(&request);
+
+    /* Send through the host, read it on the other side. */
+    fill_pattern(data, SIZE, 3);
+    init_request(&request);
+    buffer.buf = (char *)data;
+    buffer.len = SIZE;
+    if (WSASend(server, &buffer, 1, NULL, 0, &request.clr.overlapped, NULL))
+        ok(WSAGetLastError() == WSA_IO_PENDING, "WSASend failed: %d\n", WSAGetLastError());
+    while (received < SIZE && (n = recv(client, (char *)back + received, SIZE - received, 0)) > 0)
+        received += n;
+    ok(received == SIZE, "received %d of %d bytes\n", received, SIZE);
+    check_completion(&request, ERROR_SUCCESS, SIZE, "socket send");
+    ok(!memcmp(data, back, SIZE), "the bytes sent through the host differ\n");
+    free_request(&request);
+
+    /* The peer closing completes a pending receive with no bytes. */
+    init_request(&request);
+    buffer.buf = (char *)back;
+    buffer.len = 16;
+    flags = 0;
+    if (WSARecv(server, &buffer, 1, NULL, &flags, &request.clr.overlapped, NULL))
+        ok(WSAGetLastError() == WSA_IO_PENDING, "WSARecv failed: %d\n", WSAGetLastError());
+    closesocket(client);
+    check_completion(&request, ERROR_SUCCESS, 0, "receive after the peer closed");
+    free_request(&request);
+
+    closesocket(server);
+    closesocket(listener);
+    HeapFree(GetProcessHeap(), 0, data);
+    HeapFree(GetProcessHeap(), 0, back);
+}
+
+/* The CLR posts its own markers: a static OVERLAPPED with no host extension and a key that Bind
+ * never gave out.  Placed at the very end of a page followed by an inaccessible one, any read
+ * past the OVERLAPPED would fault. */
+static void test_foreign_packets(void)
+{
+    SYSTEM_INFO system;
+    BYTE *pages;
+    OVERLAPPED *marker;
+    HOSTIOCP_STATISTICS before, after;
+    DWORD old;
+
+    GetSystemInfo(&system);
+    pages = VirtualAlloc(NULL, system.dwPageSize * 2, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+    VirtualProtect(pages + system.dwPageSize, system.dwPageSize, PAGE_NOACCESS, &old);
+    marker = (OVERLAPPED *)(pages + system.dwPageSize - sizeof(OVERLAPPED));
+    get_statistics(manager, port, &before);
+
+    clr->hook = NULL;
+    fake_clr_expect(clr, 1);
+    ok(PostQueuedCompletionStatus(port, 0, (ULONG_PTR)0xc1c1c1c1, marker), "PostQueuedCompletionStatus failed\n");
+    ok(fake_clr_wait(clr, WAIT_MS), "the foreign packet was not dispatched\n");
+    ok(clr->last_overlapped == marker, "OnComplete got %p, not the posted %p\n", clr->last_overlapped, marker);
+    ok(clr->last_error == ERROR_SUCCESS && clr->last_bytes == 0, "error %lu, bytes %lu\n",
+       clr->last_error, clr->last_bytes);
+    get_statistics(manager, port, &after);
+    ok(after.ForeignPackets == before.ForeignPackets + 1, "foreign packets %s -> %s\n",
+       wine_dbgstr_longlong(before.ForeignPackets), wine_dbgstr_longlong(after.ForeignPackets));
+    clr->hook = record_completion;
+    VirtualFree(pages, 0, MEM_RELEASE);
+}
+
+static void set_batch_size(DWORD entries)
+{
+    IHostIoCpSettings *settings;
+
+    IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)&settings);
+    ok(IHostIoCpSettings_SetBatchSize(settings, entries) == S_OK, "SetBatchSize(%lu) failed\n", entries);
+    IHostIoCpSettings_Release(settings);
+}
+
+START_TEST(io)
+{
+    HOSTIOCP_STATISTICS stats;
+    WSADATA wsa;
+    HRESULT hr;
+
+    if (threads_unreliable())
+    {
+        skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
+        return;
+    }
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    WSAStartup(MAKEWORD(2, 2), &wsa);
+    clr = fake_clr_create();
+    clr->hook = record_completion;
+    hr = create_manager_with_clr(clr, 2, 8, &manager, &port);
+    ok(hr == S_OK, "creating the manager and its port failed: %#lx\n", hr);
+    if (FAILED(hr))
+        return;
+
+    test_file();
+    test_pipe("one at a time");
+    test_socket();
+    test_foreign_packets();
+    /* The same through batched dequeues: error codes come from each entry's status. */
+    set_batch_size(8);
+    test_pipe("batched");
+    test_foreign_packets();
+
+    get_statistics(manager, port, &stats);
+    ok(stats.HandlesBound == 4, "%s handles bound\n", wine_dbgstr_longlong(stats.HandlesBound));
+    ok(stats.CompletionsFailed >= 5, "%s failed completions\n", wine_dbgstr_longlong(stats.CompletionsFailed));
+    trace("dispatched %s completions, %s failed, %s foreign\n", wine_dbgstr_longlong(stats.CompletionsDispatched),
+          wine_dbgstr_longlong(stats.CompletionsFailed), wine_dbgstr_longlong(stats.ForeignPackets));
+    ok(IHostIoCompletionManager_Release(manager) == 0, "manager references left\n");
+    ok(clr->refs == 1, "the CLR callback is still referenced\n");
+    fake_clr_destroy(clr);
+    WSACleanup();
+    CoUninitialize();
+}
