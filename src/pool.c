@@ -72,25 +72,31 @@ static BOOL reserve_slot(struct pool *pool, LONG limit)
     return TRUE;
 }
 
-/* The count has dropped: keep the engine's tally and wake pool_stop and engine_shutdown. */
-static void announce_slot_released(struct pool *pool)
+/* A slot is gone: the DLL reference and the engine's tally go first, so that whoever waits for
+ * the pool's count (pool_stop) sees the engine's counts already settled. */
+static void release_module_and_tally(struct pool *pool)
 {
     struct thread_tally *tally = pool->tally;
 
     module_release();
-    AcquireSRWLockExclusive(&pool->lock);
-    WakeAllConditionVariable(&pool->thread_ended);
-    ReleaseSRWLockExclusive(&pool->lock);
     AcquireSRWLockExclusive(&tally->lock);
     InterlockedDecrement(&tally->threads);
     WakeAllConditionVariable(&tally->ended);
     ReleaseSRWLockExclusive(&tally->lock);
 }
 
+static void wake_pool_stop(struct pool *pool)
+{
+    AcquireSRWLockExclusive(&pool->lock);
+    WakeAllConditionVariable(&pool->thread_ended);
+    ReleaseSRWLockExclusive(&pool->lock);
+}
+
 static void release_slot(struct pool *pool)
 {
+    release_module_and_tally(pool);
     InterlockedDecrement(&pool->threads);
-    announce_slot_released(pool);
+    wake_pool_stop(pool);
 }
 
 /* Gives a thread's slot back only while the count stays above `floor`. */
@@ -103,7 +109,8 @@ static BOOL release_slot_above(struct pool *pool, LONG floor)
         LONG seen = InterlockedCompareExchange(&pool->threads, threads - 1, threads);
         if (seen == threads)
         {
-            announce_slot_released(pool);
+            release_module_and_tally(pool);
+            wake_pool_stop(pool);
             return TRUE;
         }
         threads = seen;
