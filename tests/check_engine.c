@@ -37,24 +37,6 @@ static IHostIoCompletionManager *start(DWORD min, DWORD max, HANDLE *port)
     return manager;
 }
 
-static void set_batch_size(IHostIoCompletionManager *manager, DWORD entries)
-{
-    IHostIoCpSettings *settings;
-
-    ck_assert_hr(IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)&settings), S_OK);
-    ck_assert_hr(IHostIoCpSettings_SetBatchSize(settings, entries), S_OK);
-    IHostIoCpSettings_Release(settings);
-}
-
-static void set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds)
-{
-    IHostIoCpSettings *settings;
-
-    ck_assert_hr(IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)&settings), S_OK);
-    ck_assert_hr(IHostIoCpSettings_SetIdleTimeout(settings, milliseconds), S_OK);
-    IHostIoCpSettings_Release(settings);
-}
-
 /* ---- exactly once, by sequence number ---- */
 
 struct sequence_check
@@ -90,7 +72,7 @@ static void run_exactly_once(DWORD threads, DWORD batch)
     clr->hook = count_by_sequence;
     clr->context = &check;
     manager = start(threads, threads, &port);
-    set_batch_size(manager, batch);
+    ck_assert_hr(set_batch_size(manager, batch), S_OK);
     fake_clr_expect(clr, STRESS_PACKETS);
     /* Posted as others post to the CLR's port: with a key Bind never gave out. */
     for (i = 0; i < STRESS_PACKETS; i++)
@@ -303,7 +285,7 @@ START_TEST(idle_threads_above_minimum_retire)
 
     init_blocking(&blocking, 3);
     manager = start(1, 8, &port);
-    set_idle_timeout(manager, 50);
+    ck_assert_hr(set_idle_timeout(manager, 50), S_OK);
     fake_clr_expect(clr, 3);
     for (i = 0; i < 3; i++)
         ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));

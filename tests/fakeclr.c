@@ -105,6 +105,37 @@ HRESULT create_manager_with_clr(struct fake_clr *clr, DWORD min, DWORD max,
     return hr;
 }
 
+static HRESULT get_settings(IHostIoCompletionManager *manager, IHostIoCpSettings **settings)
+{
+    return IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)settings);
+}
+
+HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries)
+{
+    IHostIoCpSettings *settings;
+    HRESULT hr = get_settings(manager, &settings);
+
+    if (SUCCEEDED(hr))
+    {
+        hr = IHostIoCpSettings_SetBatchSize(settings, entries);
+        IHostIoCpSettings_Release(settings);
+    }
+    return hr;
+}
+
+HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds)
+{
+    IHostIoCpSettings *settings;
+    HRESULT hr = get_settings(manager, &settings);
+
+    if (SUCCEEDED(hr))
+    {
+        hr = IHostIoCpSettings_SetIdleTimeout(settings, milliseconds);
+        IHostIoCpSettings_Release(settings);
+    }
+    return hr;
+}
+
 HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats)
 {
     IHostIoCpStatistics *statistics;

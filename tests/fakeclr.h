@@ -38,6 +38,8 @@ HRESULT create_manager(IHostIoCompletionManager **manager);
 /* A manager with the fake CLR set, min..max threads and, if port is given, one open port. */
 HRESULT create_manager_with_clr(struct fake_clr *clr, DWORD min, DWORD max,
                                 IHostIoCompletionManager **manager, HANDLE *port);
+HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries);
+HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds);
 HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats);
 /* Re-reads the statistics until `done` holds or the timeout passes. */
 BOOL wait_for_statistics(IHostIoCompletionManager *manager, HANDLE port,

@@ -302,15 +302,6 @@ static void test_foreign_packets(void)
     VirtualFree(pages, 0, MEM_RELEASE);
 }
 
-static void set_batch_size(DWORD entries)
-{
-    IHostIoCpSettings *settings;
-
-    IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)&settings);
-    ok(IHostIoCpSettings_SetBatchSize(settings, entries) == S_OK, "SetBatchSize(%lu) failed\n", entries);
-    IHostIoCpSettings_Release(settings);
-}
-
 START_TEST(io)
 {
     HOSTIOCP_STATISTICS stats;
@@ -337,7 +328,7 @@ START_TEST(io)
     test_socket();
     test_foreign_packets();
     /* The same through batched dequeues: error codes come from each entry's status. */
-    set_batch_size(8);
+    ok(set_batch_size(manager, 8) == S_OK, "SetBatchSize(8) failed\n");
     test_pipe("batched");
     test_foreign_packets();
 
