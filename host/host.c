@@ -1,32 +1,254 @@
-/* hostiocp-host: activates hostiocp through COM as a CLR host would. */
+/* hostiocp-host: a CLR-faithful host. It activates CLSID_HostIoCpHostControl through COM, takes
+ * the I/O completion manager from IHostControl::GetHostManager and plays the CLR's part
+ * (GetHostOverlappedSize, SetCLRIoCompletionManager, CreateIoCompletionPort once, Bind per
+ * handle, InitializeHostOverlapped per request, drain markers) while real overlapped I/O runs
+ * through it and every byte is checked. */
 #include <stdio.h>
-#include <windows.h>
+#include <stdlib.h>
+#include <string.h>
 #include <ole2.h>
 #include "hostiocp.h"
+#include "iobench.h"
 
-int main(void)
+struct options
 {
-    IHostControl *control = NULL;
-    IHostIoCompletionManager *manager = NULL;
-    DWORD size = 0, min = 0, max = 0;
-    HRESULT hr;
+    const char *workloads[8];
+    int workload_count;
+    DWORD concurrency, block, min_threads, max_threads;
+    ULONGLONG file_size;
+    double duration;
+    LONG64 operations;
+    BOOL json, quiet, activate_only;
+};
 
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
-                          (void **)&control);
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hostiocp-host [options]\n"
+            "  --workload NAME     posted, file-read, file-copy, pipe, tcp or all (file-copy, pipe, tcp);\n"
+            "                      may be repeated (default: all)\n"
+            "  --size BYTES        file size for the file workloads (default 16M; K, M, G suffixes)\n"
+            "  --block BYTES       bytes per request (default 64K for files, 4K otherwise)\n"
+            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight (default 16)\n"
+            "  --min-threads N     hostiocp's minimum threads (default 2)\n"
+            "  --max-threads N     hostiocp's maximum threads (default 8)\n"
+            "  --duration SECONDS  how long the posted, file-read, pipe and tcp workloads run (default 2)\n"
+            "  --operations N      stop after N completions instead\n"
+            "  --json              print the results as JSON\n"
+            "  --quiet             no progress line\n"
+            "  --activate-only     activate and report the manager, move no I/O\n");
+}
+
+static BOOL parse_size(const char *text, ULONGLONG *value)
+{
+    char *end;
+    double number = strtod(text, &end);
+
+    if (end == text || number < 0)
+        return FALSE;
+    switch (*end)
+    {
+    case 'k': case 'K': number *= 1024; end++; break;
+    case 'm': case 'M': number *= 1024 * 1024; end++; break;
+    case 'g': case 'G': number *= 1024.0 * 1024 * 1024; end++; break;
+    }
+    *value = (ULONGLONG)number;
+    return !*end;
+}
+
+static int bad_option(const char *option, const char *why)
+{
+    fprintf(stderr, "hostiocp-host: %s %s; see hostiocp-host --help\n", option, why);
+    return 2;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    int i;
+
+    o->concurrency = 16;
+    o->min_threads = 2;
+    o->max_threads = 8;
+    o->file_size = 16 << 20;
+    o->duration = 2;
+    for (i = 1; i < argc; i++)
+    {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        ULONGLONG number = 0;
+
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
+        if (!strcmp(arg, "--quiet")) { o->quiet = TRUE; continue; }
+        if (!strcmp(arg, "--activate-only")) { o->activate_only = TRUE; continue; }
+        if (strncmp(arg, "--", 2))
+            return bad_option(arg, "is not an option");
+        if (!value)
+            return bad_option(arg, "needs a value");
+        i++;
+        if (!strcmp(arg, "--workload"))
+        {
+            if (strcmp(value, "all") && !workload_known(value))
+                return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
+            if (o->workload_count == ARRAYSIZE(o->workloads))
+                return bad_option(arg, "is given too often");
+            o->workloads[o->workload_count++] = value;
+            continue;
+        }
+        if (!strcmp(arg, "--duration"))
+        {
+            char *end;
+            o->duration = strtod(value, &end);
+            if (*end || o->duration <= 0 || o->duration > 3600)
+                return bad_option(value, "is not a duration in seconds (0-3600)");
+            continue;
+        }
+        if (!parse_size(value, &number))
+            return bad_option(value, "is not a number");
+        if (!strcmp(arg, "--size") && number >= 65536) o->file_size = number;
+        else if (!strcmp(arg, "--block") && number >= 64 && number <= (64 << 20) && number % 8 == 0) o->block = (DWORD)number;
+        else if (!strcmp(arg, "--concurrency") && number >= 1 && number <= 100000) o->concurrency = (DWORD)number;
+        else if (!strcmp(arg, "--min-threads") && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->min_threads = (DWORD)number;
+        else if (!strcmp(arg, "--max-threads") && number >= 1 && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->max_threads = (DWORD)number;
+        else if (!strcmp(arg, "--operations") && number >= 1) o->operations = (LONG64)number;
+        else if (!strcmp(arg, "--size") || !strcmp(arg, "--block") || !strcmp(arg, "--concurrency") ||
+                 !strcmp(arg, "--min-threads") || !strcmp(arg, "--max-threads") || !strcmp(arg, "--operations"))
+            return bad_option(value, "is out of range for that option");
+        else
+            return bad_option(arg, "is not an option");
+    }
+    if (o->min_threads > o->max_threads)
+        return bad_option("--min-threads", "is above --max-threads");
+    if (!o->workload_count)
+        o->workloads[o->workload_count++] = "all";
+    return 0;
+}
+
+/* Without I/O: what a CLR host sees when it activates the manager. */
+static int activate_only(void)
+{
+    IHostIoCompletionManager *manager;
+    IHostControl *control;
+    DWORD size = 0, min = 0, max = 0, available = 0;
+    HRESULT hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+                                  (void **)&control);
+
     if (FAILED(hr))
     {
-        fprintf(stderr, "hostiocp-host: CoCreateInstance(CLSID_HostIoCpHostControl) failed: 0x%08lx\n", hr);
+        if (hr == REGDB_E_CLASSNOTREG)
+            fprintf(stderr, "hostiocp-host: hostiocp is not registered for %d-bit processes: run `regsvr32 "
+                    "hostiocp.dll` with the %d-bit DLL\n", (int)sizeof(void *) * 8, (int)sizeof(void *) * 8);
+        else
+            fprintf(stderr, "hostiocp-host: CoCreateInstance failed: 0x%08lx\n", (unsigned long)hr);
         return 1;
     }
     hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&manager);
-    printf("GetHostManager: 0x%08lx\n", hr);
-    IHostIoCompletionManager_GetHostOverlappedSize(manager, &size);
-    IHostIoCompletionManager_GetMinThreads(manager, &min);
-    IHostIoCompletionManager_GetMaxThreads(manager, &max);
-    printf("%d-bit: host overlapped %lu bytes, threads %lu..%lu\n", (int)sizeof(void *) * 8, size, min, max);
-    IHostIoCompletionManager_Release(manager);
+    if (SUCCEEDED(hr))
+    {
+        IHostIoCompletionManager_GetHostOverlappedSize(manager, &size);
+        IHostIoCompletionManager_GetMinThreads(manager, &min);
+        IHostIoCompletionManager_GetMaxThreads(manager, &max);
+        IHostIoCompletionManager_GetAvailableThreads(manager, &available);
+        printf("%d-bit process: IHostControl::GetHostManager -> IHostIoCompletionManager %p\n"
+               "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n",
+               (int)sizeof(void *) * 8, (void *)manager, size, min, max, available);
+        IHostIoCompletionManager_Release(manager);
+    }
+    else
+        fprintf(stderr, "hostiocp-host: GetHostManager failed: 0x%08lx\n", (unsigned long)hr);
     IHostControl_Release(control);
+    return FAILED(hr);
+}
+
+static void print_result(const char *workload, const struct dispatcher *d, const struct run *run, BOOL json, BOOL first)
+{
+    double rate = run->seconds > 0 ? run->operations / run->seconds : 0;
+
+    if (json)
+    {
+        printf("%s\n    {\"workload\": \"%s\", \"bits\": %d, \"seconds\": %.3f, \"operations\": %lld, \"bytes\": %lld, "
+               "\"completions_per_second\": %.0f, \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
+               "\"threads_peak\": %lu, \"injections\": %llu, \"drain_markers\": %llu, \"errors\": %lld, "
+               "\"verify_failures\": %lld, \"peak_working_set\": %llu}",
+               first ? "" : ",", workload, (int)sizeof(void *) * 8, run->seconds, (long long)run->operations,
+               (long long)run->bytes, rate, latency_percentile_us(&run->latency, 0.5),
+               latency_percentile_us(&run->latency, 0.99), latency_max_us(&run->latency), d->threads_peak,
+               (unsigned long long)d->injections, (unsigned long long)d->drain_markers, (long long)run->errors,
+               (long long)run->verify_failures, (unsigned long long)run->peak_working_set);
+        return;
+    }
+    printf("%-10s %10lld %12.1f %10.0f %8.1f %8.1f %9.1f %5lu %5llu %6lld %6lld\n", workload,
+           (long long)run->operations, run->bytes / 1048576.0, rate, latency_percentile_us(&run->latency, 0.5),
+           latency_percentile_us(&run->latency, 0.99), latency_max_us(&run->latency), d->threads_peak,
+           (unsigned long long)d->injections, (long long)run->errors, (long long)run->verify_failures);
+    if (run->detail[0])
+        printf("           %s\n", run->detail);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const all[] = { "file-copy", "pipe", "tcp" };
+    struct options options = { 0 };
+    struct run run;
+    WSADATA wsa;
+    int i, status = parse_options(argc, argv, &options), printed = 0;
+
+    if (status)
+        return status;
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    WSAStartup(MAKEWORD(2, 2), &wsa);
+    if (options.activate_only)
+        return activate_only();
+    if (options.json)
+        printf("{\"results\": [");
+    else
+        printf("hostiocp-host (%d-bit), threads %lu..%lu, concurrency %lu\n"
+               "%-10s %10s %12s %10s %8s %8s %9s %5s %5s %6s %6s\n", (int)sizeof(void *) * 8,
+               options.min_threads, options.max_threads, options.concurrency, "workload", "completions",
+               "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
+    for (i = 0; i < options.workload_count; i++)
+    {
+        const char *const *names = !strcmp(options.workloads[i], "all") ? all : &options.workloads[i];
+        int count = !strcmp(options.workloads[i], "all") ? ARRAYSIZE(all) : 1, j;
+
+        for (j = 0; j < count; j++)
+        {
+            struct dispatcher d;
+            struct workload_options w = { names[j], options.concurrency, options.block, options.file_size,
+                                          options.duration, options.operations, !options.quiet && !options.json };
+
+            dispatcher_init(&d, &hostiocp_ops, options.max_threads);
+            d.min_threads = options.min_threads;
+            d.max_threads = options.max_threads;
+            if (!w.block)
+                w.block = strncmp(names[j], "file", 4) ? 4096 : 65536;
+            if (!run_workload(&d, &w, &run))
+            {
+                fprintf(stderr, "hostiocp-host: %s: %s\n", names[j], d.error[0] ? d.error : "the workload did not finish");
+                status = 1;
+                if (d.error[0] && strstr(d.error, "regsvr32"))
+                    return 1;
+            }
+            if (run.errors || run.verify_failures || (!strcmp(names[j], "file-copy") && !run.operations))
+                status = 1;
+            if (d.drain_markers != 2)
+            {
+                fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", names[j],
+                        (unsigned long long)d.drain_markers);
+                status = 1;
+            }
+            print_result(names[j], &d, &run, options.json, !printed++);
+            free_run(&run);
+        }
+    }
+    if (options.json)
+        printf("\n]}\n");
+    else
+        printf("%s\n", status ? "FAILED: see the errors above" : "all bytes verified");
+    WSACleanup();
     CoUninitialize();
-    return 0;
+    return status;
 }

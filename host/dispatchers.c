@@ -1,0 +1,410 @@
+/* The four ways the benchmark turns completed I/O into callbacks: a bare completion-port loop
+ * (the limit), hostiocp driven as the CLR drives it, the Windows thread pool (TP_IO) and
+ * BindIoCompletionCallback. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <ole2.h>
+#include <psapi.h>
+#include "hostiocp.h"
+#include "iobench.h"
+
+void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads)
+{
+    ZeroMemory(d, sizeof(*d));
+    d->ops = ops;
+    d->threads = threads;
+}
+
+/* ---- (a) a bare completion-port loop: N threads calling one function pointer ---- */
+
+#define STOP_KEY ((ULONG_PTR)-1)
+
+struct bare_port
+{
+    HANDLE port;
+    HANDLE *threads;
+    void (*callback)(OVERLAPPED *overlapped, DWORD error, DWORD bytes);
+};
+
+static DWORD WINAPI bare_port_thread(void *arg)
+{
+    struct bare_port *bare = arg;
+
+    for (;;)
+    {
+        OVERLAPPED *overlapped = NULL;
+        ULONG_PTR key = 0;
+        DWORD bytes = 0;
+        BOOL ok = GetQueuedCompletionStatus(bare->port, &bytes, &key, &overlapped, INFINITE);
+
+        if (overlapped)
+            bare->callback(overlapped, ok ? ERROR_SUCCESS : GetLastError(), bytes);
+        else if (!ok || key == STOP_KEY)
+            return 0;
+    }
+}
+
+static BOOL bare_port_start(struct dispatcher *d)
+{
+    struct bare_port *bare = calloc(1, sizeof(*bare));
+    DWORD i;
+
+    d->impl = bare;
+    bare->callback = complete_request;
+    bare->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    bare->threads = calloc(d->threads, sizeof(HANDLE));
+    for (i = 0; i < d->threads; i++)
+        bare->threads[i] = CreateThread(NULL, 0, bare_port_thread, bare, 0, NULL);
+    d->threads_peak = d->threads;
+    return bare->port != NULL;
+}
+
+static BOOL bare_port_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    struct bare_port *bare = d->impl;
+
+    *io = NULL;
+    return CreateIoCompletionPort(handle, bare->port, 0, 0) != NULL;
+}
+
+static BOOL bare_port_post(struct dispatcher *d, struct request *request)
+{
+    struct bare_port *bare = d->impl;
+    return PostQueuedCompletionStatus(bare->port, 0, 0, &request->overlapped);
+}
+
+static void bare_port_stop(struct dispatcher *d)
+{
+    struct bare_port *bare = d->impl;
+    DWORD i;
+
+    for (i = 0; i < d->threads; i++)
+        PostQueuedCompletionStatus(bare->port, 0, STOP_KEY, NULL);
+    WaitForMultipleObjects(d->threads, bare->threads, TRUE, INFINITE);
+    for (i = 0; i < d->threads; i++)
+        CloseHandle(bare->threads[i]);
+    CloseHandle(bare->port);
+    free(bare->threads);
+    free(bare);
+}
+
+static void no_io_context(void *io)
+{
+    (void)io;
+}
+
+static void no_prepare(struct dispatcher *d, struct request *request)
+{
+    (void)d;
+    (void)request;
+}
+
+static void no_unbind(struct dispatcher *d, void *io)
+{
+    (void)d;
+    (void)io;
+}
+
+const struct dispatcher_ops bare_port_ops =
+{
+    "bare port", bare_port_start, bare_port_bind, no_prepare, no_io_context, no_io_context,
+    bare_port_post, no_unbind, bare_port_stop,
+};
+
+/* ---- (b) hostiocp, called in the CLR's order ---- */
+
+struct clr_side
+{
+    ICLRIoCompletionManager ICLRIoCompletionManager_iface;
+    volatile LONG64 markers;
+};
+
+/* The CLR's drain markers: static OVERLAPPEDs it recognises by address. */
+static OVERLAPPED initiate_cleanup_marker, continue_cleanup_marker;
+static HANDLE markers_seen;
+
+struct hostiocp_dispatcher
+{
+    IHostControl *control;
+    IHostIoCompletionManager *manager;
+    struct clr_side clr;
+    HANDLE port;
+};
+
+static HRESULT WINAPI clr_QueryInterface(ICLRIoCompletionManager *iface, REFIID riid, void **out)
+{
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_ICLRIoCompletionManager))
+    {
+        *out = iface;
+        return S_OK;
+    }
+    *out = NULL;
+    return E_NOINTERFACE;
+}
+
+/* Like the CLR's own: a static object that does not count references. */
+static ULONG WINAPI clr_AddRef(ICLRIoCompletionManager *iface)
+{
+    (void)iface;
+    return 1;
+}
+
+static ULONG WINAPI clr_Release(ICLRIoCompletionManager *iface)
+{
+    (void)iface;
+    return 1;
+}
+
+static HRESULT WINAPI clr_OnComplete(ICLRIoCompletionManager *iface, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct clr_side *clr = CONTAINING_RECORD(iface, struct clr_side, ICLRIoCompletionManager_iface);
+
+    if (!overlapped)
+        return S_OK;
+    if (overlapped == &initiate_cleanup_marker || overlapped == &continue_cleanup_marker)
+    {
+        if (InterlockedIncrement64(&clr->markers) % 2 == 0)
+            SetEvent(markers_seen);
+        return S_OK;
+    }
+    complete_request(overlapped, error, bytes);
+    return S_OK;
+}
+
+static const ICLRIoCompletionManagerVtbl clr_vtbl =
+{
+    clr_QueryInterface, clr_AddRef, clr_Release, clr_OnComplete,
+};
+
+static BOOL hostiocp_fail(struct dispatcher *d, const char *what, HRESULT hr)
+{
+    if (hr == REGDB_E_CLASSNOTREG)
+        snprintf(d->error, sizeof(d->error), "hostiocp is not registered for %d-bit processes: "
+                 "run `regsvr32 hostiocp.dll` with the %d-bit DLL", (int)sizeof(void *) * 8,
+                 (int)sizeof(void *) * 8);
+    else
+        snprintf(d->error, sizeof(d->error), "%s failed: 0x%08lx", what, (unsigned long)hr);
+    return FALSE;
+}
+
+static BOOL hostiocp_start(struct dispatcher *d)
+{
+    struct hostiocp_dispatcher *h = calloc(1, sizeof(*h));
+    DWORD size = 0, min = d->min_threads ? d->min_threads : d->threads;
+    DWORD max = d->max_threads ? d->max_threads : d->threads;
+    HRESULT hr;
+
+    d->impl = h;
+    h->clr.ICLRIoCompletionManager_iface.lpVtbl = &clr_vtbl;
+    if (!markers_seen)
+        markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
+    hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+                          (void **)&h->control);
+    if (FAILED(hr))
+        return hostiocp_fail(d, "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);
+    /* What ICLRRuntimeHost::SetHostControl does with it, in that order. */
+    if (FAILED(hr = IHostControl_GetHostManager(h->control, &IID_IHostIoCompletionManager, (void **)&h->manager)))
+        return hostiocp_fail(d, "GetHostManager(IID_IHostIoCompletionManager)", hr);
+    if (FAILED(hr = IHostIoCompletionManager_GetHostOverlappedSize(h->manager, &size)))
+        return hostiocp_fail(d, "GetHostOverlappedSize", hr);
+    if (size > HOST_EXTENSION_ROOM)
+        return hostiocp_fail(d, "GetHostOverlappedSize (too large)", E_UNEXPECTED);
+    IHostIoCompletionManager_SetCLRIoCompletionManager(h->manager, &h->clr.ICLRIoCompletionManager_iface);
+    /* ThreadPool.SetMinThreads/SetMaxThreads, as the host configured them. */
+    if (FAILED(hr = IHostIoCompletionManager_SetMinThreads(h->manager, 0)) ||
+        FAILED(hr = IHostIoCompletionManager_SetMaxThreads(h->manager, max)) ||
+        FAILED(hr = IHostIoCompletionManager_SetMinThreads(h->manager, min)))
+        return hostiocp_fail(d, "Set{Min,Max}Threads", hr);
+    /* Thread-pool initialisation: one port for the process. */
+    if (FAILED(hr = IHostIoCompletionManager_CreateIoCompletionPort(h->manager, &h->port)))
+        return hostiocp_fail(d, "CreateIoCompletionPort", hr);
+    return TRUE;
+}
+
+static BOOL hostiocp_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    struct hostiocp_dispatcher *h = d->impl;
+
+    *io = NULL;
+    return SUCCEEDED(IHostIoCompletionManager_Bind(h->manager, h->port, handle));
+}
+
+static void hostiocp_prepare(struct dispatcher *d, struct request *request)
+{
+    struct hostiocp_dispatcher *h = d->impl;
+    IHostIoCompletionManager_InitializeHostOverlapped(h->manager, &request->overlapped);
+}
+
+/* Posted as others post to the CLR's port: with a key that Bind never gave out. */
+static BOOL hostiocp_post(struct dispatcher *d, struct request *request)
+{
+    struct hostiocp_dispatcher *h = d->impl;
+    return PostQueuedCompletionStatus(h->port, 0, (ULONG_PTR)&clr_vtbl, &request->overlapped);
+}
+
+static void hostiocp_stop(struct dispatcher *d)
+{
+    struct hostiocp_dispatcher *h = d->impl;
+    IHostIoCpStatistics *statistics;
+    HOSTIOCP_STATISTICS stats;
+
+    if (h->port)
+    {
+        /* The CLR drains the port with its two markers (async-pin cleanup); they must come back. */
+        PostQueuedCompletionStatus(h->port, 0, (ULONG_PTR)clr_OnComplete, &initiate_cleanup_marker);
+        PostQueuedCompletionStatus(h->port, 0, (ULONG_PTR)clr_OnComplete, &continue_cleanup_marker);
+        WaitForSingleObject(markers_seen, 10000);
+        d->drain_markers = h->clr.markers;
+    }
+    if (h->manager && SUCCEEDED(IHostIoCompletionManager_QueryInterface(h->manager, &IID_IHostIoCpStatistics,
+                                                                         (void **)&statistics)))
+    {
+        stats.cbSize = sizeof(stats);
+        if (SUCCEEDED(IHostIoCpStatistics_GetStatistics(statistics, &stats)))
+        {
+            d->threads_peak = stats.ThreadsPeak;
+            d->injections = stats.ThreadsInjected;
+        }
+        IHostIoCpStatistics_Release(statistics);
+    }
+    if (h->manager)
+        IHostIoCompletionManager_Release(h->manager);
+    if (h->control)
+        IHostControl_Release(h->control);
+    free(h);
+}
+
+const struct dispatcher_ops hostiocp_ops =
+{
+    "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, no_io_context, no_io_context,
+    hostiocp_post, no_unbind, hostiocp_stop,
+};
+
+/* ---- (c) the Windows thread pool: TP_IO per handle, a private pool of N threads ---- */
+
+struct threadpool
+{
+    PTP_POOL pool;
+    TP_CALLBACK_ENVIRON environment;
+};
+
+static void CALLBACK threadpool_io_callback(PTP_CALLBACK_INSTANCE instance, void *context, void *overlapped,
+                                            ULONG result, ULONG_PTR bytes, PTP_IO io)
+{
+    (void)instance;
+    (void)context;
+    (void)io;
+    complete_request(overlapped, result, (DWORD)bytes);
+}
+
+static void CALLBACK threadpool_work_callback(PTP_CALLBACK_INSTANCE instance, void *context)
+{
+    (void)instance;
+    complete_request(context, ERROR_SUCCESS, 0);
+}
+
+static BOOL threadpool_start(struct dispatcher *d)
+{
+    struct threadpool *tp = calloc(1, sizeof(*tp));
+
+    d->impl = tp;
+    if (!(tp->pool = CreateThreadpool(NULL)))
+        return FALSE;
+    SetThreadpoolThreadMaximum(tp->pool, d->threads);
+    SetThreadpoolThreadMinimum(tp->pool, d->threads);
+    InitializeThreadpoolEnvironment(&tp->environment);
+    SetThreadpoolCallbackPool(&tp->environment, tp->pool);
+    d->threads_peak = d->threads;
+    return TRUE;
+}
+
+static BOOL threadpool_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    struct threadpool *tp = d->impl;
+
+    *io = CreateThreadpoolIo(handle, threadpool_io_callback, NULL, &tp->environment);
+    return *io != NULL;
+}
+
+static void threadpool_before_io(void *io)
+{
+    StartThreadpoolIo(io);
+}
+
+static void threadpool_not_pending(void *io)
+{
+    CancelThreadpoolIo(io);
+}
+
+/* The pool has no port to post to; a work callback is its posted packet. */
+static BOOL threadpool_post(struct dispatcher *d, struct request *request)
+{
+    struct threadpool *tp = d->impl;
+    return TrySubmitThreadpoolCallback(threadpool_work_callback, &request->overlapped, &tp->environment);
+}
+
+static void threadpool_unbind(struct dispatcher *d, void *io)
+{
+    (void)d;
+    WaitForThreadpoolIoCallbacks(io, FALSE);
+    CloseThreadpoolIo(io);
+}
+
+static void threadpool_stop(struct dispatcher *d)
+{
+    struct threadpool *tp = d->impl;
+
+    DestroyThreadpoolEnvironment(&tp->environment);
+    if (tp->pool)
+        CloseThreadpool(tp->pool);
+    free(tp);
+}
+
+const struct dispatcher_ops threadpool_ops =
+{
+    "thread pool (TP_IO)", threadpool_start, threadpool_bind, no_prepare, threadpool_before_io,
+    threadpool_not_pending, threadpool_post, threadpool_unbind, threadpool_stop,
+};
+
+/* ---- (d) BindIoCompletionCallback: the system's own pool and thread count ---- */
+
+static void CALLBACK bindio_callback(DWORD error, DWORD bytes, OVERLAPPED *overlapped)
+{
+    complete_request(overlapped, error, bytes);
+}
+
+static DWORD CALLBACK bindio_work(void *context)
+{
+    complete_request(context, ERROR_SUCCESS, 0);
+    return 0;
+}
+
+static BOOL bindio_start(struct dispatcher *d)
+{
+    d->impl = NULL;
+    return TRUE;
+}
+
+static BOOL bindio_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    (void)d;
+    *io = NULL;
+    return BindIoCompletionCallback(handle, bindio_callback, 0);
+}
+
+static BOOL bindio_post(struct dispatcher *d, struct request *request)
+{
+    (void)d;
+    return QueueUserWorkItem(bindio_work, &request->overlapped, WT_EXECUTEDEFAULT);
+}
+
+static void bindio_stop(struct dispatcher *d)
+{
+    (void)d;
+}
+
+const struct dispatcher_ops bindio_ops =
+{
+    "BindIoCompletionCallback", bindio_start, bindio_bind, no_prepare, no_io_context, no_io_context,
+    bindio_post, no_unbind, bindio_stop,
+};

@@ -1,0 +1,111 @@
+/* The workloads and dispatchers shared by the host program and the benchmark. A dispatcher
+ * turns completed I/O into calls of complete_request(); a workload issues overlapped I/O
+ * through it and checks every byte that comes back. */
+#ifndef HOSTIOCP_IOBENCH_H
+#define HOSTIOCP_IOBENCH_H
+
+#include <winsock2.h>
+#include <windows.h>
+
+#define HOST_EXTENSION_ROOM 32
+#define LATENCY_BUCKETS 20000        /* 1 us each; slower ones go to the last bucket */
+
+struct request;
+struct channel;
+typedef void (*request_done)(struct request *request, DWORD error, DWORD bytes);
+
+/* As the CLR lays out a request: the OVERLAPPED, then the host's extension. */
+struct request
+{
+    OVERLAPPED overlapped;
+    BYTE host[HOST_EXTENSION_ROOM];
+    request_done done;
+    struct run *run;
+    struct channel *channel;
+    LONGLONG issued;
+    BYTE *buffer;
+    DWORD size;              /* bytes of the current message */
+    DWORD have;              /* bytes of it moved so far */
+    ULONGLONG offset;
+    ULONG round;
+    DWORD id;
+    int state;
+    SOCKET accepted;
+};
+
+struct dispatcher;
+struct dispatcher_ops
+{
+    const char *name;
+    BOOL (*start)(struct dispatcher *d);
+    BOOL (*bind)(struct dispatcher *d, HANDLE handle, void **io);
+    void (*prepare)(struct dispatcher *d, struct request *request);
+    void (*before_io)(void *io);
+    void (*not_pending)(void *io);
+    BOOL (*post)(struct dispatcher *d, struct request *request);
+    void (*unbind)(struct dispatcher *d, void *io);
+    void (*stop)(struct dispatcher *d);
+};
+
+struct dispatcher
+{
+    const struct dispatcher_ops *ops;
+    DWORD threads;
+    DWORD min_threads, max_threads;  /* hostiocp only; 0: same as threads */
+    char error[256];                 /* why start failed */
+    void *impl;
+    /* filled in by stop() where the dispatcher can tell */
+    DWORD threads_peak;
+    ULONGLONG injections;
+    ULONGLONG drain_markers;
+};
+
+void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
+extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, threadpool_ops, bindio_ops;
+
+struct histogram
+{
+    volatile LONG counts[LATENCY_BUCKETS];
+    volatile LONG64 max_ticks;
+};
+
+struct run
+{
+    struct dispatcher *dispatcher;
+    LONGLONG deadline;               /* QPC ticks; 0: count only */
+    LONG64 target_operations;        /* 0: duration only */
+    volatile LONG64 operations;      /* completions */
+    volatile LONG64 bytes;
+    volatile LONG64 errors;
+    volatile LONG64 verify_failures;
+    volatile LONG outstanding;       /* requests still going */
+    volatile LONG stopping;
+    HANDLE finished;
+    struct histogram latency;
+    double seconds;
+    SIZE_T peak_working_set;
+    char detail[160];
+};
+
+struct workload_options
+{
+    const char *name;                /* posted, file-read, file-copy, pipe, tcp */
+    DWORD concurrency;
+    DWORD block;
+    ULONGLONG file_size;
+    double duration;
+    LONG64 operations;
+    BOOL progress;
+};
+
+extern LONGLONG qpc_frequency;
+LONGLONG now_ticks(void);
+
+void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes);
+BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run);
+BOOL workload_known(const char *name);
+void free_run(struct run *run);
+double latency_percentile_us(const struct histogram *histogram, double fraction);
+double latency_max_us(const struct histogram *histogram);
+
+#endif

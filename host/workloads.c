@@ -1,0 +1,702 @@
+/* Workloads that push real overlapped I/O through a dispatcher and verify every byte:
+ * posted packets, file reads, a file copy, and echo over named pipes and over TCP. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <mswsock.h>
+#include <psapi.h>
+#include "iobench.h"
+
+LONGLONG qpc_frequency;
+
+enum transport { TRANSPORT_FILE, TRANSPORT_SOCKET };
+enum state { STATE_READ, STATE_WRITE, STATE_ACCEPT };
+
+struct channel
+{
+    HANDLE handle;
+    void *io;
+    enum transport transport;
+};
+
+/* One workload runs at a time. */
+static struct
+{
+    struct run *run;
+    struct channel source, target, listener;
+    struct channel *servers, *clients;
+    struct request *requests;
+    DWORD count;
+    ULONGLONG file_size;
+    DWORD block;
+    volatile LONG64 next_offset;
+    volatile LONG clients_left;
+    HANDLE clients_done;
+} work;
+
+LONGLONG now_ticks(void)
+{
+    LARGE_INTEGER ticks;
+    QueryPerformanceCounter(&ticks);
+    return ticks.QuadPart;
+}
+
+static void record_latency(struct histogram *histogram, LONGLONG ticks)
+{
+    LONGLONG us = ticks * 1000000 / qpc_frequency;
+    LONG64 seen = histogram->max_ticks;
+
+    InterlockedIncrement(&histogram->counts[us < LATENCY_BUCKETS ? us : LATENCY_BUCKETS - 1]);
+    while (ticks > seen)
+    {
+        LONG64 previous = InterlockedCompareExchange64(&histogram->max_ticks, ticks, seen);
+        if (previous == seen)
+            break;
+        seen = previous;
+    }
+}
+
+double latency_percentile_us(const struct histogram *histogram, double fraction)
+{
+    LONG64 total = 0, seen = 0;
+    int i;
+
+    for (i = 0; i < LATENCY_BUCKETS; i++)
+        total += histogram->counts[i];
+    for (i = 0; i < LATENCY_BUCKETS; i++)
+        if ((seen += histogram->counts[i]) >= total * fraction && seen)
+            return i + 0.5;
+    return 0;
+}
+
+double latency_max_us(const struct histogram *histogram)
+{
+    return histogram->max_ticks * 1e6 / qpc_frequency;
+}
+
+void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
+{
+    struct request *request = CONTAINING_RECORD(overlapped, struct request, overlapped);
+    struct run *run = request->run;
+
+    record_latency(&run->latency, now_ticks() - request->issued);
+    InterlockedIncrement64(&run->operations);
+    InterlockedExchangeAdd64(&run->bytes, bytes);
+    request->done(request, error, bytes);
+}
+
+static BOOL keep_going(struct run *run)
+{
+    if (run->stopping)
+        return FALSE;
+    if ((run->target_operations && run->operations >= run->target_operations) ||
+        (run->deadline && now_ticks() >= run->deadline))
+        InterlockedExchange(&run->stopping, 1);
+    return !run->stopping;
+}
+
+static void finish_request(struct request *request)
+{
+    if (!InterlockedDecrement(&request->run->outstanding))
+        SetEvent(request->run->finished);
+}
+
+static void count_error(struct run *run, DWORD error, const char *what)
+{
+    if (run->stopping)
+        return;
+    if (InterlockedIncrement64(&run->errors) == 1)
+        snprintf(run->detail, sizeof(run->detail), "first error: %s failed with %lu", what, error);
+}
+
+/* ---- the byte pattern every transfer is checked against ---- */
+
+static ULONGLONG pattern_word(ULONGLONG index, ULONG seed)
+{
+    return (index + 1) * 0x9e3779b97f4a7c15ull ^ ((ULONGLONG)seed << 32);
+}
+
+static void fill_pattern(BYTE *buffer, DWORD size, ULONGLONG first_word, ULONG seed)
+{
+    DWORD i;
+
+    for (i = 0; i < size / 8; i++)
+    {
+        ULONGLONG word = pattern_word(first_word + i, seed);
+        memcpy(buffer + i * 8, &word, 8);
+    }
+}
+
+static BOOL pattern_matches(const BYTE *buffer, DWORD size, ULONGLONG first_word, ULONG seed)
+{
+    DWORD i;
+
+    for (i = 0; i < size / 8; i++)
+    {
+        ULONGLONG word = pattern_word(first_word + i, seed);
+        if (memcmp(buffer + i * 8, &word, 8))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* ---- issuing I/O through a dispatcher ---- */
+
+static BOOL bind_channel(struct channel *channel, HANDLE handle, enum transport transport)
+{
+    struct dispatcher *d = work.run->dispatcher;
+
+    channel->handle = handle;
+    channel->transport = transport;
+    channel->io = NULL;
+    return d->ops->bind(d, handle, &channel->io);
+}
+
+static void close_channel(struct channel *channel)
+{
+    struct dispatcher *d = work.run->dispatcher;
+
+    if (!channel->handle)
+        return;
+    if (channel->transport == TRANSPORT_SOCKET)
+        closesocket((SOCKET)channel->handle);
+    else
+        CloseHandle(channel->handle);
+    if (channel->io)
+        d->ops->unbind(d, channel->io);
+    channel->handle = NULL;
+}
+
+static void prepare_io(struct request *request, struct channel *channel)
+{
+    struct dispatcher *d = request->run->dispatcher;
+
+    ZeroMemory(&request->overlapped, sizeof(request->overlapped));
+    request->overlapped.Offset = (DWORD)request->offset;
+    request->overlapped.OffsetHigh = (DWORD)(request->offset >> 32);
+    request->channel = channel;
+    d->ops->prepare(d, request);  /* the CLR calls InitializeHostOverlapped for every request */
+    d->ops->before_io(channel->io);
+    request->issued = now_ticks();
+}
+
+static BOOL io_started(struct request *request, BOOL ok, DWORD error, const char *what)
+{
+    struct dispatcher *d = request->run->dispatcher;
+
+    if (ok || error == ERROR_IO_PENDING || error == WSA_IO_PENDING)
+        return TRUE;
+    d->ops->not_pending(request->channel->io);
+    count_error(request->run, error, what);
+    return FALSE;
+}
+
+static BOOL start_read(struct request *request, struct channel *channel, BYTE *buffer, DWORD size)
+{
+    prepare_io(request, channel);
+    if (channel->transport == TRANSPORT_SOCKET)
+    {
+        WSABUF wsabuf = { size, (char *)buffer };
+        DWORD flags = 0;
+        int rc = WSARecv((SOCKET)channel->handle, &wsabuf, 1, NULL, &flags, &request->overlapped, NULL);
+        return io_started(request, !rc, rc ? (DWORD)WSAGetLastError() : 0, "WSARecv");
+    }
+    {
+        BOOL ok = ReadFile(channel->handle, buffer, size, NULL, &request->overlapped);
+        return io_started(request, ok, ok ? 0 : GetLastError(), "ReadFile");
+    }
+}
+
+static BOOL start_write(struct request *request, struct channel *channel, const BYTE *buffer, DWORD size)
+{
+    prepare_io(request, channel);
+    if (channel->transport == TRANSPORT_SOCKET)
+    {
+        WSABUF wsabuf = { size, (char *)buffer };
+        int rc = WSASend((SOCKET)channel->handle, &wsabuf, 1, NULL, 0, &request->overlapped, NULL);
+        return io_started(request, !rc, rc ? (DWORD)WSAGetLastError() : 0, "WSASend");
+    }
+    {
+        BOOL ok = WriteFile(channel->handle, buffer, size, NULL, &request->overlapped);
+        return io_started(request, ok, ok ? 0 : GetLastError(), "WriteFile");
+    }
+}
+
+/* ---- posted packets: pure dispatch cost ---- */
+
+static void posted_done(struct request *request, DWORD error, DWORD bytes)
+{
+    struct dispatcher *d = request->run->dispatcher;
+
+    (void)bytes;
+    if (error)
+        count_error(request->run, error, "a posted packet");
+    if (!keep_going(request->run))
+    {
+        finish_request(request);
+        return;
+    }
+    d->ops->prepare(d, request);
+    request->issued = now_ticks();
+    if (!d->ops->post(d, request))
+    {
+        count_error(request->run, GetLastError(), "posting");
+        finish_request(request);
+    }
+}
+
+static BOOL start_posted(void)
+{
+    DWORD i;
+
+    for (i = 0; i < work.count; i++)
+    {
+        work.requests[i].done = posted_done;
+        posted_done(&work.requests[i], 0, 0);
+    }
+    return TRUE;
+}
+
+/* ---- files ---- */
+
+static HANDLE create_pattern_file(ULONGLONG size, WCHAR *path)
+{
+    WCHAR dir[MAX_PATH];
+    BYTE *chunk = malloc(1 << 20);
+    ULONGLONG done;
+    HANDLE file;
+    DWORD written;
+
+    GetTempPathW(MAX_PATH, dir);
+    GetTempFileNameW(dir, L"hio", 0, path);
+    file = CreateFileW(path, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, 0, NULL);
+    for (done = 0; file != INVALID_HANDLE_VALUE && done < size; done += written)
+    {
+        DWORD length = (DWORD)min(size - done, (ULONGLONG)(1 << 20));
+        fill_pattern(chunk, length, done / 8, 0);
+        if (!WriteFile(file, chunk, length, &written, NULL))
+            break;
+    }
+    if (file != INVALID_HANDLE_VALUE)
+        CloseHandle(file);
+    free(chunk);
+    return CreateFileW(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING,
+                       FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+}
+
+static BOOL next_block(struct request *request, BOOL wrap)
+{
+    LONG64 offset = InterlockedExchangeAdd64(&work.next_offset, work.block);
+
+    if (!wrap && (ULONGLONG)offset >= work.file_size)
+        return FALSE;
+    request->offset = (ULONGLONG)offset % work.file_size;
+    return TRUE;
+}
+
+static void file_read_done(struct request *request, DWORD error, DWORD bytes)
+{
+    if (error || bytes != work.block)
+        count_error(request->run, error ? error : ERROR_HANDLE_EOF, "a file read");
+    else if (!pattern_matches(request->buffer, bytes, request->offset / 8, 0))
+        InterlockedIncrement64(&request->run->verify_failures);
+    if (keep_going(request->run) && next_block(request, TRUE) &&
+        start_read(request, &work.source, request->buffer, work.block))
+        return;
+    finish_request(request);
+}
+
+static void file_copy_done(struct request *request, DWORD error, DWORD bytes)
+{
+    if (error || bytes != work.block)
+    {
+        count_error(request->run, error ? error : ERROR_HANDLE_EOF, request->state == STATE_READ ? "a read" : "a write");
+        finish_request(request);
+        return;
+    }
+    if (request->state == STATE_READ)
+    {
+        if (!pattern_matches(request->buffer, bytes, request->offset / 8, 0))
+            InterlockedIncrement64(&request->run->verify_failures);
+        request->state = STATE_WRITE;
+        if (start_write(request, &work.target, request->buffer, bytes))
+            return;
+    }
+    else
+    {
+        request->state = STATE_READ;
+        if (next_block(request, FALSE) && start_read(request, &work.source, request->buffer, work.block))
+            return;
+    }
+    finish_request(request);
+}
+
+static BOOL start_file(BOOL copy)
+{
+    WCHAR source[MAX_PATH], target[MAX_PATH];
+    HANDLE file = create_pattern_file(work.file_size, source);
+    DWORD i;
+
+    if (file == INVALID_HANDLE_VALUE || !bind_channel(&work.source, file, TRANSPORT_FILE))
+        return FALSE;
+    if (copy)
+    {
+        lstrcpyW(target, source);
+        lstrcatW(target, L".copy");
+        file = CreateFileW(target, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                           FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+        if (file == INVALID_HANDLE_VALUE || !bind_channel(&work.target, file, TRANSPORT_FILE))
+            return FALSE;
+    }
+    for (i = 0; i < work.count; i++)
+    {
+        struct request *request = &work.requests[i];
+
+        request->done = copy ? file_copy_done : file_read_done;
+        request->state = STATE_READ;
+        if (!next_block(request, !copy) || !start_read(request, &work.source, request->buffer, work.block))
+            finish_request(request);
+    }
+    return TRUE;
+}
+
+/* Reads the copy back on this thread and checks it against the pattern. */
+static void verify_copy(struct run *run)
+{
+    BYTE *buffer = malloc(1 << 20);
+    ULONGLONG done;
+    OVERLAPPED overlapped;
+    DWORD got;
+    HANDLE event = CreateEventW(NULL, TRUE, FALSE, NULL);
+
+    for (done = 0; done < work.file_size; done += got)
+    {
+        ZeroMemory(&overlapped, sizeof(overlapped));
+        overlapped.Offset = (DWORD)done;
+        overlapped.OffsetHigh = (DWORD)(done >> 32);
+        /* Low bit set on the event: the completion is not queued to the port. */
+        overlapped.hEvent = (HANDLE)((ULONG_PTR)event | 1);
+        got = 0;
+        if (!ReadFile(work.target.handle, buffer, 1 << 20, NULL, &overlapped) && GetLastError() != ERROR_IO_PENDING)
+            break;
+        if (!GetOverlappedResult(work.target.handle, &overlapped, &got, TRUE) || !got)
+            break;
+        if (!pattern_matches(buffer, got, done / 8, 0))
+            InterlockedIncrement64(&run->verify_failures);
+    }
+    if (done != work.file_size)
+        InterlockedIncrement64(&run->verify_failures);
+    snprintf(run->detail, sizeof(run->detail), "copied and re-read %llu bytes", (unsigned long long)done);
+    CloseHandle(event);
+    free(buffer);
+}
+
+/* ---- echo over named pipes and TCP ---- */
+
+/* A client sends a message and reads the echo back in full; a server echoes what it reads. */
+static void echo_client_done(struct request *request, DWORD error, DWORD bytes);
+
+static BOOL echo_client_send(struct request *request)
+{
+    request->state = STATE_WRITE;
+    request->have = 0;
+    fill_pattern(request->buffer, request->size, (ULONGLONG)request->round * (request->size / 8), request->id);
+    return start_write(request, request->channel, request->buffer, request->size);
+}
+
+static void client_finished(struct request *request)
+{
+    finish_request(request);
+    if (!InterlockedDecrement(&work.clients_left))
+        SetEvent(work.clients_done);
+}
+
+static void echo_client_done(struct request *request, DWORD error, DWORD bytes)
+{
+    if (error || !bytes)
+    {
+        count_error(request->run, error ? error : ERROR_BROKEN_PIPE, "a client transfer");
+        client_finished(request);
+        return;
+    }
+    request->have += bytes;
+    if (request->state == STATE_WRITE && request->have < request->size)
+    {
+        if (!start_write(request, request->channel, request->buffer + request->have, request->size - request->have))
+            client_finished(request);
+        return;
+    }
+    if (request->state == STATE_WRITE)
+    {
+        request->state = STATE_READ;
+        request->have = 0;
+        memset(request->buffer, 0, request->size);
+    }
+    else if (request->have == request->size)
+    {
+        if (!pattern_matches(request->buffer, request->size, (ULONGLONG)request->round * (request->size / 8), request->id))
+            InterlockedIncrement64(&request->run->verify_failures);
+        request->round++;
+        if (!keep_going(request->run) || !echo_client_send(request))
+            client_finished(request);
+        return;
+    }
+    if (!start_read(request, request->channel, request->buffer + request->have, request->size - request->have))
+        client_finished(request);
+}
+
+static void echo_server_done(struct request *request, DWORD error, DWORD bytes)
+{
+    if (error || !bytes)
+    {
+        /* The client went away: the normal end of a connection. */
+        if (!request->run->stopping && work.clients_left)
+            count_error(request->run, error ? error : ERROR_BROKEN_PIPE, "a server transfer");
+        finish_request(request);
+        return;
+    }
+    request->have += bytes;
+    if (request->state == STATE_READ && request->have == request->size)
+    {
+        request->state = STATE_WRITE;
+        request->have = 0;
+    }
+    else if (request->state == STATE_WRITE && request->have == request->size)
+    {
+        request->state = STATE_READ;
+        request->have = 0;
+    }
+    if (request->state == STATE_WRITE
+            ? start_write(request, request->channel, request->buffer + request->have, request->size - request->have)
+            : start_read(request, request->channel, request->buffer + request->have, request->size - request->have))
+        return;
+    finish_request(request);
+}
+
+static void start_echo_pair(struct request *server, struct request *client)
+{
+    server->done = echo_server_done;
+    server->state = STATE_READ;
+    server->have = 0;
+    if (!start_read(server, server->channel, server->buffer, server->size))
+        finish_request(server);
+    client->done = echo_client_done;
+    if (!echo_client_send(client))
+        client_finished(client);
+}
+
+static BOOL start_pipes(void)
+{
+    DWORD i, pairs = work.count / 2;
+
+    for (i = 0; i < pairs; i++)
+    {
+        WCHAR name[96];
+        HANDLE server, client;
+
+        swprintf(name, ARRAYSIZE(name), L"\\\\.\\pipe\\hostiocp-echo-%lu-%lu", GetCurrentProcessId(), i);
+        server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE | PIPE_WAIT,
+                                  1, work.block, work.block, 0, NULL);
+        client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+        if (server == INVALID_HANDLE_VALUE || client == INVALID_HANDLE_VALUE ||
+            !bind_channel(&work.servers[i], server, TRANSPORT_FILE) ||
+            !bind_channel(&work.clients[i], client, TRANSPORT_FILE))
+            return FALSE;
+        work.requests[2 * i].channel = &work.servers[i];
+        work.requests[2 * i + 1].channel = &work.clients[i];
+    }
+    for (i = 0; i < pairs; i++)
+        start_echo_pair(&work.requests[2 * i], &work.requests[2 * i + 1]);
+    return TRUE;
+}
+
+static void accept_done(struct request *request, DWORD error, DWORD bytes)
+{
+    SOCKET listener = (SOCKET)work.listener.handle;
+    DWORD pair = request->id;
+
+    (void)bytes;
+    if (error || setsockopt(request->accepted, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&listener,
+                            sizeof(listener)) ||
+        !bind_channel(&work.servers[pair], (HANDLE)request->accepted, TRANSPORT_SOCKET))
+    {
+        count_error(request->run, error ? error : (DWORD)WSAGetLastError(), "AcceptEx");
+        closesocket(request->accepted);
+        finish_request(request);
+        client_finished(&work.requests[2 * pair + 1]);
+        return;
+    }
+    request->channel = &work.servers[pair];
+    start_echo_pair(request, &work.requests[2 * pair + 1]);
+}
+
+static BOOL start_tcp(void)
+{
+    struct sockaddr_in address = { 0 };
+    int length = sizeof(address);
+    DWORD i, pairs = work.count / 2;
+    SOCKET listener = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (listener == INVALID_SOCKET || bind(listener, (struct sockaddr *)&address, sizeof(address)) ||
+        listen(listener, SOMAXCONN) || getsockname(listener, (struct sockaddr *)&address, &length) ||
+        !bind_channel(&work.listener, (HANDLE)listener, TRANSPORT_SOCKET))
+        return FALSE;
+    for (i = 0; i < pairs; i++)
+    {
+        struct request *request = &work.requests[2 * i];
+        DWORD received;
+        BOOL ok;
+
+        request->done = accept_done;
+        request->accepted = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        prepare_io(request, &work.listener);
+        ok = AcceptEx(listener, request->accepted, request->buffer, 0, sizeof(struct sockaddr_in) + 16,
+                      sizeof(struct sockaddr_in) + 16, &received, &request->overlapped);
+        if (!io_started(request, ok, ok ? 0 : (DWORD)WSAGetLastError(), "AcceptEx"))
+            return FALSE;
+    }
+    for (i = 0; i < pairs; i++)
+    {
+        SOCKET client = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+
+        /* Bound before it connects: the accept may complete on a pool thread at once. */
+        if (client == INVALID_SOCKET || !bind_channel(&work.clients[i], (HANDLE)client, TRANSPORT_SOCKET))
+            return FALSE;
+        work.requests[2 * i + 1].channel = &work.clients[i];
+        if (connect(client, (struct sockaddr *)&address, sizeof(address)))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* ---- running one ---- */
+
+BOOL workload_known(const char *name)
+{
+    static const char *const names[] = { "posted", "file-read", "file-copy", "pipe", "tcp" };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(names); i++)
+        if (!strcmp(name, names[i]))
+            return TRUE;
+    return FALSE;
+}
+
+static void print_progress(struct run *run, LONGLONG start)
+{
+    double seconds = (now_ticks() - start) / (double)qpc_frequency;
+
+    fprintf(stderr, "\r  %-10s %6.1f s  %12lld completions  %10.0f/s  %lld errors ",
+            "running", seconds, (long long)run->operations, seconds > 0 ? run->operations / seconds : 0.0,
+            (long long)run->errors);
+}
+
+BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run)
+{
+    BOOL echo = !strcmp(options->name, "pipe") || !strcmp(options->name, "tcp");
+    BOOL copy = !strcmp(options->name, "file-copy");
+    PROCESS_MEMORY_COUNTERS memory;
+    LONGLONG start, end;
+    BOOL ok = FALSE;
+    DWORD i;
+
+    if (!qpc_frequency)
+    {
+        LARGE_INTEGER frequency;
+        QueryPerformanceFrequency(&frequency);
+        qpc_frequency = frequency.QuadPart;
+    }
+    ZeroMemory(run, sizeof(*run));
+    ZeroMemory(&work, sizeof(work));
+    run->dispatcher = d;
+    run->finished = CreateEventW(NULL, TRUE, FALSE, NULL);
+    work.run = run;
+    work.block = options->block;
+    work.file_size = options->file_size - options->file_size % options->block;
+    work.count = echo ? max(options->concurrency, 1) * 2 : max(options->concurrency, 1);
+    work.clients_left = echo ? work.count / 2 : 0;
+    work.clients_done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    work.requests = calloc(work.count, sizeof(*work.requests));
+    work.servers = calloc(work.count, sizeof(*work.servers));
+    work.clients = calloc(work.count, sizeof(*work.clients));
+    for (i = 0; i < work.count; i++)
+    {
+        work.requests[i].run = run;
+        work.requests[i].id = echo ? i / 2 : i;
+        work.requests[i].size = work.block;
+        work.requests[i].buffer = malloc(work.block);
+    }
+    run->outstanding = work.count;
+    run->target_operations = options->operations;
+
+    if (!d->ops->start(d))
+    {
+        if (!d->error[0])
+            snprintf(d->error, sizeof(d->error), "%s could not start: error %lu", d->ops->name, GetLastError());
+        return FALSE;
+    }
+    start = now_ticks();
+    run->deadline = options->duration > 0 ? start + (LONGLONG)(options->duration * qpc_frequency) : 0;
+    if (!strcmp(options->name, "posted"))
+        ok = start_posted();
+    else if (!strcmp(options->name, "file-read") || copy)
+        ok = start_file(copy);
+    else if (!strcmp(options->name, "pipe"))
+        ok = start_pipes();
+    else if (!strcmp(options->name, "tcp"))
+        ok = start_tcp();
+    if (!ok)
+    {
+        snprintf(d->error, sizeof(d->error), "setting up the %s workload failed: error %lu", options->name,
+                 GetLastError());
+        InterlockedExchange(&run->stopping, 1);
+    }
+
+    /* Echo clients end by themselves; then closing them ends the servers' reads. */
+    while (WaitForSingleObject(echo ? work.clients_done : run->finished, 1000) == WAIT_TIMEOUT)
+        if (options->progress)
+            print_progress(run, start);
+    end = now_ticks();
+    if (echo)
+    {
+        InterlockedExchange(&run->stopping, 1);
+        for (i = 0; i < work.count / 2; i++)
+            close_channel(&work.clients[i]);
+        WaitForSingleObject(run->finished, 30000);
+    }
+    if (options->progress)
+    {
+        print_progress(run, start);
+        fputc('\n', stderr);
+    }
+    run->seconds = (end - start) / (double)qpc_frequency;
+    if (copy && ok)
+        verify_copy(run);
+    memory.cb = sizeof(memory);
+    if (GetProcessMemoryInfo(GetCurrentProcess(), &memory, sizeof(memory)))
+        run->peak_working_set = memory.PeakWorkingSetSize;
+
+    for (i = 0; i < work.count; i++)
+        close_channel(&work.servers[i]);
+    close_channel(&work.source);
+    close_channel(&work.target);
+    close_channel(&work.listener);
+    d->ops->stop(d);
+    return ok && run->outstanding == 0;
+}
+
+void free_run(struct run *run)
+{
+    DWORD i;
+
+    for (i = 0; i < work.count; i++)
+        free(work.requests[i].buffer);
+    free(work.requests);
+    free(work.servers);
+    free(work.clients);
+    CloseHandle(work.clients_done);
+    CloseHandle(run->finished);
+    ZeroMemory(&work, sizeof(work));
+}
