@@ -8,6 +8,12 @@
 #include "hostiocp.h"
 #include "iobench.h"
 
+BOOL threads_unreliable_here(void)
+{
+    char value[8];
+    return sizeof(void *) == 4 && GetEnvironmentVariableA("HOSTIOCP_I386_VIA_QEMU", value, sizeof(value)) > 0;
+}
+
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads)
 {
     ZeroMemory(d, sizeof(*d));

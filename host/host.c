@@ -200,6 +200,12 @@ int main(int argc, char **argv)
         return status;
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
+    if (!options.activate_only && threads_unreliable_here())
+    {
+        printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
+               "reliably; activating only\n");
+        options.activate_only = TRUE;
+    }
     if (options.activate_only)
         return activate_only();
     if (options.json)

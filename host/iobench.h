@@ -60,6 +60,8 @@ struct dispatcher
     ULONGLONG drain_markers;
 };
 
+/* A 32-bit process whose Wine runs under qemu-user (see build-aux/wine-run). */
+BOOL threads_unreliable_here(void);
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, threadpool_ops, bindio_ops;
 
