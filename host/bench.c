@@ -130,7 +130,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
 {
     int i;
 
-    o->repeat = 3;
+    o->repeat = 5;
     o->duration = 1.0;
     o->concurrency = 16;
     for (i = 1; i < argc; i++)
@@ -142,7 +142,7 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         {
             printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
                    "[--repeat N] [--duration SECONDS] [--concurrency N] [--json]\n"
-                   "defaults: every workload, threads 1 2 4, repeat 3, duration 1, concurrency 16\n");
+                   "defaults: every workload, threads 1 2 4, repeat 5, duration 1, concurrency 16\n");
             exit(0);
         }
         if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
