@@ -123,7 +123,6 @@ static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
     struct port_counters counts;
 
     pool_counters(&port->pool, &counts);
-    stats->ThreadsBusy += port->pool.busy;
     stats->CompletionsDispatched += counts.dispatched;
     stats->CompletionsFailed += counts.failed;
     stats->ForeignPackets += counts.foreign;
@@ -140,7 +139,6 @@ static void shut_down_port(struct engine *engine, struct port *port)
     pool_stop(&port->pool);
     AcquireSRWLockExclusive(&engine->lock);
     add_port_statistics(&engine->closed, port);
-    engine->closed.ThreadsBusy = 0;
     ReleaseSRWLockExclusive(&engine->lock);
     CloseHandle(port->pool.port);
     pool_release(&port->pool);
@@ -353,6 +351,7 @@ HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
     for (port = engine->ports; port; port = port->next)
     {
         add_port_statistics(stats, port);
+        stats->ThreadsBusy += port->pool.busy;
         stats->PortsOpen++;
     }
     ReleaseSRWLockShared(&engine->lock);
@@ -371,6 +370,7 @@ HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIO
         ZeroMemory(stats, sizeof(*stats));
         stats->cbSize = sizeof(*stats);
         stats->PortsOpen = 1;
+        stats->ThreadsBusy = port->pool.busy;
         add_port_statistics(stats, port);
         finish_statistics(stats, port->pool.threads, port->pool.peak);
         hr = S_OK;
