@@ -306,6 +306,7 @@ START_TEST(io)
 {
     HOSTIOCP_STATISTICS stats;
     WSADATA wsa;
+    void *handler;
     HRESULT hr;
 
     if (threads_unreliable())
@@ -313,6 +314,7 @@ START_TEST(io)
         skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
         exit(77);
     }
+    handler = collect_hostiocp_trace();
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
     clr = fake_clr_create();
@@ -342,4 +344,7 @@ START_TEST(io)
     fake_clr_destroy(clr);
     WSACleanup();
     CoUninitialize();
+    /* Tracing is off unless HOSTIOCP_TRACE asks for it. */
+    ok(hostiocp_trace.lines == 0, "%ld trace lines without HOSTIOCP_TRACE\n", hostiocp_trace.lines);
+    RemoveVectoredExceptionHandler(handler);
 }

@@ -48,3 +48,33 @@ DWORD run_command(const WCHAR *command_line)
     free(copy);
     return code;
 }
+
+#ifndef DBG_PRINTEXCEPTION_C
+#define DBG_PRINTEXCEPTION_C 0x40010006
+#endif
+
+struct trace_counts hostiocp_trace;
+
+static LONG CALLBACK collect_debug_output(EXCEPTION_POINTERS *pointers)
+{
+    const EXCEPTION_RECORD *record = pointers->ExceptionRecord;
+    const char *text;
+
+    if (record->ExceptionCode != DBG_PRINTEXCEPTION_C || record->NumberParameters < 2)
+        return EXCEPTION_CONTINUE_SEARCH;
+    text = (const char *)record->ExceptionInformation[1];
+    if (!strncmp(text, "hostiocp[", 9))
+    {
+        InterlockedIncrement(&hostiocp_trace.lines);
+        if (strstr(text, "OnComplete("))
+            InterlockedIncrement(&hostiocp_trace.oncomplete);
+        if (strstr(text, "manager") && strstr(text, "created"))
+            InterlockedIncrement(&hostiocp_trace.created);
+    }
+    return EXCEPTION_CONTINUE_SEARCH;
+}
+
+void *collect_hostiocp_trace(void)
+{
+    return AddVectoredExceptionHandler(1, collect_debug_output);
+}

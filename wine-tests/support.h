@@ -9,4 +9,16 @@ void get_dll_path(WCHAR *path, DWORD size);
 /* Runs a command line and returns its exit code, or -1 if it could not start. */
 DWORD run_command(const WCHAR *command_line);
 
+/* Lines that hostiocp sent to the debugger since collect_hostiocp_trace(). */
+struct trace_counts
+{
+    volatile LONG lines;
+    volatile LONG oncomplete;
+    volatile LONG created;
+};
+extern struct trace_counts hostiocp_trace;
+/* Collects OutputDebugString output as a debugger sees it (DBG_PRINTEXCEPTION_C); returns the
+ * handler for RemoveVectoredExceptionHandler. */
+void *collect_hostiocp_trace(void);
+
 #endif
