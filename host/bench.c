@@ -12,7 +12,8 @@
 
 #define MAX_REPEAT 15
 
-static const struct dispatcher_ops *const dispatchers[] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
+static const struct dispatcher_ops *dispatchers[5] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
+static size_t dispatcher_count = 4;
 
 struct bench_options
 {
@@ -141,11 +142,17 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
         {
             printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
-                   "[--repeat N] [--duration SECONDS] [--concurrency N] [--json]\n"
+                   "[--repeat N] [--duration SECONDS] [--concurrency N] [--batched] [--json]\n"
+                   "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
                    "defaults: every workload, threads 1 2 4, repeat 5, duration 1, concurrency 16\n");
             exit(0);
         }
         if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
+        if (!strcmp(arg, "--batched"))
+        {
+            dispatchers[dispatcher_count++] = &hostiocp_batched_ops;
+            continue;
+        }
         if (!value)
             return bad_option(arg, strncmp(arg, "--", 2) ? "is not an option" : "needs a value");
         i++;
@@ -231,7 +238,7 @@ int main(int argc, char **argv)
             double bare = 0;
             size_t i;
 
-            for (i = 0; i < ARRAYSIZE(dispatchers); i++)
+            for (i = 0; i < dispatcher_count; i++)
             {
                 struct measurement m;
                 const char *threads_note = dispatchers[i] == &bindio_ops ? " (system's)" : "";

@@ -221,6 +221,16 @@ static BOOL hostiocp_start(struct dispatcher *d)
         FAILED(hr = IHostIoCompletionManager_SetMaxThreads(h->manager, max)) ||
         FAILED(hr = IHostIoCompletionManager_SetMinThreads(h->manager, min)))
         return hostiocp_fail(d, "Set{Min,Max}Threads", hr);
+    if (d->batch)
+    {
+        IHostIoCpSettings *settings;
+        if (FAILED(hr = IHostIoCompletionManager_QueryInterface(h->manager, &IID_IHostIoCpSettings, (void **)&settings)))
+            return hostiocp_fail(d, "QueryInterface(IHostIoCpSettings)", hr);
+        hr = IHostIoCpSettings_SetBatchSize(settings, d->batch);
+        IHostIoCpSettings_Release(settings);
+        if (FAILED(hr))
+            return hostiocp_fail(d, "SetBatchSize", hr);
+    }
     /* Thread-pool initialisation: one port for the process. */
     if (FAILED(hr = IHostIoCompletionManager_CreateIoCompletionPort(h->manager, &h->port)))
         return hostiocp_fail(d, "CreateIoCompletionPort", hr);
@@ -284,6 +294,19 @@ const struct dispatcher_ops hostiocp_ops =
 {
     "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, no_io_context, no_io_context,
     hostiocp_post, no_unbind, hostiocp_stop,
+};
+
+/* The same with GetQueuedCompletionStatusEx batches of 16, to see whether batching pays. */
+static BOOL hostiocp_batched_start(struct dispatcher *d)
+{
+    d->batch = 16;
+    return hostiocp_start(d);
+}
+
+const struct dispatcher_ops hostiocp_batched_ops =
+{
+    "hostiocp, batches of 16", hostiocp_batched_start, hostiocp_bind, hostiocp_prepare, no_io_context,
+    no_io_context, hostiocp_post, no_unbind, hostiocp_stop,
 };
 
 /* ---- (c) the Windows thread pool: TP_IO per handle, a private pool of N threads ---- */

@@ -52,6 +52,7 @@ struct dispatcher
     const struct dispatcher_ops *ops;
     DWORD threads;
     DWORD min_threads, max_threads;  /* hostiocp only; 0: same as threads */
+    DWORD batch;                     /* hostiocp only; 0: its default */
     char error[256];                 /* why start failed */
     void *impl;
     /* filled in by stop() where the dispatcher can tell */
@@ -63,7 +64,7 @@ struct dispatcher
 /* A 32-bit process whose Wine runs under qemu-user (see build-aux/wine-run). */
 BOOL threads_unreliable_here(void);
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
-extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, threadpool_ops, bindio_ops;
+extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
 
 struct histogram
 {
