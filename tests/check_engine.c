@@ -305,6 +305,31 @@ START_TEST(idle_threads_above_minimum_retire)
 }
 END_TEST
 
+START_TEST(lowered_maximum_retires_threads_after_callbacks)
+{
+    static OVERLAPPED requests[50];
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    HANDLE port;
+    int i;
+
+    manager = start(4, 4, &port);
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 2), S_OK);
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsTotal, 4);  /* idle threads wait; busy ones leave after their callback */
+    fake_clr_expect(clr, 50);
+    for (i = 0; i < 50; i++)
+        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_msg(wait_for_statistics(manager, port, threads_are, 2, 10000), "threads above the new maximum stayed");
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsRetired, 2);
+    ck_assert_int_eq(stats.CompletionsDispatched, 50);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+}
+END_TEST
+
 /* ---- shutdown ---- */
 
 struct after_release
@@ -440,6 +465,7 @@ static Suite *engine_suite(void)
     tcase_add_test(threads, blocking_callback_forces_an_injection);
     tcase_add_test(threads, maximum_is_never_exceeded);
     tcase_add_test(threads, idle_threads_above_minimum_retire);
+    tcase_add_test(threads, lowered_maximum_retires_threads_after_callbacks);
     suite_add_tcase(suite, threads);
 
     tcase_add_checked_fixture(shutdown, setup, teardown);
