@@ -10,7 +10,7 @@
 # Idempotent: a second run only rebuilds what changed.
 set -eu
 cd "$(dirname "$0")"
-: "${HOSTIOCP_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/hostiocp}"
+: "${HOSTIOCP_CACHE:=${XDG_CACHE_HOME:-${HOME:-/var/cache}/.cache}/hostiocp}"
 export HOSTIOCP_CACHE
 TARGETS=${HOSTIOCP_TARGETS:-"x86_64-w64-mingw32 i686-w64-mingw32"}
 JOBS=$(nproc 2>/dev/null || echo 2)

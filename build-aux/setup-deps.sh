@@ -5,7 +5,7 @@
 # source package.  Third-party code goes to $HOSTIOCP_CACHE, never into the source tree.
 set -eu
 
-: "${HOSTIOCP_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/hostiocp}"
+: "${HOSTIOCP_CACHE:=${XDG_CACHE_HOME:-${HOME:-/var/cache}/.cache}/hostiocp}"
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf 'setup: %s\n' "$*" >&2; }
