@@ -42,7 +42,6 @@ HRESULT unregister_server(enum registration_scope scope);
 #define ENGINE_DEFAULT_MAX_THREADS  HOSTIOCP_MAX_THREADS_LIMIT
 
 struct engine;
-struct port;
 
 struct port_counters
 {
@@ -54,7 +53,7 @@ struct port_counters
 };
 
 struct engine *engine_create(void);
-/* Stops every port (see port_stop) and drops the caller's reference. */
+/* Stops every port (see pool_stop), waits for every thread and drops the caller's reference. */
 void engine_shutdown(struct engine *engine);
 
 HRESULT engine_set_clr(struct engine *engine, ICLRIoCompletionManager *clr);
