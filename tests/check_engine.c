@@ -37,6 +37,15 @@ static IHostIoCompletionManager *start(DWORD min, DWORD max, HANDLE *port)
     return manager;
 }
 
+/* Posts one packet per OVERLAPPED, its index as the byte count, with a key Bind never gave out. */
+static void post_packets(HANDLE port, OVERLAPPED *requests, int count)
+{
+    int i;
+
+    for (i = 0; i < count; i++)
+        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+}
+
 /* ---- exactly once, by sequence number ---- */
 
 struct sequence_check
@@ -242,13 +251,11 @@ START_TEST(maximum_is_never_exceeded)
     HOSTIOCP_STATISTICS stats;
     DWORD available;
     HANDLE port;
-    int i;
 
     init_blocking(&blocking, 2);
     manager = start(1, 2, &port);
     fake_clr_expect(clr, 5);
-    for (i = 0; i < 5; i++)
-        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    post_packets(port, requests, 5);
     ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
     ck_assert_hr(IHostIoCompletionManager_GetAvailableThreads(manager, &available), S_OK);
     ck_assert_int_eq(available, 0);
@@ -281,14 +288,12 @@ START_TEST(idle_threads_above_minimum_retire)
     OVERLAPPED requests[3];
     HOSTIOCP_STATISTICS stats;
     HANDLE port;
-    int i;
 
     init_blocking(&blocking, 3);
     manager = start(1, 8, &port);
     ck_assert_hr(set_idle_timeout(manager, 50), S_OK);
     fake_clr_expect(clr, 3);
-    for (i = 0; i < 3; i++)
-        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    post_packets(port, requests, 3);
     ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
     SetEvent(blocking.release);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
@@ -311,7 +316,6 @@ START_TEST(lowered_maximum_retires_threads_after_callbacks)
     IHostIoCompletionManager *manager;
     HOSTIOCP_STATISTICS stats;
     HANDLE port;
-    int i;
 
     manager = start(4, 4, &port);
     ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
@@ -319,8 +323,7 @@ START_TEST(lowered_maximum_retires_threads_after_callbacks)
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
     ck_assert_int_eq(stats.ThreadsTotal, 4);  /* idle threads wait; busy ones leave after their callback */
     fake_clr_expect(clr, 50);
-    for (i = 0; i < 50; i++)
-        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    post_packets(port, requests, 50);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_msg(wait_for_statistics(manager, port, threads_are, 2, 10000), "threads above the new maximum stayed");
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
@@ -359,15 +362,13 @@ START_TEST(release_while_packets_stream)
     LARGE_INTEGER frequency, before, after;
     HANDLE port;
     LONG calls;
-    int i;
 
     state.never = CreateEventW(NULL, TRUE, FALSE, NULL);
     clr->hook = note_calls_after_release;
     clr->context = &state;
     manager = start(4, 4, &port);
     fake_clr_expect(clr, 100);
-    for (i = 0; i < 20000; i++)
-        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    post_packets(port, requests, 20000);
     ck_assert(fake_clr_wait(clr, WAIT_MS));  /* dispatch is under way */
     QueryPerformanceFrequency(&frequency);
     QueryPerformanceCounter(&before);
