@@ -1,7 +1,11 @@
 /* The DLL's entry points and module lifetime. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <winternl.h>
 #include "hostiocp_private.h"
+
+BOOLEAN NTAPI RtlDllShutdownInProgress(void);
+BOOL NTAPI RtlIsCriticalSectionLockedByThread(RTL_CRITICAL_SECTION *section);
 
 HINSTANCE hostiocp_instance;
 BOOL hostiocp_trace_enabled;
@@ -30,12 +34,31 @@ HMODULE module_pin(void)
     return module;
 }
 
-void set_current_pool(struct pool *pool)
+/* PEB.LoaderLock: the documented part of the PEB in winternl.h stops before it. */
+static RTL_CRITICAL_SECTION *loader_lock(void)
 {
-    TlsSetValue(pool_tls, pool);
+    PROCESS_BASIC_INFORMATION info;
+
+    if (NtQueryInformationProcess(GetCurrentProcess(), ProcessBasicInformation, &info, sizeof(info), NULL))
+        return NULL;
+    return *(RTL_CRITICAL_SECTION **)((BYTE *)info.PebBaseAddress + (sizeof(void *) == 8 ? 0x110 : 0xa0));
 }
 
-struct pool *current_pool(void)
+BOOL module_must_not_wait(void)
+{
+    RTL_CRITICAL_SECTION *lock;
+
+    if (RtlDllShutdownInProgress())
+        return TRUE;
+    return (lock = loader_lock()) && RtlIsCriticalSectionLockedByThread(lock);
+}
+
+void set_current_worker(struct worker *worker)
+{
+    TlsSetValue(pool_tls, worker);
+}
+
+struct worker *current_worker(void)
 {
     return pool_tls == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(pool_tls);
 }

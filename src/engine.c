@@ -4,15 +4,16 @@
 
 struct port
 {
-    struct pool pool;
-    struct engine *engine;
+    struct pool *pool;
+    HANDLE handle;
+    ULONG_PTR bind_key;
     struct port *next;
     volatile LONG64 bound;
 };
 
 struct engine
 {
-    volatile LONG refs;       /* the manager's and one per port */
+    volatile LONG refs;       /* the manager's and one per pool */
     SRWLOCK lock;             /* ports, clr, min/max changes, closed counters */
     struct port *ports;       /* oldest first: the first is the default port of Bind(NULL) */
     ICLRIoCompletionManager *clr;
@@ -21,13 +22,10 @@ struct engine
     HOSTIOCP_STATISTICS closed; /* what ports already closed had counted */
 };
 
-static inline struct port *port_from_pool(struct pool *pool)
+static void engine_release(void *context)
 {
-    return CONTAINING_RECORD(pool, struct port, pool);
-}
+    struct engine *engine = context;
 
-static void engine_release(struct engine *engine)
-{
     if (!InterlockedDecrement(&engine->refs))
         HeapFree(GetProcessHeap(), 0, engine);
 }
@@ -52,20 +50,12 @@ struct engine *engine_create(void)
     return engine;
 }
 
-static void destroy_port(struct pool *pool)
-{
-    struct port *port = port_from_pool(pool);
-
-    engine_release(port->engine);
-    HeapFree(GetProcessHeap(), 0, port);
-}
-
 static struct port *find_port(struct engine *engine, HANDLE handle)
 {
     struct port *port;
 
     for (port = engine->ports; port; port = port->next)
-        if (port->pool.port == handle)
+        if (port->handle == handle)
             return port;
     return NULL;
 }
@@ -91,66 +81,64 @@ static void unlink_port(struct engine *engine, struct port *port)
 static HRESULT create_port_locked(struct engine *engine, struct port **out)
 {
     struct port *port;
-    HANDLE handle;
     HRESULT hr;
 
     if (!engine->clr)
         return HOST_E_CLRNOTAVAILABLE;
-    if (!(handle = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0)))
-        return HRESULT_FROM_WIN32(GetLastError());
     if (!(port = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*port))))
-    {
-        CloseHandle(handle);
         return E_OUTOFMEMORY;
-    }
-    InterlockedIncrement(&engine->refs);
-    port->engine = engine;
-    pool_init(&port->pool, handle, engine->clr, &engine->limits, &engine->tally, destroy_port);
-    if (FAILED(hr = pool_start(&port->pool)))
+    InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
+    if (FAILED(hr = pool_create(engine->clr, &engine->limits, &engine->tally, engine_release, engine, &port->pool)))
     {
-        CloseHandle(handle);
-        pool_release(&port->pool);
+        HeapFree(GetProcessHeap(), 0, port);
         return hr;
     }
+    port->handle = pool_port(port->pool);
+    port->bind_key = pool_bind_key(port->pool);
     append_port(engine, port);
-    TRACE("port %p created with %ld threads", handle, port->pool.threads);
+    TRACE("port %p created with %ld threads", port->handle, pool_threads(port->pool));
     *out = port;
     return S_OK;
 }
 
 static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
 {
-    struct port_counters counts;
-
-    pool_counters(&port->pool, &counts);
-    stats->CompletionsDispatched += counts.dispatched;
-    stats->CompletionsFailed += counts.failed;
-    stats->ForeignPackets += counts.foreign;
-    stats->WakeupPackets += counts.wakeups;
-    stats->PacketsDiscarded += counts.discarded;
-    stats->ThreadsInjected += port->pool.injected;
-    stats->ThreadsRetired += port->pool.retired;
+    pool_statistics(port->pool, stats);
     stats->HandlesBound += port->bound;
 }
 
 /* Stops the port's threads, keeps its counters and closes it; the caller has unlinked it. */
 static void shut_down_port(struct engine *engine, struct port *port)
 {
-    pool_stop(&port->pool);
+    HOSTIOCP_STATISTICS stats = { 0 };
+
+    pool_stop(port->pool);
+    add_port_statistics(&stats, port);
     AcquireSRWLockExclusive(&engine->lock);
-    add_port_statistics(&engine->closed, port);
+    engine->closed.CompletionsDispatched += stats.CompletionsDispatched;
+    engine->closed.CompletionsFailed += stats.CompletionsFailed;
+    engine->closed.ForeignPackets += stats.ForeignPackets;
+    engine->closed.WakeupPackets += stats.WakeupPackets;
+    engine->closed.PacketsDiscarded += stats.PacketsDiscarded;
+    engine->closed.ThreadsInjected += stats.ThreadsInjected;
+    engine->closed.ThreadsRetired += stats.ThreadsRetired;
+    engine->closed.HandlesBound += stats.HandlesBound;
+    engine->closed.TargetRaised += stats.TargetRaised;
+    engine->closed.TargetLowered += stats.TargetLowered;
+    engine->closed.StarvationInjections += stats.StarvationInjections;
     ReleaseSRWLockExclusive(&engine->lock);
-    CloseHandle(port->pool.port);
-    pool_release(&port->pool);
+    pool_release(port->pool);
+    HeapFree(GetProcessHeap(), 0, port);
 }
 
 /* Also waits for threads of ports that were closed from inside their own callbacks; the
  * caller's own thread, if it is one of ours, ends when its callback returns. */
 static void wait_for_threads(struct engine *engine)
 {
-    struct pool *own = current_pool();
-    LONG remaining = own && own->tally == &engine->tally ? 1 : 0;
+    LONG remaining = current_thread_tally() == &engine->tally ? 1 : 0;
 
+    if (module_must_not_wait())
+        return;
     AcquireSRWLockExclusive(&engine->tally.lock);
     while (engine->tally.threads > remaining)
         SleepConditionVariableSRW(&engine->tally.ended, &engine->tally.lock, INFINITE, 0);
@@ -206,7 +194,7 @@ HRESULT engine_create_port(struct engine *engine, HANDLE *port_handle)
 
     AcquireSRWLockExclusive(&engine->lock);
     if (SUCCEEDED(hr = create_port_locked(engine, &port)))
-        *port_handle = port->pool.port;
+        *port_handle = port->handle;
     ReleaseSRWLockExclusive(&engine->lock);
     return hr;
 }
@@ -241,7 +229,7 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
         hr = create_port_locked(engine, &port);
     if (SUCCEEDED(hr))
     {
-        if (CreateIoCompletionPort(handle, port->pool.port, port->pool.bind_key, 0))
+        if (CreateIoCompletionPort(handle, port->handle, port->bind_key, 0))
             InterlockedIncrement64(&port->bound);
         else
             hr = HRESULT_FROM_WIN32(GetLastError());
@@ -261,7 +249,7 @@ HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
     {
         InterlockedExchange(&engine->limits.min_threads, (LONG)count);
         for (port = engine->ports; port; port = port->next)
-            pool_grow_to_minimum(&port->pool);
+            pool_grow_to_minimum(port->pool);
         hr = S_OK;
     }
     ReleaseSRWLockExclusive(&engine->lock);
@@ -302,7 +290,7 @@ DWORD engine_available_threads(struct engine *engine)
     AcquireSRWLockShared(&engine->lock);
     max = engine->limits.max_threads;
     for (port = engine->ports; port; port = port->next)
-        busy += port->pool.busy;
+        busy += pool_busy(port->pool);
     ReleaseSRWLockShared(&engine->lock);
     return busy < max ? (DWORD)(max - busy) : 0;
 }
@@ -337,6 +325,7 @@ static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG threads, LONG pea
 {
     stats->ThreadsTotal = threads > 0 ? (DWORD)threads : 0;
     stats->ThreadsPeak = peak > 0 ? (DWORD)peak : 0;
+    /* Counted a moment apart: a thread may be inside OnComplete before it is counted alive. */
     if (stats->ThreadsBusy > stats->ThreadsTotal)
         stats->ThreadsBusy = stats->ThreadsTotal;
     stats->ThreadsIdle = stats->ThreadsTotal - stats->ThreadsBusy;
@@ -351,7 +340,6 @@ HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
     for (port = engine->ports; port; port = port->next)
     {
         add_port_statistics(stats, port);
-        stats->ThreadsBusy += port->pool.busy;
         stats->PortsOpen++;
     }
     ReleaseSRWLockShared(&engine->lock);
@@ -370,9 +358,8 @@ HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIO
         ZeroMemory(stats, sizeof(*stats));
         stats->cbSize = sizeof(*stats);
         stats->PortsOpen = 1;
-        stats->ThreadsBusy = port->pool.busy;
         add_port_statistics(stats, port);
-        finish_statistics(stats, port->pool.threads, port->pool.peak);
+        finish_statistics(stats, pool_threads(port->pool), pool_peak(port->pool));
         hr = S_OK;
     }
     ReleaseSRWLockShared(&engine->lock);

@@ -18,10 +18,14 @@ LONG module_ref_count(void);
 /* Pins the DLL for a thread of ours; the thread ends with FreeLibraryAndExitThread. */
 HMODULE module_pin(void);
 
-struct pool;
-/* Which pool, if any, the calling thread belongs to. */
-void set_current_pool(struct pool *pool);
-struct pool *current_pool(void);
+/* Where the loader lock is held by this thread or the process is ending: nothing may wait for
+ * other threads to end. */
+BOOL module_must_not_wait(void);
+
+struct worker;
+/* Which pool thread, if any, the calling thread is. */
+void set_current_worker(struct worker *worker);
+struct worker *current_worker(void);
 
 /* ---- tracing (dllmain.c): HOSTIOCP_TRACE=1 sends lines to OutputDebugString ---- */
 extern BOOL hostiocp_trace_enabled;
@@ -90,58 +94,30 @@ struct thread_tally
     CONDITION_VARIABLE ended;
 };
 
-/* The threads that serve one completion port (pool.c) and their dispatch loop (dispatch.c). */
-struct pool
-{
-    volatile LONG refs;             /* the owner's and one per thread */
-    void (*destroy)(struct pool *pool);
-    HANDLE port;
-    ULONG_PTR bind_key;             /* the key Bind associates handles with */
-    ULONG_PTR control_key;          /* the key of our own stop packets */
-    ICLRIoCompletionManager *clr;   /* the engine's reference outlives every pool thread */
-    const struct pool_limits *limits;
-    struct thread_tally *tally;
+/* The threads that serve one completion port, and its thread policy (pool.c, policy.c). */
+struct pool;
 
-    volatile LONG stopping;
-    volatile LONG threads;          /* started or starting, not yet ended */
-    volatile LONG busy;             /* inside OnComplete */
-    volatile LONG peak;
-    volatile LONG64 injected;
-    volatile LONG64 retired;
-
-    SRWLOCK lock;                   /* the workers list, ended counters and thread_ended */
-    CONDITION_VARIABLE thread_ended;
-    struct worker *workers;
-    struct port_counters ended;     /* counters of threads that have ended */
-};
-
-struct worker
-{
-    struct worker *next;
-    struct worker *prev;
-    BOOL slot_released;
-    struct port_counters counts;
-};
-
-void pool_init(struct pool *pool, HANDLE port, ICLRIoCompletionManager *clr,
-               const struct pool_limits *limits, struct thread_tally *tally,
-               void (*destroy)(struct pool *pool));
-void pool_add_ref(struct pool *pool);
+/* Creates the port and starts the minimum of threads (at least one) and the monitor.  The pool
+ * holds its own reference to clr, and calls on_destroy(context) when it is gone, or at once if
+ * it could not be created. */
+HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limits, struct thread_tally *tally,
+                    void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
-/* Starts threads up to the minimum (at least one); fails if not even one could start. */
-HRESULT pool_start(struct pool *pool);
+HANDLE pool_port(const struct pool *pool);
+ULONG_PTR pool_bind_key(const struct pool *pool);
 /* Tops the pool up after the minimum was raised. */
 void pool_grow_to_minimum(struct pool *pool);
-/* Stops dispatching and waits until every thread (but the caller, if it is one) has ended. */
+/* Dispatches every packet queued before the call, ends every thread (but the caller, if it is
+ * one, which ends when its callback returns), counts what arrived later as discarded and closes
+ * the port.  Where nothing may wait (module_must_not_wait) it only tells the threads to stop. */
 void pool_stop(struct pool *pool);
+LONG pool_busy(const struct pool *pool);
+LONG pool_threads(const struct pool *pool);
+LONG pool_peak(const struct pool *pool);
 void pool_counters(struct pool *pool, struct port_counters *sum);
-
-/* For the dispatch loop. */
-void pool_worker_enter(struct pool *pool, struct worker *worker);
-void pool_worker_leave(struct pool *pool, struct worker *worker);
-void pool_inject(struct pool *pool);
-BOOL pool_retire_idle(struct pool *pool, struct worker *worker);
-BOOL pool_retire_excess(struct pool *pool, struct worker *worker);
-DWORD WINAPI dispatch_thread(void *pool);
+/* Adds the pool's counters and policy figures (not ThreadsTotal and ThreadsPeak) to stats. */
+void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats);
+/* The tally of the pool whose thread calls, or NULL. */
+const struct thread_tally *current_thread_tally(void);
 
 #endif

@@ -218,19 +218,36 @@ static ULONG WINAPI statistics_Release(IHostIoCpStatistics *iface)
     return manager_Release(&manager->IHostIoCompletionManager_iface);
 }
 
+/* Callers built against version 1.0 pass the smaller structure; they get its fields only. */
 static HRESULT check_statistics_buffer(const HOSTIOCP_STATISTICS *stats)
 {
     if (!stats)
         return E_POINTER;
-    return stats->cbSize == sizeof(*stats) ? S_OK : E_INVALIDARG;
+    return stats->cbSize == sizeof(*stats) || stats->cbSize == HOSTIOCP_STATISTICS_V1_SIZE ? S_OK : E_INVALIDARG;
+}
+
+static HRESULT copy_statistics(HRESULT hr, const HOSTIOCP_STATISTICS *all, HOSTIOCP_STATISTICS *stats)
+{
+    DWORD size = stats->cbSize;
+
+    if (SUCCEEDED(hr))
+    {
+        memcpy(stats, all, size);
+        stats->cbSize = size;
+    }
+    return hr;
 }
 
 static HRESULT WINAPI statistics_GetStatistics(IHostIoCpStatistics *iface, HOSTIOCP_STATISTICS *stats)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
     HRESULT hr = check_statistics_buffer(stats);
+    HOSTIOCP_STATISTICS all;
 
-    return FAILED(hr) ? hr : engine_statistics(manager->engine, stats);
+    TRACE("GetStatistics(%p)", stats);
+    if (FAILED(hr))
+        return hr;
+    return copy_statistics(engine_statistics(manager->engine, &all), &all, stats);
 }
 
 static HRESULT WINAPI statistics_GetPortStatistics(IHostIoCpStatistics *iface, HANDLE port,
@@ -238,12 +255,14 @@ static HRESULT WINAPI statistics_GetPortStatistics(IHostIoCpStatistics *iface, H
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
     HRESULT hr = check_statistics_buffer(stats);
+    HOSTIOCP_STATISTICS all;
 
+    TRACE("GetPortStatistics(%p, %p)", port, stats);
     if (FAILED(hr))
         return hr;
     if (!port || port == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
-    return engine_port_statistics(manager->engine, port, stats);
+    return copy_statistics(engine_port_statistics(manager->engine, port, &all), &all, stats);
 }
 
 static const IHostIoCpStatisticsVtbl statistics_vtbl =

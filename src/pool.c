@@ -1,40 +1,116 @@
-/* Thread policy for one completion port: at least the minimum (and always one listener), never
- * more than the maximum, a new thread as soon as every thread is inside a callback, idle
- * threads above the minimum retired after the idle timeout, and a stop that waits for every
- * thread.  None of it relies on the port's concurrency value or on closing the port. */
+/* The threads of one completion port: they dequeue packets and call OnComplete on the same
+ * thread, exactly once per packet with an OVERLAPPED, between the host's minimum and maximum,
+ * at the count that the controller (policy.c) finds, sampled by the pool's monitor thread.
+ *
+ * Invariants:
+ * - An idle thread retires only if another idle thread stays: threads and busy threads share
+ *   one word, so that decision and a dequeue that takes the last idle thread see each other.
+ * - Packets queued while every thread is inside a callback are noticed by the monitor within
+ *   two ticks (40 ms), which then adds threads up to the maximum.
+ * - A dequeued packet is always dispatched; every thread ends on a stop packet of its own, so
+ *   the port's FIFO order dispatches everything queued before pool_stop before it returns.
+ */
+#include <assert.h>
+#include <winternl.h>
 #include "hostiocp_private.h"
+#include "policy.h"
 
-void pool_init(struct pool *pool, HANDLE port, ICLRIoCompletionManager *clr,
-               const struct pool_limits *limits, struct thread_tally *tally,
-               void (*destroy)(struct pool *pool))
+NTSTATUS NTAPI NtQueryIoCompletion(HANDLE port, int information_class, void *buffer, ULONG length,
+                                   ULONG *returned);
+
+/* counts: threads alive in the high half, of which inside OnComplete in the low half. */
+#define BUSY_ONE      1
+#define THREADS_ONE   0x10000
+static inline LONG busy_of(LONG counts) { return counts & 0xffff; }
+static inline LONG threads_of(LONG counts) { return counts >> 16; }
+
+struct worker
 {
-    pool->refs = 1;
-    pool->destroy = destroy;
-    pool->port = port;
-    pool->bind_key = (ULONG_PTR)pool;
-    pool->control_key = (ULONG_PTR)pool + 1;
-    pool->clr = clr;
-    pool->limits = limits;
-    pool->tally = tally;
-    InitializeSRWLock(&pool->lock);
-    InitializeConditionVariable(&pool->thread_ended);
-}
+    struct pool *pool;
+    struct worker *next, *prev;       /* locked via pool->lock */
+    struct port_counters counts;      /* written by its own thread, read by anyone */
+    OVERLAPPED_ENTRY *entries;        /* what the last dequeue returned ... */
+    ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go */
+    BOOL from_ex;                     /* entries came from GetQueuedCompletionStatusEx */
+    DWORD single_error;               /* else: the error GetQueuedCompletionStatus gave */
+    OVERLAPPED_ENTRY single;
+    OVERLAPPED_ENTRY *batch;          /* room for HOSTIOCP_MAX_BATCH_SIZE, allocated on first use */
+    LONG stop_packets;                /* our stop packets this thread has taken */
+    BOOL slot_released;               /* it retired: its count was already taken off */
+};
 
-void pool_add_ref(struct pool *pool)
+struct pool
+{
+    volatile LONG refs;               /* the owner's, one per thread and the monitor's */
+    HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
+    ULONG_PTR bind_key, control_key;
+    ICLRIoCompletionManager *clr;     /* the pool's own reference, until no thread can call it */
+    const struct pool_limits *limits; /* the engine's: it outlives the pool */
+    struct thread_tally *tally;
+    void (*on_destroy)(void *context);
+    void *context;
+
+    volatile LONG counts;             /* Interlocked only; grows only under lock */
+    volatile LONG target;             /* written by the monitor only */
+    volatile LONG peak;
+    volatile LONG queued;             /* the monitor's last look at the port */
+
+    SRWLOCK lock;
+    CONDITION_VARIABLE changed;       /* a thread or the monitor ended */
+    volatile LONG stopping;           /* set under lock; read without it as a hint */
+    volatile LONG abandoned;          /* stopped without waiting: discard instead of dispatch */
+    volatile LONG stopped;            /* pool_stop closed the port */
+    struct worker *workers;           /* locked via lock */
+    struct port_counters ended;       /* locked via lock: counters of threads that have ended */
+    LONG monitors;                    /* locked via lock: 1 while the monitor runs */
+
+    HANDLE monitor_wake;              /* set when the pool stops */
+    struct policy *policy;            /* used by the monitor thread only */
+    volatile LONG64 injected, retired, raised, lowered, starvation;
+};
+
+static DWORD WINAPI dispatch_thread(void *arg);
+static DWORD WINAPI monitor_thread(void *arg);
+
+static void pool_add_ref(struct pool *pool)
 {
     InterlockedIncrement(&pool->refs);
 }
 
 void pool_release(struct pool *pool)
 {
-    if (!InterlockedDecrement(&pool->refs))
-        pool->destroy(pool);
+    if (InterlockedDecrement(&pool->refs))
+        return;
+    assert(threads_of(pool->counts) == 0 && !pool->monitors);
+    if (pool->port)
+        CloseHandle(pool->port);
+    if (pool->monitor_wake)
+        CloseHandle(pool->monitor_wake);
+    policy_destroy(pool->policy);
+    if (pool->clr)
+        ICLRIoCompletionManager_Release(pool->clr);
+    pool->on_destroy(pool->context);
+    HeapFree(GetProcessHeap(), 0, pool);
 }
 
-static LONG listener_floor(struct pool *pool)
+HANDLE pool_port(const struct pool *pool)
 {
-    LONG min = pool->limits->min_threads;
-    return min > 1 ? min : 1;
+    return pool->port;
+}
+
+ULONG_PTR pool_bind_key(const struct pool *pool)
+{
+    return pool->bind_key;
+}
+
+LONG pool_busy(const struct pool *pool)
+{
+    return busy_of(pool->counts);
+}
+
+static LONG floor_of(const struct pool_limits *limits)
+{
+    return limits->min_threads > 1 ? limits->min_threads : 1;
 }
 
 static void raise_to(volatile LONG *peak, LONG value)
@@ -50,31 +126,37 @@ static void raise_to(volatile LONG *peak, LONG value)
     }
 }
 
-/* Takes one of the max_threads slots (at most `limit` threads); the caller then starts a thread. */
-static BOOL reserve_slot(struct pool *pool, LONG limit)
+/* ---- threads coming and going ---- */
+
+/* Counts a new thread if the pool is not stopping and has fewer than `limit`. */
+static BOOL reserve_thread(struct pool *pool, LONG limit)
 {
-    LONG threads = pool->threads;
+    BOOL reserved = FALSE;
+    LONG counts;
 
-    for (;;)
+    AcquireSRWLockExclusive(&pool->lock);
+    counts = pool->counts;
+    while (!pool->stopping && threads_of(counts) < limit)
     {
-        LONG seen;
-
-        if (threads >= limit)
-            return FALSE;
-        seen = InterlockedCompareExchange(&pool->threads, threads + 1, threads);
-        if (seen == threads)
+        LONG seen = InterlockedCompareExchange(&pool->counts, counts + THREADS_ONE, counts);
+        if (seen == counts)
+        {
+            reserved = TRUE;
             break;
-        threads = seen;
+        }
+        counts = seen;
     }
+    ReleaseSRWLockExclusive(&pool->lock);
+    if (!reserved)
+        return FALSE;
     module_add_ref();
-    raise_to(&pool->peak, threads + 1);
+    raise_to(&pool->peak, threads_of(counts) + 1);
     raise_to(&pool->tally->peak, InterlockedIncrement(&pool->tally->threads));
     return TRUE;
 }
 
-/* A slot is gone: the DLL reference and the engine's tally go first, so that whoever waits for
- * the pool's count (pool_stop) sees the engine's counts already settled. */
-static void release_module_and_tally(struct pool *pool)
+/* The engine's counts first, so that whoever waits for the pool sees them settled. */
+static void thread_gone(struct pool *pool, BOOL take_off_count)
 {
     struct thread_tally *tally = pool->tally;
 
@@ -83,119 +165,179 @@ static void release_module_and_tally(struct pool *pool)
     InterlockedDecrement(&tally->threads);
     WakeAllConditionVariable(&tally->ended);
     ReleaseSRWLockExclusive(&tally->lock);
-}
-
-static void wake_pool_stop(struct pool *pool)
-{
     AcquireSRWLockExclusive(&pool->lock);
-    WakeAllConditionVariable(&pool->thread_ended);
+    if (take_off_count)
+        InterlockedExchangeAdd(&pool->counts, -THREADS_ONE);
+    WakeAllConditionVariable(&pool->changed);
     ReleaseSRWLockExclusive(&pool->lock);
-}
-
-static void release_slot(struct pool *pool)
-{
-    release_module_and_tally(pool);
-    InterlockedDecrement(&pool->threads);
-    wake_pool_stop(pool);
-}
-
-/* Gives a thread's slot back only while the count stays above `floor`. */
-static BOOL release_slot_above(struct pool *pool, LONG floor)
-{
-    LONG threads = pool->threads;
-
-    while (threads > floor)
-    {
-        LONG seen = InterlockedCompareExchange(&pool->threads, threads - 1, threads);
-        if (seen == threads)
-        {
-            release_module_and_tally(pool);
-            wake_pool_stop(pool);
-            return TRUE;
-        }
-        threads = seen;
-    }
-    return FALSE;
 }
 
 static BOOL start_thread(struct pool *pool, LONG limit)
 {
     HMODULE pin;
     HANDLE thread;
+    DWORD error;
 
-    if (!reserve_slot(pool, limit))
+    if (!reserve_thread(pool, limit))
         return FALSE;
-    /* A stop that began after the slot was taken might not have counted it. */
-    if (pool->stopping || !(pin = module_pin()))
+    if (!(pin = module_pin()))
     {
-        release_slot(pool);
+        thread_gone(pool, TRUE);
         return FALSE;
     }
     pool_add_ref(pool);
-    if (!(thread = CreateThread(NULL, 0, dispatch_thread, pool, 0, NULL)))
+    if ((thread = CreateThread(NULL, 0, dispatch_thread, pool, 0, NULL)))
     {
-        DWORD error = GetLastError();
-        pool_release(pool);
-        FreeLibrary(pin);
-        release_slot(pool);
-        SetLastError(error);
+        CloseHandle(thread);
+        return TRUE;
+    }
+    error = GetLastError();
+    FreeLibrary(pin);
+    thread_gone(pool, TRUE);
+    pool_release(pool);
+    SetLastError(error);
+    return FALSE;
+}
+
+/* Takes the caller off the count if what remains satisfies `keep`. */
+static BOOL leave_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(struct pool *pool, LONG counts))
+{
+    LONG counts = pool->counts;
+
+    while (allowed(pool, counts))
+    {
+        LONG seen = InterlockedCompareExchange(&pool->counts, counts - THREADS_ONE, counts);
+        if (seen == counts)
+        {
+            worker->slot_released = TRUE;
+            InterlockedIncrement64(&pool->retired);
+            return TRUE;
+        }
+        counts = seen;
+    }
+    return FALSE;
+}
+
+/* An idle thread (not counted busy) may go if the minimum and another idle thread remain. */
+static BOOL idle_may_leave(struct pool *pool, LONG counts)
+{
+    LONG remaining = threads_of(counts) - 1;
+    return !pool->stopping && remaining >= floor_of(pool->limits) && remaining - busy_of(counts) >= 1;
+}
+
+/* Between callbacks: above the maximum or the controller's target, a thread goes. */
+static BOOL excess_may_leave(struct pool *pool, LONG counts)
+{
+    LONG limit = min(pool->target, pool->limits->max_threads);
+    return !pool->stopping && threads_of(counts) > max(limit, 1);
+}
+
+/* ---- the dispatch loop ---- */
+
+static DWORD entry_error(const struct worker *worker, const OVERLAPPED_ENTRY *entry)
+{
+    NTSTATUS status;
+
+    if (!worker->from_ex)
+        return worker->single_error;
+    /* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
+    status = (NTSTATUS)entry->Internal;
+    return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
+}
+
+static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
+{
+    DWORD error = entry_error(worker, entry);
+
+    if (!entry->lpOverlapped)
+    {
+        if (entry->lpCompletionKey == pool->control_key)
+            worker->stop_packets++;
+        else
+            InterlockedIncrement64(&worker->counts.wakeups);
+        return;
+    }
+    if (pool->abandoned)
+    {
+        InterlockedIncrement64(&worker->counts.discarded);
+        return;
+    }
+    InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
+    InterlockedIncrement64(&worker->counts.dispatched);
+    if (error != ERROR_SUCCESS)
+        InterlockedIncrement64(&worker->counts.failed);
+    if (entry->lpCompletionKey != pool->bind_key)
+        InterlockedIncrement64(&worker->counts.foreign);
+    if (hostiocp_trace_enabled)
+        hostiocp_trace_line("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error,
+                            entry->dwNumberOfBytesTransferred, entry->lpOverlapped,
+                            (void *)entry->lpCompletionKey);
+    ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
+                                       entry->lpOverlapped);
+    InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
+}
+
+/* Dispatches what the last dequeue returned; pool_stop calls it too, from inside a callback. */
+static void dispatch_entries(struct pool *pool, struct worker *worker)
+{
+    while (worker->next_entry < worker->count)
+        dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
+}
+
+/* Returns FALSE when the thread should end: the port failed, or it retired after idling. */
+static BOOL dequeue(struct pool *pool, struct worker *worker)
+{
+    LONG batch = pool->limits->batch_size;
+    DWORD timeout = (DWORD)pool->limits->idle_timeout;
+    OVERLAPPED_ENTRY *single = &worker->single;
+    BOOL ok;
+
+    worker->count = worker->next_entry = 0;
+    if (batch > 1 && !worker->batch)
+        worker->batch = HeapAlloc(GetProcessHeap(), 0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
+    if (batch > 1 && worker->batch)
+    {
+        worker->entries = worker->batch;
+        worker->from_ex = TRUE;
+        if (GetQueuedCompletionStatusEx(pool->port, worker->batch, (ULONG)batch, &worker->count, timeout, FALSE))
+            return TRUE;
+    }
+    else
+    {
+        worker->entries = single;
+        worker->from_ex = FALSE;
+        single->lpOverlapped = NULL;
+        ok = GetQueuedCompletionStatus(pool->port, &single->dwNumberOfBytesTransferred,
+                                       &single->lpCompletionKey, &single->lpOverlapped, timeout);
+        if (ok || single->lpOverlapped)
+        {
+            worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
+            worker->count = 1;
+            return TRUE;
+        }
+    }
+    if (GetLastError() != WAIT_TIMEOUT)
+    {
+        TRACE("port %p: dequeue failed with error %lu; the thread ends", pool->port, GetLastError());
         return FALSE;
     }
-    CloseHandle(thread);
-    return TRUE;
+    if (!leave_if(pool, worker, idle_may_leave))
+        return TRUE;
+    TRACE("port %p: retired an idle thread, %ld left", pool->port, threads_of(pool->counts));
+    return FALSE;
 }
 
-HRESULT pool_start(struct pool *pool)
+static void worker_enter(struct pool *pool, struct worker *worker)
 {
-    if (!start_thread(pool, pool->limits->max_threads))
-    {
-        DWORD error = GetLastError();
-        return HRESULT_FROM_WIN32(error ? error : ERROR_NOT_ENOUGH_MEMORY);
-    }
-    pool_grow_to_minimum(pool);
-    return S_OK;
-}
-
-void pool_grow_to_minimum(struct pool *pool)
-{
-    while (pool->threads < pool->limits->min_threads && start_thread(pool, pool->limits->min_threads))
-        ;
-}
-
-void pool_inject(struct pool *pool)
-{
-    if (start_thread(pool, pool->limits->max_threads))
-    {
-        InterlockedIncrement64(&pool->injected);
-        TRACE("port %p: injected a thread, %ld now", pool->port, pool->threads);
-    }
-}
-
-BOOL pool_retire_idle(struct pool *pool, struct worker *worker)
-{
-    BOOL io_pending = FALSE;
-
-    /* Where the system can tell, a thread with I/O of its own in flight stays. */
-    if (GetThreadIOPendingFlag(GetCurrentThread(), &io_pending) && io_pending)
-        return FALSE;
-    if (!release_slot_above(pool, listener_floor(pool)))
-        return FALSE;
-    worker->slot_released = TRUE;
-    InterlockedIncrement64(&pool->retired);
-    TRACE("port %p: retired an idle thread, %ld left", pool->port, pool->threads);
-    return TRUE;
-}
-
-BOOL pool_retire_excess(struct pool *pool, struct worker *worker)
-{
-    LONG max = pool->limits->max_threads;
-
-    if (pool->threads <= max || !release_slot_above(pool, max))
-        return FALSE;
-    worker->slot_released = TRUE;
-    InterlockedIncrement64(&pool->retired);
-    TRACE("port %p: retired a thread above the maximum, %ld left", pool->port, pool->threads);
-    return TRUE;
+    ZeroMemory(worker, sizeof(*worker));
+    worker->pool = pool;
+    set_current_worker(worker);
+    AcquireSRWLockExclusive(&pool->lock);
+    worker->next = pool->workers;
+    if (pool->workers)
+        pool->workers->prev = worker;
+    pool->workers = worker;
+    ReleaseSRWLockExclusive(&pool->lock);
 }
 
 static void add_counters(struct port_counters *sum, const struct port_counters *counts)
@@ -207,20 +349,14 @@ static void add_counters(struct port_counters *sum, const struct port_counters *
     sum->discarded += InterlockedCompareExchange64((LONG64 *)&counts->discarded, 0, 0);
 }
 
-void pool_worker_enter(struct pool *pool, struct worker *worker)
+static void worker_leave(struct pool *pool, struct worker *worker)
 {
-    ZeroMemory(worker, sizeof(*worker));
-    set_current_pool(pool);
-    AcquireSRWLockExclusive(&pool->lock);
-    worker->next = pool->workers;
-    if (pool->workers)
-        pool->workers->prev = worker;
-    pool->workers = worker;
-    ReleaseSRWLockExclusive(&pool->lock);
-}
+    LONG extra;
 
-void pool_worker_leave(struct pool *pool, struct worker *worker)
-{
+    /* A batch can hold several stop packets: the others' go back to the port for them. */
+    for (extra = worker->stop_packets - 1; extra > 0 && !pool->stopped; extra--)
+        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+    HeapFree(GetProcessHeap(), 0, worker->batch);
     AcquireSRWLockExclusive(&pool->lock);
     add_counters(&pool->ended, &worker->counts);
     if (worker->prev)
@@ -230,9 +366,294 @@ void pool_worker_leave(struct pool *pool, struct worker *worker)
     if (worker->next)
         worker->next->prev = worker->prev;
     ReleaseSRWLockExclusive(&pool->lock);
-    if (!worker->slot_released)
-        release_slot(pool);
+    set_current_worker(NULL);
+    thread_gone(pool, !worker->slot_released);
     pool_release(pool);
+}
+
+static DWORD WINAPI dispatch_thread(void *arg)
+{
+    struct pool *pool = arg;
+    struct worker worker;
+
+    worker_enter(pool, &worker);
+    TRACE("port %p: thread started", pool->port);
+    while (!pool->stopped && dequeue(pool, &worker))
+    {
+        dispatch_entries(pool, &worker);
+        if (worker.stop_packets || pool->stopped)
+            break;
+        if (leave_if(pool, &worker, excess_may_leave))
+        {
+            TRACE("port %p: a thread above the target left, %ld remain", pool->port, threads_of(pool->counts));
+            break;
+        }
+    }
+    TRACE("port %p: thread ends", pool->port);
+    worker_leave(pool, &worker);
+    FreeLibraryAndExitThread(hostiocp_instance, 0);
+}
+
+/* ---- the monitor: samples the pool for the controller and starts the threads it asks for ---- */
+
+static LONG queue_depth(HANDLE port)
+{
+    LONG depth = 0;  /* IO_COMPLETION_BASIC_INFORMATION */
+
+    return NtQueryIoCompletion(port, 0, &depth, sizeof(depth), NULL) ? 0 : depth;
+}
+
+static LONGLONG now_us(void)
+{
+    LARGE_INTEGER counter, frequency;
+
+    QueryPerformanceCounter(&counter);
+    QueryPerformanceFrequency(&frequency);
+    return (LONGLONG)(counter.QuadPart * 1e6 / frequency.QuadPart);
+}
+
+static LONG64 dispatched_so_far(struct pool *pool)
+{
+    struct port_counters sum;
+
+    pool_counters(pool, &sum);
+    return sum.dispatched;
+}
+
+static void note_decision(struct pool *pool, const struct policy_decision *decision)
+{
+    switch (decision->event)
+    {
+    case POLICY_NONE:
+        return;
+    case POLICY_STARVING: InterlockedIncrement64(&pool->starvation); break;
+    case POLICY_RAISED: InterlockedIncrement64(&pool->raised); break;
+    case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
+    case POLICY_PROBE: case POLICY_KEPT: break;
+    }
+    TRACE("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld", pool->port,
+          policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
+          decision->to_rate, decision->target);
+}
+
+static void monitor_tick(struct pool *pool)
+{
+    struct policy_sample sample;
+    struct policy_decision decision;
+    LONG counts = pool->counts;
+
+    sample.now_us = now_us();
+    sample.completions = dispatched_so_far(pool);
+    sample.threads = threads_of(counts);
+    sample.busy = busy_of(counts);
+    sample.queued = queue_depth(pool->port);
+    sample.floor = floor_of(pool->limits);
+    sample.max = max(pool->limits->max_threads, sample.floor);
+    pool->queued = sample.queued;
+    policy_update(pool->policy, &sample, &decision);
+    InterlockedExchange(&pool->target, decision.target);
+    note_decision(pool, &decision);
+    /* Threads come when there is work for them; idle ones go after the idle timeout. */
+    if (sample.queued > 0 || sample.busy >= sample.threads)
+        while (threads_of(pool->counts) < decision.target && start_thread(pool, decision.target))
+            InterlockedIncrement64(&pool->injected);
+}
+
+static DWORD WINAPI monitor_thread(void *arg)
+{
+    struct pool *pool = arg;
+
+    while (WaitForSingleObject(pool->monitor_wake, POLICY_TICK_MS) == WAIT_TIMEOUT)
+        monitor_tick(pool);
+    module_release();
+    AcquireSRWLockExclusive(&pool->lock);
+    pool->monitors--;
+    WakeAllConditionVariable(&pool->changed);
+    ReleaseSRWLockExclusive(&pool->lock);
+    pool_release(pool);
+    FreeLibraryAndExitThread(hostiocp_instance, 0);
+}
+
+static BOOL start_monitor(struct pool *pool)
+{
+    HMODULE pin = module_pin();
+    HANDLE thread;
+
+    if (!pin)
+        return FALSE;
+    module_add_ref();
+    pool_add_ref(pool);
+    pool->monitors = 1;
+    if ((thread = CreateThread(NULL, 0, monitor_thread, pool, 0, NULL)))
+    {
+        CloseHandle(thread);
+        return TRUE;
+    }
+    pool->monitors = 0;
+    pool_release(pool);
+    module_release();
+    FreeLibrary(pin);
+    return FALSE;
+}
+
+/* ---- the pool's life ---- */
+
+HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limits, struct thread_tally *tally,
+                    void (*on_destroy)(void *context), void *context, struct pool **out)
+{
+    struct pool *pool;
+    SYSTEM_INFO system;
+    LONG initial;
+    HRESULT hr;
+
+    if (!(pool = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*pool))))
+    {
+        on_destroy(context);
+        return E_OUTOFMEMORY;
+    }
+    GetSystemInfo(&system);
+    /* The kernel then runs no more threads than CPUs at once where it can (not under Wine). */
+    if (!(pool->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, system.dwNumberOfProcessors)))
+    {
+        hr = HRESULT_FROM_WIN32(GetLastError());
+        HeapFree(GetProcessHeap(), 0, pool);
+        on_destroy(context);
+        return hr;
+    }
+    pool->refs = 1;
+    pool->bind_key = (ULONG_PTR)pool;
+    pool->control_key = (ULONG_PTR)pool + 1;
+    pool->clr = clr;
+    ICLRIoCompletionManager_AddRef(clr);
+    pool->limits = limits;
+    pool->tally = tally;
+    pool->on_destroy = on_destroy;
+    pool->context = context;
+    InitializeSRWLock(&pool->lock);
+    InitializeConditionVariable(&pool->changed);
+    initial = min(max((LONG)system.dwNumberOfProcessors, floor_of(limits)), limits->max_threads);
+    pool->target = max(initial, 1);
+    pool->policy = policy_create(pool->target);
+    pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!pool->policy || !pool->monitor_wake || !start_thread(pool, limits->max_threads))
+        hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
+    else if (!start_monitor(pool))
+        hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
+    else
+    {
+        pool_grow_to_minimum(pool);
+        *out = pool;
+        return S_OK;
+    }
+    pool_stop(pool);
+    pool_release(pool);
+    return hr;
+}
+
+void pool_grow_to_minimum(struct pool *pool)
+{
+    while (threads_of(pool->counts) < pool->limits->min_threads &&
+           start_thread(pool, pool->limits->min_threads))
+        ;
+}
+
+static struct worker *own_worker(struct pool *pool)
+{
+    struct worker *worker = current_worker();
+    return worker && worker->pool == pool ? worker : NULL;
+}
+
+const struct thread_tally *current_thread_tally(void)
+{
+    struct worker *worker = current_worker();
+    return worker ? worker->pool->tally : NULL;
+}
+
+/* From inside a callback: everything queued before the stop packet of this thread is
+ * dispatched here, on this thread, since nobody else is left to. */
+static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *worker)
+{
+    LONG stop_packets = worker->stop_packets;
+
+    while (worker->stop_packets == stop_packets)
+    {
+        OVERLAPPED_ENTRY *entry = &worker->single;
+        BOOL ok;
+
+        worker->entries = entry;
+        worker->from_ex = FALSE;
+        entry->lpOverlapped = NULL;
+        ok = GetQueuedCompletionStatus(pool->port, &entry->dwNumberOfBytesTransferred,
+                                       &entry->lpCompletionKey, &entry->lpOverlapped, 0);
+        if (!ok && !entry->lpOverlapped)
+            break;
+        worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
+        worker->count = 1;
+        worker->next_entry = 0;
+        dispatch_entries(pool, worker);
+    }
+}
+
+/* After the threads: what arrived after the stop is counted, not dispatched. */
+static void discard_remaining(struct pool *pool)
+{
+    OVERLAPPED *overlapped;
+    ULONG_PTR key;
+    DWORD bytes;
+    LONG64 discarded = 0;
+
+    while (GetQueuedCompletionStatus(pool->port, &bytes, &key, &overlapped, 0) || overlapped)
+        if (overlapped)
+            discarded++;
+    pool->ended.discarded += discarded;
+    if (discarded)
+        TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
+}
+
+void pool_stop(struct pool *pool)
+{
+    struct worker *own = own_worker(pool);
+    LONG threads, i, remaining = own ? 1 : 0;
+
+    AcquireSRWLockExclusive(&pool->lock);
+    assert(!pool->stopping);
+    pool->stopping = TRUE;
+    threads = threads_of(pool->counts);
+    ReleaseSRWLockExclusive(&pool->lock);
+    if (pool->monitor_wake)
+        SetEvent(pool->monitor_wake);
+    for (i = 0; i < threads; i++)
+        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+    if (module_must_not_wait())
+    {
+        /* The threads cannot end while the loader lock is held: they discard what they dequeue
+         * and end when it is released, and the last reference closes the port. */
+        InterlockedExchange(&pool->abandoned, 1);
+        TRACE("port %p: stopped without waiting (loader lock held or process ending)", pool->port);
+        return;
+    }
+    if (own)
+        dispatch_entries(pool, own);
+    AcquireSRWLockExclusive(&pool->lock);
+    while (threads_of(pool->counts) > remaining || pool->monitors)
+        SleepConditionVariableSRW(&pool->changed, &pool->lock, INFINITE, 0);
+    ReleaseSRWLockExclusive(&pool->lock);
+    if (own)
+        dispatch_until_own_stop_packet(pool, own);
+    AcquireSRWLockExclusive(&pool->lock);
+    discard_remaining(pool);
+    ReleaseSRWLockExclusive(&pool->lock);
+    CloseHandle(pool->port);
+    pool->port = NULL;
+    InterlockedExchange(&pool->stopped, 1);
+    /* No thread of ours calls the CLR any more; the caller's own thread, if it is one, is
+     * still inside a call and lets go of it when it ends. */
+    if (!own)
+    {
+        ICLRIoCompletionManager_Release(pool->clr);
+        pool->clr = NULL;
+    }
+    TRACE("pool %p: stopped", pool);
 }
 
 void pool_counters(struct pool *pool, struct port_counters *sum)
@@ -247,21 +668,36 @@ void pool_counters(struct pool *pool, struct port_counters *sum)
     ReleaseSRWLockShared(&pool->lock);
 }
 
-void pool_stop(struct pool *pool)
+void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
 {
-    LONG threads, remaining, i;
+    struct port_counters counts;
+    LONG packed = pool->counts;
 
-    InterlockedExchange(&pool->stopping, 1);
-    /* One stop packet per thread: closing a port does not wake its waiters on every system. */
-    threads = pool->threads;
-    for (i = 0; i < threads; i++)
-        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+    pool_counters(pool, &counts);
+    stats->CompletionsDispatched += counts.dispatched;
+    stats->CompletionsFailed += counts.failed;
+    stats->ForeignPackets += counts.foreign;
+    stats->WakeupPackets += counts.wakeups;
+    stats->PacketsDiscarded += counts.discarded;
+    stats->ThreadsInjected += pool->injected;
+    stats->ThreadsRetired += pool->retired;
+    stats->ThreadsBusy += busy_of(packed);
+    stats->TargetRaised += pool->raised;
+    stats->TargetLowered += pool->lowered;
+    stats->StarvationInjections += pool->starvation;
+    if (!pool->stopping)
+    {
+        stats->ThreadsTarget += pool->target;
+        stats->PacketsQueued += pool->queued;
+    }
+}
 
-    AcquireSRWLockExclusive(&pool->lock);
-    /* Called from a callback on one of our own threads: that thread ends when it returns. */
-    remaining = current_pool() == pool ? 1 : 0;
-    while (pool->threads > remaining)
-        SleepConditionVariableSRW(&pool->thread_ended, &pool->lock, INFINITE, 0);
-    ReleaseSRWLockExclusive(&pool->lock);
-    TRACE("port %p: stopped", pool->port);
+LONG pool_threads(const struct pool *pool)
+{
+    return threads_of(pool->counts);
+}
+
+LONG pool_peak(const struct pool *pool)
+{
+    return pool->peak;
 }

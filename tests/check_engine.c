@@ -3,6 +3,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
+#include <winternl.h>
 #include "fakeclr.h"
 
 #define ck_assert_hr(call, expected) do { \
@@ -37,6 +38,22 @@ static IHostIoCompletionManager *start(DWORD min, DWORD max, HANDLE *port)
     return manager;
 }
 
+static BOOL busy_is(const HOSTIOCP_STATISTICS *stats, LONG busy)
+{
+    return stats->ThreadsBusy == (DWORD)busy;
+}
+
+static BOOL threads_are(const HOSTIOCP_STATISTICS *stats, LONG threads)
+{
+    return stats->ThreadsTotal == (DWORD)threads;
+}
+
+static BOOL busy_is_zero(const HOSTIOCP_STATISTICS *stats, LONG unused)
+{
+    (void)unused;
+    return stats->ThreadsBusy == 0;
+}
+
 /* Posts one packet per OVERLAPPED, its index as the byte count, with a key Bind never gave out. */
 static void post_packets(HANDLE port, OVERLAPPED *requests, int count)
 {
@@ -44,6 +61,74 @@ static void post_packets(HANDLE port, OVERLAPPED *requests, int count)
 
     for (i = 0; i < count; i++)
         ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+}
+
+NTSTATUS NTAPI NtSetIoCompletion(HANDLE port, ULONG_PTR key, ULONG_PTR value, NTSTATUS status, SIZE_T information);
+NTSTATUS NTAPI NtQueryIoCompletion(HANDLE port, int information_class, void *buffer, ULONG length, ULONG *returned);
+NTSTATUS NTAPI LdrLockLoaderLock(ULONG flags, ULONG *result, ULONG_PTR *cookie);
+NTSTATUS NTAPI LdrUnlockLoaderLock(ULONG flags, ULONG_PTR cookie);
+
+/* A manager whose threads dequeue `batch` packets at a time from the start. */
+static IHostIoCompletionManager *start_batched(DWORD min, DWORD max, DWORD batch, HANDLE *port)
+{
+    IHostIoCompletionManager *manager = start(min, max, NULL);
+
+    ck_assert_hr(set_batch_size(manager, batch), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_CreateIoCompletionPort(manager, port), S_OK);
+    return manager;
+}
+
+static double milliseconds_since(LARGE_INTEGER start)
+{
+    LARGE_INTEGER now, frequency;
+
+    QueryPerformanceCounter(&now);
+    QueryPerformanceFrequency(&frequency);
+    return (now.QuadPart - start.QuadPart) * 1000.0 / frequency.QuadPart;
+}
+
+static LARGE_INTEGER clock_now(void)
+{
+    LARGE_INTEGER now;
+    QueryPerformanceCounter(&now);
+    return now;
+}
+
+static LONG queue_depth(HANDLE port)
+{
+    LONG depth = -1;
+    ck_assert_int_eq(NtQueryIoCompletion(port, 0, &depth, sizeof(depth), NULL), 0);
+    return depth;
+}
+
+/* Re-reads `*value` every few milliseconds until it equals `expected` or the timeout passes. */
+static BOOL wait_for_value(volatile LONG *value, LONG expected, DWORD timeout)
+{
+    LARGE_INTEGER start = clock_now();
+    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
+
+    while (*value != expected && milliseconds_since(start) < timeout)
+        WaitForSingleObject(never, 5);  /* re-read interval, not a synchronisation */
+    CloseHandle(never);
+    return *value == expected;
+}
+
+static HRESULT (WINAPI *dll_can_unload_now)(void);
+
+/* No object, lock or thread of hostiocp is left: the DLL could be unloaded. */
+static BOOL unloadable_within(DWORD timeout)
+{
+    LARGE_INTEGER start = clock_now();
+    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HMODULE module = GetModuleHandleW(L"hostiocp.dll");
+    HRESULT hr = E_FAIL;
+
+    ck_assert_ptr_nonnull(module);
+    dll_can_unload_now = (void *)GetProcAddress(module, "DllCanUnloadNow");
+    while ((hr = dll_can_unload_now()) != S_OK && milliseconds_since(start) < timeout)
+        WaitForSingleObject(never, 5);  /* re-read interval */
+    CloseHandle(never);
+    return hr == S_OK;
 }
 
 /* ---- exactly once, by sequence number ---- */
@@ -155,6 +240,43 @@ START_TEST(oncomplete_runs_on_a_pool_thread)
 }
 END_TEST
 
+/* A packet with an NTSTATUS, as the I/O manager queues it; GetQueuedCompletionStatus reports
+ * success for every NT_SUCCESS status, so OnComplete must see 0 for them in either mode. */
+static void check_status_reaches_oncomplete(DWORD batch, NTSTATUS status, DWORD expected_error)
+{
+    IHostIoCompletionManager *manager;
+    OVERLAPPED request;
+    HANDLE port;
+
+    manager = start_batched(1, 1, batch, &port);
+    fake_clr_expect(clr, 1);
+    ck_assert_int_eq(NtSetIoCompletion(port, 0x77, (ULONG_PTR)&request, status, 7), 0);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_msg(clr->last_error == expected_error, "status 0x%08lx with batch %lu gave error %lu, expected %lu",
+                  (unsigned long)status, batch, clr->last_error, expected_error);
+    ck_assert_int_eq(clr->last_bytes, 7);
+    ck_assert_ptr_eq(clr->last_overlapped, &request);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+}
+
+#define STATUS_NOTIFY_ENUM_DIR_VALUE ((NTSTATUS)0x0000010c)
+#define STATUS_END_OF_FILE_VALUE     ((NTSTATUS)0xc0000011)
+
+START_TEST(success_statuses_give_zero)
+{
+    check_status_reaches_oncomplete(1, STATUS_NOTIFY_ENUM_DIR_VALUE, ERROR_SUCCESS);
+    check_status_reaches_oncomplete(16, STATUS_NOTIFY_ENUM_DIR_VALUE, ERROR_SUCCESS);
+    check_status_reaches_oncomplete(16, 0, ERROR_SUCCESS);
+}
+END_TEST
+
+START_TEST(error_statuses_give_their_win32_error)
+{
+    check_status_reaches_oncomplete(1, STATUS_END_OF_FILE_VALUE, ERROR_HANDLE_EOF);
+    check_status_reaches_oncomplete(16, STATUS_END_OF_FILE_VALUE, ERROR_HANDLE_EOF);
+}
+END_TEST
+
 /* ---- thread policy ---- */
 
 struct blocking
@@ -173,6 +295,14 @@ static void block_until_released(struct fake_clr *fake, DWORD error, DWORD bytes
     if (InterlockedIncrement(&blocking->inside) == blocking->expected_inside)
         SetEvent(blocking->all_inside);
     WaitForSingleObject(blocking->release, WAIT_MS);
+}
+
+/* Blocks only the packets posted with BLOCKING_BYTES; others just count. */
+#define BLOCKING_BYTES 0xb10c
+static void block_marked(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    if (bytes == BLOCKING_BYTES)
+        block_until_released(fake, error, bytes, overlapped);
 }
 
 static void init_blocking(struct blocking *blocking, LONG expected_inside)
@@ -211,26 +341,29 @@ START_TEST(minimum_threads_start_with_the_port)
 }
 END_TEST
 
-START_TEST(blocking_callback_forces_an_injection)
+START_TEST(blocked_callbacks_get_threads_up_to_the_maximum)
 {
     IHostIoCompletionManager *manager;
     struct blocking blocking;
-    OVERLAPPED first, second;
+    OVERLAPPED requests[6];
     HOSTIOCP_STATISTICS stats;
     HANDLE port;
+    int i;
 
-    init_blocking(&blocking, 2);
-    manager = start(1, 4, &port);
-    fake_clr_expect(clr, 2);
-    ck_assert(PostQueuedCompletionStatus(port, 1, 0, &first));
-    ck_assert(PostQueuedCompletionStatus(port, 2, 0, &second));
-    /* Both callbacks are inside at once although the pool started with one thread. */
+    init_blocking(&blocking, 6);
+    manager = start(1, 6, &port);
+    fake_clr_expect(clr, 6);
+    for (i = 0; i < 6; i++)
+        ck_assert(PostQueuedCompletionStatus(port, i, 0, &requests[i]));
+    /* Every thread blocks and none can dequeue: the monitor must keep adding them. */
     ck_assert_msg(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0,
-                  "the second packet waited behind a blocked callback");
+                  "only %ld of 6 blocking callbacks got a thread", blocking.inside);
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
-    ck_assert_int_ge(stats.ThreadsInjected, 1);
-    ck_assert_int_eq(stats.ThreadsBusy, 2);
-    ck_assert_int_le(stats.ThreadsTotal, 4);
+    ck_assert_int_ge(stats.StarvationInjections, 1);
+    ck_assert_int_eq(stats.ThreadsBusy, 6);
+    ck_assert_int_eq(stats.ThreadsTotal, 6);
+    ck_assert_int_eq(stats.ThreadsPeak, 6);
+    ck_assert_int_le(stats.ThreadsTarget, 6);
     SetEvent(blocking.release);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
@@ -238,10 +371,93 @@ START_TEST(blocking_callback_forces_an_injection)
 }
 END_TEST
 
-static BOOL busy_is(const HOSTIOCP_STATISTICS *stats, LONG busy)
+START_TEST(blocked_past_the_idle_timeout_still_dispatches)
 {
-    return stats->ThreadsBusy == (DWORD)busy;
+    IHostIoCompletionManager *manager;
+    struct blocking blocking;
+    OVERLAPPED blockers[2], late;
+    HANDLE port, never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HOSTIOCP_STATISTICS stats;
+    LARGE_INTEGER posted;
+    double latency;
+
+    init_blocking(&blocking, 2);
+    clr->hook = block_marked;
+    manager = start(2, 8, &port);
+    ck_assert_hr(set_idle_timeout(manager, 50), S_OK);
+    ck_assert(PostQueuedCompletionStatus(port, BLOCKING_BYTES, 0, &blockers[0]));
+    ck_assert(PostQueuedCompletionStatus(port, BLOCKING_BYTES, 0, &blockers[1]));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    /* The scenario itself: every callback stays blocked for many idle timeouts. */
+    WaitForSingleObject(never, 400);
+    fake_clr_expect(clr, 1);
+    posted = clock_now();
+    ck_assert(PostQueuedCompletionStatus(port, 1, 0, &late));
+    ck_assert_msg(fake_clr_wait(clr, 1000), "a packet posted while every callback blocked waited over 1 s");
+    latency = milliseconds_since(posted);
+    printf("posted while every callback blocked: dispatched after %.1f ms\n", latency);
+    ck_assert_ptr_eq(clr->last_overlapped, &late);
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_ge(stats.ThreadsTotal, 3);
+    SetEvent(blocking.release);
+    ck_assert(wait_for_statistics(manager, port, busy_is_zero, 0, 5000));
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    free_blocking(&blocking);
+    CloseHandle(never);
 }
+END_TEST
+
+/* Sync over async: each callback posts a second packet to the same port and waits for it. */
+struct nested_wait
+{
+    HANDLE port;
+    OVERLAPPED outer[2], inner[2];
+    HANDLE inner_done[2];
+    volatile LONG waits_satisfied;
+};
+
+static void wait_for_inner_packet(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct nested_wait *state = fake->context;
+    int i;
+
+    (void)error; (void)bytes;
+    for (i = 0; i < 2; i++)
+    {
+        if (overlapped == &state->inner[i])
+            SetEvent(state->inner_done[i]);
+        else if (overlapped == &state->outer[i])
+        {
+            PostQueuedCompletionStatus(state->port, 0, 0, &state->inner[i]);
+            if (WaitForSingleObject(state->inner_done[i], 10000) == WAIT_OBJECT_0)
+                InterlockedIncrement(&state->waits_satisfied);
+        }
+    }
+}
+
+START_TEST(sync_over_async_callbacks_do_not_deadlock)
+{
+    struct nested_wait state = { 0 };
+    IHostIoCompletionManager *manager;
+    int i;
+
+    for (i = 0; i < 2; i++)
+        state.inner_done[i] = CreateEventW(NULL, TRUE, FALSE, NULL);
+    clr->hook = wait_for_inner_packet;
+    clr->context = &state;
+    manager = start(2, 8, &state.port);
+    fake_clr_expect(clr, 4);
+    ck_assert(PostQueuedCompletionStatus(state.port, 0, 0, &state.outer[0]));
+    ck_assert(PostQueuedCompletionStatus(state.port, 0, 0, &state.outer[1]));
+    ck_assert_msg(fake_clr_wait(clr, 15000), "%ld of 4 callbacks", clr->calls);
+    ck_assert_int_eq(state.waits_satisfied, 2);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    clr->hook = NULL;
+    for (i = 0; i < 2; i++)
+        CloseHandle(state.inner_done[i]);
+}
+END_TEST
+
 
 START_TEST(maximum_is_never_exceeded)
 {
@@ -276,10 +492,6 @@ START_TEST(maximum_is_never_exceeded)
 }
 END_TEST
 
-static BOOL threads_are(const HOSTIOCP_STATISTICS *stats, LONG threads)
-{
-    return stats->ThreadsTotal == (DWORD)threads;
-}
 
 START_TEST(idle_threads_above_minimum_retire)
 {
@@ -318,7 +530,8 @@ START_TEST(lowered_maximum_retires_threads_after_callbacks)
     HANDLE port;
 
     manager = start(4, 4, &port);
-    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
+    /* The minimum goes down with the maximum, so that the policy cannot go below 2 either. */
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 2), S_OK);
     ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 2), S_OK);
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
     ck_assert_int_eq(stats.ThreadsTotal, 4);  /* idle threads wait; busy ones leave after their callback */
@@ -335,57 +548,231 @@ END_TEST
 
 /* ---- shutdown ---- */
 
-struct after_release
+struct after_close
 {
-    volatile LONG released;
+    volatile LONG returned;          /* Close or Release has returned */
     volatile LONG calls_after;
-    HANDLE never;
+    LONG calls_at_return;
 };
 
-/* Slow callbacks (up to 20 ms each) keep packets queued when the manager goes away. */
-static void note_calls_after_release(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+static void note_calls_after_return(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
 {
-    struct after_release *state = fake->context;
+    struct after_close *state = fake->context;
 
     (void)error; (void)bytes; (void)overlapped;
-    if (state->released)
+    if (state->returned)
         InterlockedIncrement(&state->calls_after);
-    if (fake->calls >= 100)
-        WaitForSingleObject(state->never, 20);
 }
 
-START_TEST(release_while_packets_stream)
+START_TEST(release_dispatches_everything_queued)
 {
-    static OVERLAPPED requests[20000];
-    struct after_release state = { 0 };
+    static OVERLAPPED requests[2000];
+    struct after_close state = { 0 };
     IHostIoCompletionManager *manager;
-    LARGE_INTEGER frequency, before, after;
+    struct blocking blocking;
     HANDLE port;
-    LONG calls;
+    OVERLAPPED blocker;
 
-    state.never = CreateEventW(NULL, TRUE, FALSE, NULL);
-    clr->hook = note_calls_after_release;
+    init_blocking(&blocking, 1);
+    clr->hook = block_marked;
+    manager = start(1, 1, &port);
+    ck_assert(PostQueuedCompletionStatus(port, BLOCKING_BYTES, 0, &blocker));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    post_packets(port, requests, 2000);
+    ck_assert_int_eq(queue_depth(port), 2000);
+    SetEvent(blocking.release);
     clr->context = &state;
-    manager = start(4, 4, &port);
-    fake_clr_expect(clr, 100);
-    post_packets(port, requests, 20000);
-    ck_assert(fake_clr_wait(clr, WAIT_MS));  /* dispatch is under way */
-    QueryPerformanceFrequency(&frequency);
-    QueryPerformanceCounter(&before);
+    clr->hook = note_calls_after_return;
     ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
-    QueryPerformanceCounter(&after);
-    InterlockedExchange(&state.released, 1);
-    calls = clr->calls;
-    printf("release with packets queued: %.1f ms, %ld of 20000 dispatched\n",
-           (after.QuadPart - before.QuadPart) * 1000.0 / frequency.QuadPart, calls);
-    ck_assert_int_lt(calls, 20000);          /* it did not drain the queue first */
-    ck_assert_int_eq(clr->refs, 1);          /* no thread can call the CLR any more */
+    InterlockedExchange(&state.returned, 1);
+    state.calls_at_return = clr->calls;
+    ck_assert_int_eq(state.calls_at_return, 2001);
+    ck_assert(wait_for_value(&clr->refs, 1, 5000));
+    ck_assert_int_eq(clr->calls, 2001);
     ck_assert_int_eq(state.calls_after, 0);
-    ck_assert_int_eq(clr->calls, calls);
-    clr->hook = NULL;
-    CloseHandle(state.never);
+    ck_assert(unloadable_within(5000));
+    free_blocking(&blocking);
 }
 END_TEST
+
+struct closer
+{
+    IHostIoCompletionManager *manager;
+    HANDLE port;
+    HRESULT hr;
+};
+
+static DWORD WINAPI close_port_thread(void *arg)
+{
+    struct closer *closer = arg;
+    closer->hr = IHostIoCompletionManager_CloseIoCompletionPort(closer->manager, closer->port);
+    return 0;
+}
+
+static BOOL no_port_open(const HOSTIOCP_STATISTICS *stats, LONG unused)
+{
+    (void)unused;
+    return stats->PortsOpen == 0;
+}
+
+/* One thread, blocked; 100 packets queued; Close begins; 5 packets arrive after its stop. */
+START_TEST(close_dispatches_every_packet_queued_before_it)
+{
+    static OVERLAPPED requests[105];
+    IHostIoCompletionManager *manager;
+    struct blocking blocking;
+    struct closer closer;
+    HOSTIOCP_STATISTICS stats;
+    OVERLAPPED blocker;
+    HANDLE thread;
+    int i;
+
+    init_blocking(&blocking, 1);
+    clr->hook = block_marked;
+    manager = start(1, 1, &closer.port);
+    closer.manager = manager;
+    closer.hr = E_FAIL;
+    ck_assert(PostQueuedCompletionStatus(closer.port, BLOCKING_BYTES, 0, &blocker));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    post_packets(closer.port, requests, 100);
+    thread = CreateThread(NULL, 0, close_port_thread, &closer, 0, NULL);
+    ck_assert(wait_for_statistics(manager, NULL, no_port_open, 0, 5000));
+    /* The stop packet of the one thread is queued behind the 100. */
+    for (i = 0; i < 1000 && queue_depth(closer.port) != 101; i++)
+        WaitForSingleObject(blocking.release, 5);  /* re-read interval */
+    ck_assert_int_eq(queue_depth(closer.port), 101);
+    for (i = 100; i < 105; i++)
+        ck_assert(PostQueuedCompletionStatus(closer.port, i, 0, &requests[i]));
+    ck_assert_int_eq(WaitForSingleObject(thread, 0), WAIT_TIMEOUT);  /* Close waits for the callback */
+    SetEvent(blocking.release);
+    ck_assert_int_eq(WaitForSingleObject(thread, WAIT_MS), WAIT_OBJECT_0);
+    CloseHandle(thread);
+    ck_assert_hr(closer.hr, S_OK);
+    ck_assert_int_eq(clr->calls, 101);
+    ck_assert_hr(get_statistics(manager, NULL, &stats), S_OK);
+    ck_assert_int_eq(stats.CompletionsDispatched, 101);
+    ck_assert_int_eq(stats.PacketsDiscarded, 5);
+    ck_assert_int_eq(stats.ThreadsTotal, 0);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    ck_assert_int_eq(clr->calls, 101);
+    free_blocking(&blocking);
+}
+END_TEST
+
+START_TEST(batched_close_is_quick)
+{
+    static OVERLAPPED requests[64];
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    LARGE_INTEGER began;
+    double elapsed;
+    HANDLE port;
+
+    manager = start(1, 1, NULL);
+    ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 4), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 4), S_OK);
+    ck_assert_hr(set_idle_timeout(manager, 5000), S_OK);
+    ck_assert_hr(set_batch_size(manager, 16), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_CreateIoCompletionPort(manager, &port), S_OK);
+    fake_clr_expect(clr, 64);
+    post_packets(port, requests, 64);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsTotal, 4);
+    began = clock_now();
+    ck_assert_hr(IHostIoCompletionManager_CloseIoCompletionPort(manager, port), S_OK);
+    elapsed = milliseconds_since(began);
+    printf("batched close with 4 idle threads and a 5 s idle timeout: %.1f ms\n", elapsed);
+    ck_assert_msg(elapsed < 1000, "Close took %.0f ms", elapsed);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+}
+END_TEST
+
+#define CLOSING_BYTES 0xc105e
+
+struct close_in_batch
+{
+    IHostIoCompletionManager *manager;
+    HANDLE port;
+    BOOL release;                    /* the last Release instead of CloseIoCompletionPort */
+    HRESULT hr;
+    ULONG refs;
+    volatile LONG returned;
+    volatile LONG calls_after;
+    struct blocking *blocking;
+};
+
+static void close_when_marked(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct close_in_batch *state = fake->context;
+
+    if (state->returned)
+        InterlockedIncrement(&state->calls_after);
+    if (bytes == BLOCKING_BYTES)
+    {
+        fake->context = state->blocking;
+        block_until_released(fake, error, bytes, overlapped);
+        fake->context = state;
+    }
+    else if (bytes == CLOSING_BYTES)
+    {
+        if (state->release)
+            state->refs = IHostIoCompletionManager_Release(state->manager);
+        else
+            state->hr = IHostIoCompletionManager_CloseIoCompletionPort(state->manager, state->port);
+        InterlockedExchange(&state->returned, 1);
+    }
+}
+
+/* One thread takes 10 packets in one batch; the 4th closes the port (or releases the manager):
+ * the 6 after it in the batch are still dispatched, before the call returns. */
+static void close_inside_a_batch(BOOL release)
+{
+    static OVERLAPPED requests[10];
+    struct close_in_batch state = { 0 };
+    struct blocking blocking;
+    OVERLAPPED blocker;
+    int i;
+
+    init_blocking(&blocking, 1);
+    state.blocking = &blocking;
+    state.release = release;
+    state.hr = E_FAIL;
+    state.refs = 1;
+    clr->hook = close_when_marked;
+    clr->context = &state;
+    state.manager = start_batched(1, 1, 16, &state.port);
+    fake_clr_expect(clr, 11);
+    ck_assert(PostQueuedCompletionStatus(state.port, BLOCKING_BYTES, 0, &blocker));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    for (i = 0; i < 10; i++)
+        ck_assert(PostQueuedCompletionStatus(state.port, i == 3 ? CLOSING_BYTES : (DWORD)i, 0, &requests[i]));
+    SetEvent(blocking.release);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_int_eq(clr->calls, 11);
+    ck_assert_int_eq(state.calls_after, 0);
+    if (release)
+        ck_assert_int_eq(state.refs, 0);
+    else
+    {
+        HOSTIOCP_STATISTICS stats;
+
+        ck_assert_hr(state.hr, S_OK);
+        ck_assert(wait_for_statistics(state.manager, NULL, threads_are, 0, 5000));
+        ck_assert_hr(get_statistics(state.manager, NULL, &stats), S_OK);
+        ck_assert_int_eq(stats.CompletionsDispatched, 11);
+        ck_assert_int_eq(stats.PacketsDiscarded, 0);
+        ck_assert_int_eq(IHostIoCompletionManager_Release(state.manager), 0);
+    }
+    ck_assert(wait_for_value(&clr->refs, 1, 5000));   /* the last thread has gone */
+    ck_assert_int_eq(clr->calls, 11);
+    ck_assert(unloadable_within(5000));
+    clr->hook = NULL;
+    free_blocking(&blocking);
+}
+
+START_TEST(close_inside_a_batch_dispatches_the_rest)   { close_inside_a_batch(FALSE); } END_TEST
+START_TEST(release_inside_a_batch_dispatches_the_rest) { close_inside_a_batch(TRUE); } END_TEST
 
 struct release_inside
 {
@@ -412,6 +799,7 @@ START_TEST(last_release_inside_a_callback)
     struct release_inside state = { 0 };
     OVERLAPPED request;
 
+    state.refs = 1;
     state.manager = start(2, 2, &state.port);
     clr->hook = release_from_callback;
     clr->context = &state;
@@ -419,6 +807,10 @@ START_TEST(last_release_inside_a_callback)
     ck_assert(PostQueuedCompletionStatus(state.port, 0, 0, &request));
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_int_eq(state.refs, 0);
+    /* The calling thread ends once its callback returns, and with it the last reference. */
+    ck_assert_msg(wait_for_value(&clr->refs, 1, 5000), "the CLR callback still has %ld references", clr->refs);
+    ck_assert_msg(unloadable_within(5000), "a thread or reference of hostiocp stayed");
+    ck_assert_int_eq(clr->calls, 1);
     clr->hook = NULL;
 }
 END_TEST
@@ -446,6 +838,66 @@ START_TEST(close_port_inside_a_callback)
 }
 END_TEST
 
+/* While a closing port's callback still runs, the host may set another CLR callback: the
+ * port's threads keep a reference of their own to the one they call. */
+START_TEST(closing_port_keeps_its_clr_callback_alive)
+{
+    struct fake_clr *other = fake_clr_create();
+    IHostIoCompletionManager *manager;
+    struct blocking blocking;
+    struct closer closer;
+    OVERLAPPED blocker;
+    HANDLE thread;
+
+    init_blocking(&blocking, 1);
+    manager = start(1, 1, &closer.port);
+    closer.manager = manager;
+    ck_assert(PostQueuedCompletionStatus(closer.port, BLOCKING_BYTES, 0, &blocker));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    thread = CreateThread(NULL, 0, close_port_thread, &closer, 0, NULL);
+    ck_assert(wait_for_statistics(manager, NULL, no_port_open, 0, 5000));
+    ck_assert_hr(IHostIoCompletionManager_SetCLRIoCompletionManager(manager, &other->ICLRIoCompletionManager_iface), S_OK);
+    ck_assert_msg(clr->refs >= 2, "the callback in use has %ld references", clr->refs);
+    SetEvent(blocking.release);
+    ck_assert_int_eq(WaitForSingleObject(thread, WAIT_MS), WAIT_OBJECT_0);
+    CloseHandle(thread);
+    ck_assert_hr(closer.hr, S_OK);
+    ck_assert(wait_for_value(&clr->refs, 1, 5000));
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    ck_assert_int_eq(other->refs, 1);
+    fake_clr_destroy(other);
+    free_blocking(&blocking);
+}
+END_TEST
+
+/* Under the loader lock (a host's DllMain, say) nothing can wait for a thread to end: Release
+ * returns at once and the threads end when the lock is released. */
+START_TEST(release_under_the_loader_lock_does_not_hang)
+{
+    IHostIoCompletionManager *manager;
+    static OVERLAPPED requests[10];
+    LARGE_INTEGER began;
+    ULONG_PTR cookie = 0;
+    HANDLE port;
+    double elapsed;
+
+    manager = start(2, 4, &port);
+    fake_clr_expect(clr, 10);
+    post_packets(port, requests, 10);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_int_eq(LdrLockLoaderLock(0, NULL, &cookie), 0);
+    began = clock_now();
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    elapsed = milliseconds_since(began);
+    ck_assert_int_eq(LdrUnlockLoaderLock(0, cookie), 0);
+    printf("release under the loader lock: %.1f ms\n", elapsed);
+    ck_assert_msg(elapsed < 1000, "Release took %.0f ms", elapsed);
+    ck_assert_msg(wait_for_value(&clr->refs, 1, 10000), "threads did not end after the loader lock: %ld refs", clr->refs);
+    ck_assert(unloadable_within(10000));
+    ck_assert_int_eq(clr->calls, 10);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *suite = suite_create("engine");
@@ -459,20 +911,30 @@ static Suite *engine_suite(void)
     tcase_add_test(dispatch, exactly_once_batched);
     tcase_add_test(dispatch, wakeup_packets_are_not_dispatched);
     tcase_add_test(dispatch, oncomplete_runs_on_a_pool_thread);
+    tcase_add_test(dispatch, success_statuses_give_zero);
+    tcase_add_test(dispatch, error_statuses_give_their_win32_error);
     suite_add_tcase(suite, dispatch);
 
     tcase_add_checked_fixture(threads, setup, teardown);
     tcase_add_test(threads, minimum_threads_start_with_the_port);
-    tcase_add_test(threads, blocking_callback_forces_an_injection);
+    tcase_add_test(threads, blocked_callbacks_get_threads_up_to_the_maximum);
+    tcase_add_test(threads, blocked_past_the_idle_timeout_still_dispatches);
+    tcase_add_test(threads, sync_over_async_callbacks_do_not_deadlock);
     tcase_add_test(threads, maximum_is_never_exceeded);
     tcase_add_test(threads, idle_threads_above_minimum_retire);
     tcase_add_test(threads, lowered_maximum_retires_threads_after_callbacks);
     suite_add_tcase(suite, threads);
 
     tcase_add_checked_fixture(shutdown, setup, teardown);
-    tcase_add_test(shutdown, release_while_packets_stream);
+    tcase_add_test(shutdown, release_dispatches_everything_queued);
+    tcase_add_test(shutdown, close_dispatches_every_packet_queued_before_it);
+    tcase_add_test(shutdown, batched_close_is_quick);
+    tcase_add_test(shutdown, close_inside_a_batch_dispatches_the_rest);
+    tcase_add_test(shutdown, release_inside_a_batch_dispatches_the_rest);
     tcase_add_test(shutdown, last_release_inside_a_callback);
     tcase_add_test(shutdown, close_port_inside_a_callback);
+    tcase_add_test(shutdown, closing_port_keeps_its_clr_callback_alive);
+    tcase_add_test(shutdown, release_under_the_loader_lock_does_not_hang);
     suite_add_tcase(suite, shutdown);
     return suite;
 }

@@ -1,6 +1,7 @@
 /* Unit tests of every IHostIoCompletionManager method's contract: arguments, errors, limits,
  * the host overlapped extension, and the statistics and settings extensions. */
 #include <check.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "fakeclr.h"
@@ -278,6 +279,20 @@ START_TEST(statistics_check_their_arguments)
     ck_assert_int_eq(stats.ThreadsIdle, 3);
     ck_assert_int_eq(stats.ThreadsPeak, 3);
     ck_assert_int_eq(stats.CompletionsDispatched, 0);
+    ck_assert_int_eq(stats.ThreadsTarget, 3);
+    ck_assert_int_eq(stats.TargetRaised + stats.TargetLowered + stats.StarvationInjections, 0);
+    /* A caller built against version 1.0 gets the fields it knows and nothing written after them. */
+    memset(&stats, 0xcc, sizeof(stats));
+    stats.cbSize = HOSTIOCP_STATISTICS_V1_SIZE;
+    ck_assert_int_eq(offsetof(HOSTIOCP_STATISTICS, ThreadsTarget), HOSTIOCP_STATISTICS_V1_SIZE);
+    ck_assert_hr(IHostIoCpStatistics_GetPortStatistics(statistics, port, &stats), S_OK);
+    ck_assert_int_eq(stats.cbSize, HOSTIOCP_STATISTICS_V1_SIZE);
+    ck_assert_int_eq(stats.ThreadsTotal, 3);
+    ck_assert_int_eq(stats.ThreadsTarget, 0xcccccccc);
+    ck_assert_int_eq(stats.StarvationInjections, 0xccccccccccccccccull);
+    stats.cbSize = HOSTIOCP_STATISTICS_V1_SIZE + 8;
+    ck_assert_hr(IHostIoCpStatistics_GetStatistics(statistics, &stats), E_INVALIDARG);
+    stats.cbSize = sizeof(stats);
     ck_assert_hr(IHostIoCompletionManager_CloseIoCompletionPort(manager, port), S_OK);
     ck_assert_hr(IHostIoCpStatistics_GetPortStatistics(statistics, port, &stats), E_INVALIDARG);
     ck_assert_hr(IHostIoCpStatistics_GetStatistics(statistics, &stats), S_OK);

@@ -1,0 +1,329 @@
+/* The thread-count controller.  It finds the count by measuring, as hill climbing does, but with
+ * coarse steps that a noisy, shared machine can resolve: from the current target it tries
+ * twice as many threads for one measurement window, then half as many, and keeps a change only
+ * when the completion rate says so (up: at least 15 % better in one window pair, or 5 % over
+ * two; down: no worse than 95 % of the best rate of the round).  Between searches it holds the
+ * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
+ * the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads in the
+ * window before (packets queued or every thread busy).
+ *
+ * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
+ * started since the last tick means the callbacks block, so the target grows by one at once,
+ * every tick, up to the maximum. */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include "policy.h"
+
+#define WINDOW_US           100000   /* the shortest measurement window */
+#define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
+#define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
+#define SETTLE_US            40000   /* after a change, time for threads to start or leave */
+#define CLEAR_GAIN            1.15
+#define GAIN                  1.05
+#define CLEAR_LOSS            0.85
+#define LOSS                  0.95
+#define HOLD_MIN_US         500000
+#define HOLD_MAX_US        8000000
+#define SHIFT                 0.30
+#define SATURATED_SHARE       0.25   /* of a window's ticks, for a probe up to be worth trying */
+
+enum phase
+{
+    MEASURE_BASE,           /* the rate at the target */
+    MEASURE_PROBE,          /* the rate at the probe */
+    MEASURE_REBASE,         /* the target again, for a second window pair */
+};
+
+struct policy
+{
+    LONG target;
+    enum phase phase;
+    LONG probe;
+    int direction;          /* of the probe: +1 or -1 */
+    BOOL moved_up;          /* in this round */
+    int pairs;              /* window pairs measured for this probe */
+    double base_sum, probe_sum;
+    double base_rate;       /* the last window at the target */
+    double round_best;      /* the best window of this round */
+
+    LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until */
+    LONG64 window_completions;
+    LONG window_ticks, window_saturated_ticks;
+    LONGLONG settle_until;
+
+    BOOL settled;           /* between searches */
+    LONGLONG hold_until;
+    LONGLONG hold;
+    double settled_rate;
+
+    BOOL sampled;
+    LONG64 last_completions;
+};
+
+struct policy *policy_create(LONG initial_target)
+{
+    struct policy *policy = calloc(1, sizeof(*policy));
+
+    assert(initial_target >= 1);
+    if (!policy)
+        return NULL;
+    policy->target = initial_target;
+    policy->hold = HOLD_MIN_US;
+    return policy;
+}
+
+void policy_destroy(struct policy *policy)
+{
+    free(policy);
+}
+
+const char *policy_event_name(enum policy_event event)
+{
+    static const char *const names[] = { "none", "starving", "probe", "raised", "lowered", "kept" };
+    return names[event];
+}
+
+static LONG clamp(LONG value, LONG floor, LONG max)
+{
+    return value < floor ? floor : value > max ? max : value;
+}
+
+static LONG current_count(const struct policy *policy)
+{
+    return policy->phase == MEASURE_PROBE ? policy->probe : policy->target;
+}
+
+/* The next window starts after the pool has had time to reach the new count. */
+static void restart_window(struct policy *policy, const struct policy_sample *sample, BOOL count_changed)
+{
+    policy->window_start = 0;
+    policy->settle_until = sample->now_us + (count_changed ? SETTLE_US : 0);
+}
+
+static void begin_window(struct policy *policy, const struct policy_sample *sample)
+{
+    policy->window_start = sample->now_us;
+    policy->window_completions = sample->completions;
+    policy->window_ticks = policy->window_saturated_ticks = 0;
+}
+
+/* Returns TRUE with the rate when the window has ended; the next one starts at once. */
+static BOOL window_ended(struct policy *policy, const struct policy_sample *sample, double *rate,
+                         LONG64 *completions, BOOL *saturated)
+{
+    LONGLONG elapsed;
+
+    if (!policy->window_start)
+    {
+        if (sample->now_us >= policy->settle_until)
+            begin_window(policy, sample);
+        return FALSE;
+    }
+    policy->window_ticks++;
+    if (sample->queued > 0 || sample->busy >= sample->threads)
+        policy->window_saturated_ticks++;
+    elapsed = sample->now_us - policy->window_start;
+    *completions = sample->completions - policy->window_completions;
+    if (elapsed < WINDOW_US || (*completions < WINDOW_COMPLETIONS && elapsed < WINDOW_MAX_US))
+        return FALSE;
+    *rate = *completions * 1e6 / (double)elapsed;
+    *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
+    begin_window(policy, sample);
+    return TRUE;
+}
+
+static void report(struct policy_decision *decision, enum policy_event event, LONG from, LONG to,
+                   double from_rate, double to_rate)
+{
+    decision->event = event;
+    decision->from = from;
+    decision->to = to;
+    decision->from_rate = from_rate;
+    decision->to_rate = to_rate;
+}
+
+static void settle(struct policy *policy, const struct policy_sample *sample, BOOL changed)
+{
+    policy->phase = MEASURE_BASE;
+    policy->settled = TRUE;
+    policy->hold = changed ? HOLD_MIN_US : min(policy->hold * 2, (LONGLONG)HOLD_MAX_US);
+    policy->hold_until = sample->now_us + policy->hold;
+    policy->settled_rate = policy->base_rate;
+}
+
+/* Starts measuring `direction` from the target; FALSE if the limits leave no room. */
+static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
+                        struct policy_decision *decision)
+{
+    LONG probe = direction > 0 ? clamp(max(policy->target * 2, policy->target + 1), sample->floor, sample->max)
+                               : clamp(policy->target / 2, sample->floor, sample->max);
+
+    if (probe == policy->target)
+        return FALSE;
+    policy->phase = MEASURE_PROBE;
+    policy->probe = probe;
+    policy->direction = direction;
+    policy->pairs = 0;
+    policy->base_sum = policy->base_rate;
+    policy->probe_sum = 0;
+    restart_window(policy, sample, TRUE);
+    report(decision, POLICY_PROBE, policy->target, probe, policy->base_rate, 0);
+    return TRUE;
+}
+
+static void start_round(struct policy *policy, const struct policy_sample *sample, BOOL saturated,
+                        struct policy_decision *decision)
+{
+    policy->settled = FALSE;
+    policy->moved_up = FALSE;
+    policy->round_best = policy->base_rate;
+    if (saturated && begin_probe(policy, sample, +1, decision))
+        return;
+    if (begin_probe(policy, sample, -1, decision))
+        return;
+    settle(policy, sample, FALSE);
+}
+
+static void second_pair(struct policy *policy, const struct policy_sample *sample)
+{
+    policy->phase = MEASURE_REBASE;
+    restart_window(policy, sample, TRUE);
+}
+
+static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
+                     struct policy_decision *decision)
+{
+    double ratio = policy->probe_sum / policy->base_sum;
+
+    if ((policy->pairs == 1 && ratio >= CLEAR_GAIN) || (policy->pairs == 2 && ratio >= GAIN))
+    {
+        report(decision, POLICY_RAISED, policy->target, policy->probe, policy->base_sum / policy->pairs,
+               policy->probe_sum / policy->pairs);
+        policy->target = policy->probe;
+        policy->moved_up = TRUE;
+        policy->base_rate = rate;
+        policy->round_best = max(policy->round_best, rate);
+        if (!begin_probe(policy, sample, +1, decision))
+            settle(policy, sample, TRUE);
+        return;
+    }
+    if (policy->pairs == 1 && ratio >= 1.0)
+    {
+        second_pair(policy, sample);
+        return;
+    }
+    report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs,
+           policy->probe_sum / policy->pairs);
+    policy->phase = MEASURE_BASE;
+    if (policy->moved_up || !begin_probe(policy, sample, -1, decision))
+    {
+        restart_window(policy, sample, TRUE);
+        settle(policy, sample, policy->moved_up);
+    }
+}
+
+static void judge_down(struct policy *policy, const struct policy_sample *sample, double rate,
+                       struct policy_decision *decision)
+{
+    double probe_mean = policy->probe_sum / policy->pairs;
+
+    if ((policy->pairs == 1 && probe_mean >= policy->round_best) ||
+        (policy->pairs == 2 && probe_mean >= LOSS * policy->round_best))
+    {
+        report(decision, POLICY_LOWERED, policy->target, policy->probe, policy->base_sum / policy->pairs,
+               probe_mean);
+        policy->target = policy->probe;
+        policy->base_rate = rate;
+        if (!begin_probe(policy, sample, -1, decision))
+            settle(policy, sample, TRUE);
+        return;
+    }
+    if (policy->pairs == 1 && probe_mean >= CLEAR_LOSS * policy->round_best)
+    {
+        second_pair(policy, sample);
+        return;
+    }
+    report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs, probe_mean);
+    restart_window(policy, sample, TRUE);
+    settle(policy, sample, FALSE);
+}
+
+static void window_done(struct policy *policy, const struct policy_sample *sample, double rate,
+                        LONG64 completions, BOOL saturated, struct policy_decision *decision)
+{
+    switch (policy->phase)
+    {
+    case MEASURE_BASE:
+        policy->base_rate = rate;
+        if (completions < WINDOW_COMPLETIONS)
+            return;  /* too little work to tell one count from another */
+        if (policy->settled && sample->now_us < policy->hold_until &&
+            fabs(rate - policy->settled_rate) < SHIFT * policy->settled_rate)
+            return;
+        start_round(policy, sample, saturated, decision);
+        return;
+    case MEASURE_REBASE:
+        policy->base_sum += rate;
+        policy->round_best = max(policy->round_best, rate);
+        policy->phase = MEASURE_PROBE;
+        restart_window(policy, sample, TRUE);
+        return;
+    case MEASURE_PROBE:
+        if (completions < WINDOW_COMPLETIONS && rate < 0.5 * policy->base_rate)
+        {
+            /* The work went away rather than the count being wrong: measure again. */
+            policy->phase = MEASURE_BASE;
+            restart_window(policy, sample, TRUE);
+            return;
+        }
+        policy->probe_sum += rate;
+        policy->pairs++;
+        if (policy->direction > 0)
+            judge_up(policy, sample, rate, decision);
+        else
+            judge_down(policy, sample, rate, decision);
+        return;
+    }
+}
+
+static BOOL starving(const struct policy *policy, const struct policy_sample *sample)
+{
+    return policy->sampled && sample->queued > 0 && sample->busy >= sample->threads &&
+           sample->completions == policy->last_completions && sample->threads < sample->max;
+}
+
+void policy_update(struct policy *policy, const struct policy_sample *sample, struct policy_decision *decision)
+{
+    double rate;
+    LONG64 completions;
+    BOOL saturated;
+    LONG target;
+
+    assert(sample->floor >= 1 && sample->floor <= sample->max);
+    decision->event = POLICY_NONE;
+    if ((target = clamp(policy->target, sample->floor, sample->max)) != policy->target)
+    {
+        /* The host moved the limits: start over from inside them. */
+        policy->target = target;
+        policy->phase = MEASURE_BASE;
+        policy->settled = FALSE;
+        restart_window(policy, sample, TRUE);
+    }
+    if (starving(policy, sample))
+    {
+        LONG from = current_count(policy);
+
+        policy->target = clamp(max(from, sample->threads + 1), sample->floor, sample->max);
+        policy->phase = MEASURE_BASE;
+        policy->settled = FALSE;
+        restart_window(policy, sample, TRUE);
+        report(decision, POLICY_STARVING, sample->threads, policy->target, 0, 0);
+    }
+    else if (window_ended(policy, sample, &rate, &completions, &saturated))
+        window_done(policy, sample, rate, completions, saturated, decision);
+    policy->sampled = TRUE;
+    policy->last_completions = sample->completions;
+    decision->target = current_count(policy);
+    assert(decision->target >= sample->floor && decision->target <= sample->max);
+}

@@ -1,0 +1,50 @@
+/* The thread-count controller of one pool: from periodic samples of the pool (completions so
+ * far, threads, busy threads, packets queued) it decides how many threads the pool should run.
+ * It owns no threads and no handles, so a test can drive it with a model of a workload. */
+#ifndef HOSTIOCP_POLICY_H
+#define HOSTIOCP_POLICY_H
+
+#include <windows.h>
+
+/* How often the pool's monitor samples; also the starvation detection granularity. */
+#define POLICY_TICK_MS 20
+
+struct policy;
+
+struct policy_sample
+{
+    LONGLONG now_us;        /* a monotonic real clock */
+    LONG64 completions;     /* OnComplete calls so far */
+    LONG threads;           /* dispatch threads alive */
+    LONG busy;              /* of which inside OnComplete */
+    LONG queued;            /* packets waiting on the port */
+    LONG floor;             /* the least the target may be: the minimum, and at least 1 */
+    LONG max;               /* the host's maximum */
+};
+
+enum policy_event
+{
+    POLICY_NONE,
+    POLICY_STARVING,        /* packets wait, every thread is busy and none finished: one more */
+    POLICY_PROBE,           /* trying another count for one measurement window */
+    POLICY_RAISED,          /* a probe above paid: the target moves up */
+    POLICY_LOWERED,         /* a probe below cost nothing: the target moves down */
+    POLICY_KEPT,            /* the probes did not pay: the target stays */
+};
+
+struct policy_decision
+{
+    LONG target;            /* threads the pool should run while it has work */
+    enum policy_event event;
+    LONG from, to;          /* for POLICY_PROBE, _RAISED, _LOWERED: the counts compared */
+    double from_rate, to_rate; /* their completions per second */
+};
+
+struct policy *policy_create(LONG initial_target);
+void policy_destroy(struct policy *policy);
+/* Called every POLICY_TICK_MS with a fresh sample. */
+void policy_update(struct policy *policy, const struct policy_sample *sample,
+                   struct policy_decision *decision);
+const char *policy_event_name(enum policy_event event);
+
+#endif
