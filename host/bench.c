@@ -11,8 +11,9 @@
 #include "iobench.h"
 
 #define MAX_REPEAT 15
+#define MAX_COLUMNS 8
 
-static const struct dispatcher_ops *dispatchers[5] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
+static const struct dispatcher_ops *dispatchers[MAX_COLUMNS] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
 static size_t dispatcher_count = 4;
 
 struct bench_options
@@ -23,52 +24,255 @@ struct bench_options
     int thread_count;
     int repeat;
     double duration;
+    double warmup;
     DWORD concurrency;
     BOOL json;
+    BOOL policy;
+    DWORD cpus;
 };
 
 struct measurement
 {
     double rate, p50, p99;
+    DWORD peak_threads;
     LONG64 errors, verify_failures;
 };
 
-static int compare_rates(const void *a, const void *b)
+/* One column of a row: how to set up the dispatcher for one run. */
+struct column
 {
-    double x = ((const struct measurement *)a)->rate, y = ((const struct measurement *)b)->rate;
+    const char *name;
+    const struct dispatcher_ops *ops;
+    DWORD threads, min_threads, max_threads;
+};
+
+/* One row: a workload and how its callbacks behave. */
+struct scenario
+{
+    const char *name;
+    const char *workload;
+    DWORD concurrency, work_us, block_ms, block_every;
+};
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static BOOL measure(const struct dispatcher_ops *ops, const char *workload, DWORD threads,
-                    const struct bench_options *o, struct measurement *median)
+static double median(const double *values, int count)
 {
-    struct measurement runs[MAX_REPEAT];
+    double sorted[MAX_REPEAT];
+
+    memcpy(sorted, values, count * sizeof(*values));
+    qsort(sorted, count, sizeof(*sorted), compare_doubles);
+    return count % 2 ? sorted[count / 2] : (sorted[count / 2 - 1] + sorted[count / 2]) / 2;
+}
+
+static void range_of(const double *values, int count, double *low, double *high)
+{
     int i;
 
-    for (i = 0; i < o->repeat; i++)
+    *low = *high = values[0];
+    for (i = 1; i < count; i++)
     {
-        struct dispatcher d;
-        struct workload_options w = { workload, o->concurrency, 4096, 16 << 20, o->duration, 0, FALSE };
-        struct run run;
-
-        dispatcher_init(&d, ops, threads);
-        if (!run_workload(&d, &w, &run))
-        {
-            fprintf(stderr, "hostiocp-bench: %s through %s: %s\n", workload, ops->name,
-                    d.error[0] ? d.error : "did not finish");
-            free_run(&run);
-            return FALSE;
-        }
-        runs[i].rate = run.operations / run.seconds;
-        runs[i].p50 = latency_percentile_us(&run.latency, 0.5);
-        runs[i].p99 = latency_percentile_us(&run.latency, 0.99);
-        runs[i].errors = run.errors;
-        runs[i].verify_failures = run.verify_failures;
-        free_run(&run);
+        *low = min(*low, values[i]);
+        *high = max(*high, values[i]);
     }
-    qsort(runs, o->repeat, sizeof(runs[0]), compare_rates);
-    *median = runs[o->repeat / 2];
-    return TRUE;
+}
+
+static BOOL measure_once(const struct column *c, const struct scenario *s, const struct bench_options *o,
+                         struct measurement *m)
+{
+    struct dispatcher d;
+    struct workload_options w = { s->workload, s->concurrency, 4096, 16 << 20, o->duration, 0, FALSE,
+                                  s->work_us, s->block_ms, s->block_every, o->warmup };
+    struct run run;
+    BOOL ok;
+
+    dispatcher_init(&d, c->ops, c->threads);
+    d.min_threads = c->min_threads;
+    d.max_threads = c->max_threads;
+    ok = run_workload(&d, &w, &run);
+    if (!ok)
+        fprintf(stderr, "hostiocp-bench: %s through %s: %s\n", s->name, c->name, d.error[0] ? d.error : "did not finish");
+    m->rate = run.seconds > 0 ? run.measured_operations / run.seconds : 0;
+    m->p50 = latency_percentile_us(&run.latency, 0.5);
+    m->p99 = latency_percentile_us(&run.latency, 0.99);
+    m->peak_threads = d.threads_peak;
+    m->errors = run.errors;
+    m->verify_failures = run.verify_failures;
+    free_run(&run);
+    return ok;
+}
+
+/* Runs every column once per round, in an order that rotates from round to round, so that a
+ * machine that drifts shifts every column alike. */
+static BOOL measure_row(const struct column *columns, int count, const struct scenario *s,
+                        const struct bench_options *o, struct measurement runs[][MAX_COLUMNS])
+{
+    BOOL ok = TRUE;
+    int round, i;
+
+    for (round = 0; round < o->repeat; round++)
+        for (i = 0; i < count; i++)
+        {
+            int c = (i + round) % count;
+            if (!measure_once(&columns[c], s, o, &runs[round][c]))
+                ok = FALSE;
+            if (runs[round][c].errors || runs[round][c].verify_failures)
+                ok = FALSE;
+        }
+    return ok;
+}
+
+/* ---- the dispatcher comparison: each against the bare loop, by round ---- */
+
+static int run_dispatcher_table(const struct bench_options *o)
+{
+    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
+    struct column columns[MAX_COLUMNS];
+    int status = 0, w, t, round;
+    BOOL first = TRUE;
+    size_t i;
+
+    if (o->json)
+        printf("{\"bits\": %d, \"rounds\": %d, \"duration\": %.2f, \"concurrency\": %lu, \"results\": [",
+               (int)sizeof(void *) * 8, o->repeat, o->duration, o->concurrency);
+    else
+        printf("hostiocp-bench (%d-bit): %d rounds of %.1f s, dispatchers interleaved round by round; %lu requests "
+               "in flight, 4 KiB blocks\nratio: median over rounds of the rate over the bare loop's in the same round "
+               "[lowest-highest]\n%-10s %7s  %-26s %14s %7s %15s %8s %8s\n", (int)sizeof(void *) * 8, o->repeat,
+               o->duration, o->concurrency, "workload", "threads", "dispatcher", "completions/s", "ratio", "range",
+               "p50 us", "p99 us");
+    for (w = 0; w < o->workload_count; w++)
+        for (t = 0; t < o->thread_count; t++)
+        {
+            struct scenario s = { o->workloads[w], o->workloads[w], o->concurrency, 0, 0, 1 };
+
+            for (i = 0; i < dispatcher_count; i++)
+            {
+                columns[i].name = dispatchers[i]->name;
+                columns[i].ops = dispatchers[i];
+                columns[i].threads = o->threads[t];
+                columns[i].min_threads = columns[i].max_threads = 0;
+            }
+            if (!measure_row(columns, (int)dispatcher_count, &s, o, runs))
+                status = 1;
+            for (i = 0; i < dispatcher_count; i++)
+            {
+                double rates[MAX_REPEAT], ratios[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT], low, high;
+                const char *threads_note = dispatchers[i] == &bindio_ops ? " (system's)" : "";
+
+                for (round = 0; round < o->repeat; round++)
+                {
+                    rates[round] = runs[round][i].rate;
+                    ratios[round] = runs[round][0].rate ? runs[round][i].rate / runs[round][0].rate : 0;
+                    p50[round] = runs[round][i].p50;
+                    p99[round] = runs[round][i].p99;
+                }
+                range_of(ratios, o->repeat, &low, &high);
+                if (o->json)
+                    printf("%s\n    {\"workload\": \"%s\", \"threads\": %lu, \"dispatcher\": \"%s\", "
+                           "\"completions_per_second\": %.0f, \"ratio_to_bare\": %.3f, \"ratio_low\": %.3f, "
+                           "\"ratio_high\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f}", first ? "" : ",",
+                           o->workloads[w], o->threads[t], dispatchers[i]->name, median(rates, o->repeat),
+                           median(ratios, o->repeat), low, high, median(p50, o->repeat), median(p99, o->repeat));
+                else
+                    printf("%-10s %7lu  %-26s %14.0f %7.3f  [%.3f-%.3f] %8.1f %8.1f%s\n", o->workloads[w],
+                           o->threads[t], dispatchers[i]->name, median(rates, o->repeat), median(ratios, o->repeat),
+                           low, high, median(p50, o->repeat), median(p99, o->repeat), threads_note);
+                first = FALSE;
+            }
+        }
+    if (o->json)
+        printf("\n  ]");
+    return status;
+}
+
+/* ---- the thread-policy table: hostiocp's default limits against fixed pools ---- */
+
+static const struct scenario policy_scenarios[] =
+{
+    { "posted, 3 us callbacks", "posted", 64, 3, 0, 1 },
+    { "posted, 30 us callbacks", "posted", 64, 30, 0, 1 },
+    { "pipe echo, 16 conns", "pipe", 16, 0, 0, 1 },
+    { "pipe echo, 256 conns", "pipe", 256, 0, 0, 1 },
+    { "tcp echo, 16 conns", "tcp", 16, 0, 0, 1 },
+    { "tcp echo, 256 conns", "tcp", 256, 0, 0, 1 },
+    { "posted, all block 50 ms", "posted", 64, 0, 50, 1 },
+    { "posted, 10% block 50 ms", "posted", 64, 0, 50, 10 },
+};
+
+static int run_policy_table(const struct bench_options *o)
+{
+    static const DWORD multiples[] = { 1, 2, 4, 8, 32 };
+    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
+    struct column columns[1 + ARRAYSIZE(multiples)];
+    char names[ARRAYSIZE(multiples)][32];
+    int count = 1 + ARRAYSIZE(multiples), status = 0, round, c;
+    size_t row;
+
+    columns[0].name = "default";
+    columns[0].ops = &hostiocp_ops;
+    columns[0].threads = o->cpus;
+    columns[0].min_threads = o->cpus;
+    columns[0].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
+    for (c = 1; c < count; c++)
+    {
+        snprintf(names[c - 1], sizeof(names[0]), "%lu fixed", multiples[c - 1] * o->cpus);
+        columns[c].name = names[c - 1];
+        columns[c].ops = &hostiocp_ops;
+        columns[c].threads = columns[c].min_threads = columns[c].max_threads = multiples[c - 1] * o->cpus;
+    }
+    printf("hostiocp-bench --policy (%d-bit, %lu CPUs): hostiocp with the CLR's default limits (min %lu, max %u) "
+           "against hostiocp with fixed pools; %d rounds, columns interleaved round by round, each run %.1f s "
+           "warm-up + %.1f s measured\nratio: median over rounds of default / best fixed pool of the same round "
+           "[lowest-highest]; bound: 2 x the smallest fixed pool within 0.9 of the best, + CPUs\n%-24s",
+           (int)sizeof(void *) * 8, o->cpus, o->cpus, HOSTIOCP_MAX_THREADS_LIMIT, o->repeat, o->warmup, o->duration,
+           "scenario");
+    for (c = 0; c < count; c++)
+        printf(" %9s", columns[c].name);
+    printf(" %7s %15s %5s %6s %s\n", "ratio", "range", "peak", "bound", "");
+    for (row = 0; row < ARRAYSIZE(policy_scenarios); row++)
+    {
+        const struct scenario *s = &policy_scenarios[row];
+        double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
+        DWORD peak = 0, smallest_good = 0, bound;
+        BOOL ok = measure_row(columns, count, s, o, runs);
+
+        for (c = 0; c < count; c++)
+        {
+            double rates[MAX_REPEAT];
+            for (round = 0; round < o->repeat; round++)
+                rates[round] = runs[round][c].rate;
+            medians[c] = median(rates, o->repeat);
+        }
+        for (round = 0; round < o->repeat; round++)
+        {
+            double best_fixed = 0;
+            for (c = 1; c < count; c++)
+                best_fixed = max(best_fixed, runs[round][c].rate);
+            ratios[round] = best_fixed ? runs[round][0].rate / best_fixed : 0;
+            peak = max(peak, runs[round][0].peak_threads);
+        }
+        for (c = 1; c < count; c++)
+            best = max(best, medians[c]);
+        for (c = count - 1; c >= 1; c--)
+            if (medians[c] >= 0.9 * best)
+                smallest_good = columns[c].threads;
+        bound = 2 * smallest_good + o->cpus;
+        ratio = median(ratios, o->repeat);
+        range_of(ratios, o->repeat, &low, &high);
+        printf("%-24s", s->name);
+        for (c = 0; c < count; c++)
+            printf(" %9.0f", medians[c]);
+        printf(" %7.3f  [%.3f-%.3f] %5lu %6lu %s\n", ratio, low, high, peak, bound,
+               !ok ? "ERRORS" : ratio >= 0.9 && peak <= bound ? "ok" : "MISSED");
+        if (!ok)
+            status = 1;
+    }
+    return status;
 }
 
 static SIZE_T private_bytes(void)
@@ -86,7 +290,7 @@ static void measure_memory(const struct bench_options *o)
     enum { HANDLES = 1000 };
     static SOCKET sockets[HANDLES];
     struct dispatcher d;
-    struct workload_options w = { "posted", 10000, 4096, 0, 0.5, 0, FALSE };
+    struct workload_options w = { "posted", 10000, 4096, 0, 0.5, 0, FALSE, 0, 0, 1, 0 };
     struct run run;
     SIZE_T before, after;
     void *io;
@@ -129,8 +333,12 @@ static int bad_option(const char *option, const char *why)
 
 static int parse_options(int argc, char **argv, struct bench_options *o)
 {
+    SYSTEM_INFO system;
+    BOOL duration_given = FALSE;
     int i;
 
+    GetSystemInfo(&system);
+    o->cpus = system.dwNumberOfProcessors;
     o->repeat = 5;
     o->duration = 1.0;
     o->concurrency = 16;
@@ -142,12 +350,22 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
         {
             printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
-                   "[--repeat N] [--duration SECONDS] [--concurrency N] [--batched] [--json]\n"
+                   "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
+                   "       hostiocp-bench --policy [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
                    "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
-                   "defaults: every workload, threads 1 2 4, repeat 5, duration 1, concurrency 16\n");
+                   "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
+                   "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
+                   "          with --policy, 2 s of warm-up and 2 s measured\n");
             exit(0);
         }
         if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
+        if (!strcmp(arg, "--policy"))
+        {
+            o->policy = TRUE;
+            if (!duration_given)
+                o->duration = 2.0, o->warmup = 2.0;
+            continue;
+        }
         if (!strcmp(arg, "--batched"))
         {
             dispatchers[dispatcher_count++] = &hostiocp_batched_ops;
@@ -175,10 +393,17 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         {
             o->repeat = (int)strtol(value, &end, 10);
             if (*end || o->repeat < 1 || o->repeat > MAX_REPEAT)
-                return bad_option(value, "is not a repeat count (1-15)");
+                return bad_option(value, "is not a round count (1-15)");
+        }
+        else if (!strcmp(arg, "--warmup"))
+        {
+            o->warmup = strtod(value, &end);
+            if (*end || o->warmup < 0 || o->warmup > 600)
+                return bad_option(value, "is not a warm-up in seconds");
         }
         else if (!strcmp(arg, "--duration"))
         {
+            duration_given = TRUE;
             o->duration = strtod(value, &end);
             if (*end || o->duration <= 0 || o->duration > 600)
                 return bad_option(value, "is not a duration in seconds");
@@ -210,9 +435,8 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
 int main(int argc, char **argv)
 {
     struct bench_options o = { 0 };
-    int status = parse_options(argc, argv, &o), w, t;
+    int status = parse_options(argc, argv, &o);
     WSADATA wsa;
-    BOOL first = TRUE;
 
     if (status)
         return status;
@@ -225,50 +449,15 @@ int main(int argc, char **argv)
     }
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
-    if (o.json)
-        printf("{\"bits\": %d, \"repeat\": %d, \"duration\": %.2f, \"concurrency\": %lu, \"results\": [",
-               (int)sizeof(void *) * 8, o.repeat, o.duration, o.concurrency);
+    if (o.policy)
+        status = run_policy_table(&o);
     else
-        printf("hostiocp-bench (%d-bit): median of %d runs of %.1f s, %lu requests in flight, 4 KiB blocks\n"
-               "%-10s %7s  %-26s %14s %7s %8s %8s\n", (int)sizeof(void *) * 8, o.repeat, o.duration,
-               o.concurrency, "workload", "threads", "dispatcher", "completions/s", "ratio", "p50 us", "p99 us");
-    for (w = 0; w < o.workload_count; w++)
-        for (t = 0; t < o.thread_count; t++)
-        {
-            double bare = 0;
-            size_t i;
-
-            for (i = 0; i < dispatcher_count; i++)
-            {
-                struct measurement m;
-                const char *threads_note = dispatchers[i] == &bindio_ops ? " (system's)" : "";
-
-                if (!measure(dispatchers[i], o.workloads[w], o.threads[t], &o, &m))
-                {
-                    status = 1;
-                    continue;
-                }
-                if (i == 0)
-                    bare = m.rate;
-                if (m.errors || m.verify_failures)
-                    status = 1;
-                if (o.json)
-                    printf("%s\n    {\"workload\": \"%s\", \"threads\": %lu, \"dispatcher\": \"%s\", "
-                           "\"completions_per_second\": %.0f, \"ratio_to_bare\": %.3f, \"p50_us\": %.1f, "
-                           "\"p99_us\": %.1f, \"errors\": %lld, \"verify_failures\": %lld}", first ? "" : ",",
-                           o.workloads[w], o.threads[t], dispatchers[i]->name, m.rate, bare ? m.rate / bare : 0,
-                           m.p50, m.p99, (long long)m.errors, (long long)m.verify_failures);
-                else
-                    printf("%-10s %7lu  %-26s %14.0f %7.3f %8.1f %8.1f%s\n", o.workloads[w], o.threads[t],
-                           dispatchers[i]->name, m.rate, bare ? m.rate / bare : 0, m.p50, m.p99, threads_note);
-                first = FALSE;
-            }
-        }
-    if (o.json)
-        printf("\n  ]");
-    measure_memory(&o);
-    if (o.json)
-        printf("\n}\n");
+    {
+        status = run_dispatcher_table(&o);
+        measure_memory(&o);
+        if (o.json)
+            printf("\n}\n");
+    }
     WSACleanup();
     CoUninitialize();
     return status;

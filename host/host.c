@@ -10,11 +10,13 @@
 #include "hostiocp.h"
 #include "iobench.h"
 
+#define MIN_THREADS_UNSET ((DWORD)-1)
+
 struct options
 {
     const char *workloads[8];
     int workload_count;
-    DWORD concurrency, block, min_threads, max_threads;
+    DWORD concurrency, block, min_threads, max_threads, work_us, block_ms, block_every;
     ULONGLONG file_size;
     double duration;
     LONG64 operations;
@@ -30,8 +32,11 @@ static void usage(FILE *out)
             "  --size BYTES        file size for the file workloads (default 16M; K, M, G suffixes)\n"
             "  --block BYTES       bytes per request (default 64K for files, 4K otherwise)\n"
             "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight (default 16)\n"
-            "  --min-threads N     hostiocp's minimum threads (default 2)\n"
-            "  --max-threads N     hostiocp's maximum threads (default 8)\n"
+            "  --min-threads N     hostiocp's minimum threads (default: the CPU count, as the CLR sets it)\n"
+            "  --max-threads N     hostiocp's maximum threads (default 1000, as the CLR sets it)\n"
+            "  --work-us N         each callback of the posted and echo workloads spins N us of CPU\n"
+            "  --block-ms N        ... and blocks N ms (default: in every callback)\n"
+            "  --block-every K     ... in one callback of every K\n"
             "  --duration SECONDS  how long the posted, file-read, pipe and tcp workloads run (default 2)\n"
             "  --operations N      stop after N completions instead\n"
             "  --json              print the results as JSON\n"
@@ -64,11 +69,14 @@ static int bad_option(const char *option, const char *why)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
+    SYSTEM_INFO system;
     int i;
 
+    GetSystemInfo(&system);
     o->concurrency = 16;
-    o->min_threads = 2;
-    o->max_threads = 8;
+    o->min_threads = MIN_THREADS_UNSET;
+    o->max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
+    o->block_every = 1;
     o->file_size = 16 << 20;
     o->duration = 2;
     for (i = 1; i < argc; i++)
@@ -114,12 +122,18 @@ static int parse_options(int argc, char **argv, struct options *o)
         else if (!strcmp(arg, "--min-threads") && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->min_threads = (DWORD)number;
         else if (!strcmp(arg, "--max-threads") && number >= 1 && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->max_threads = (DWORD)number;
         else if (!strcmp(arg, "--operations") && number >= 1) o->operations = (LONG64)number;
+        else if (!strcmp(arg, "--work-us") && number <= 1000000) o->work_us = (DWORD)number;
+        else if (!strcmp(arg, "--block-ms") && number <= 60000) o->block_ms = (DWORD)number;
+        else if (!strcmp(arg, "--block-every") && number >= 1 && number <= 1000000) o->block_every = (DWORD)number;
         else if (!strcmp(arg, "--size") || !strcmp(arg, "--block") || !strcmp(arg, "--concurrency") ||
-                 !strcmp(arg, "--min-threads") || !strcmp(arg, "--max-threads") || !strcmp(arg, "--operations"))
+                 !strcmp(arg, "--min-threads") || !strcmp(arg, "--max-threads") || !strcmp(arg, "--operations") ||
+                 !strcmp(arg, "--work-us") || !strcmp(arg, "--block-ms") || !strcmp(arg, "--block-every"))
             return bad_option(value, "is out of range for that option");
         else
             return bad_option(arg, "is not an option");
     }
+    if (o->min_threads == MIN_THREADS_UNSET)
+        o->min_threads = min(system.dwNumberOfProcessors, o->max_threads);
     if (o->min_threads > o->max_threads)
         return bad_option("--min-threads", "is above --max-threads");
     if (!o->workload_count)
@@ -165,7 +179,7 @@ static int activate_only(void)
 
 static void print_result(const char *workload, const struct dispatcher *d, const struct run *run, BOOL json, BOOL first)
 {
-    double rate = run->seconds > 0 ? run->operations / run->seconds : 0;
+    double rate = run->seconds > 0 ? run->measured_operations / run->seconds : 0;
 
     if (json)
     {
@@ -224,7 +238,8 @@ int main(int argc, char **argv)
         {
             struct dispatcher d;
             struct workload_options w = { names[j], options.concurrency, options.block, options.file_size,
-                                          options.duration, options.operations, !options.quiet && !options.json };
+                                          options.duration, options.operations, !options.quiet && !options.json,
+                                          options.work_us, options.block_ms, options.block_every, 0 };
 
             dispatcher_init(&d, &hostiocp_ops, options.max_threads);
             d.min_threads = options.min_threads;

@@ -8,7 +8,11 @@
 #include <windows.h>
 
 #define HOST_EXTENSION_ROOM 32
-#define LATENCY_BUCKETS 20000        /* 1 us each; slower ones go to the last bucket */
+/* Latency: log-linear buckets, 64 to each power of two of microseconds from 1 us to 2^26 us
+ * (67 s), so that a bucket's midpoint is within 0.8 % of any value in it. */
+#define LATENCY_SUB_BUCKETS 64
+#define LATENCY_OCTAVES 26
+#define LATENCY_BUCKETS (1 + LATENCY_OCTAVES * LATENCY_SUB_BUCKETS)
 
 struct request;
 struct channel;
@@ -76,6 +80,7 @@ struct run
 {
     struct dispatcher *dispatcher;
     LONGLONG deadline;               /* QPC ticks; 0: count only */
+    LONGLONG measure_from;           /* QPC ticks: the warm-up ends */
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
     volatile LONG64 bytes;
@@ -85,7 +90,8 @@ struct run
     volatile LONG stopping;
     HANDLE finished;
     struct histogram latency;
-    double seconds;
+    double seconds;                  /* measured, after the warm-up */
+    LONG64 measured_operations;      /* completions after the warm-up */
     SIZE_T peak_working_set;
     char detail[160];
 };
@@ -99,6 +105,10 @@ struct workload_options
     double duration;
     LONG64 operations;
     BOOL progress;
+    DWORD work_us;                   /* CPU work in each callback (posted) */
+    DWORD block_ms;                  /* callbacks block this long ... */
+    DWORD block_every;               /* ... one in this many (1: all) */
+    double warmup;                   /* seconds not measured at the start */
 };
 
 extern LONGLONG qpc_frequency;
@@ -109,6 +119,8 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
 BOOL workload_known(const char *name);
 void free_run(struct run *run);
 double latency_percentile_us(const struct histogram *histogram, double fraction);
+int latency_bucket(double us);
+double latency_bucket_midpoint_us(int bucket);
 double latency_max_us(const struct histogram *histogram);
 
 #endif

@@ -1,5 +1,6 @@
 /* Workloads that push real overlapped I/O through a dispatcher and verify every byte:
  * posted packets, file reads, a file copy, and echo over named pipes and over TCP. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ static struct
     volatile LONG64 next_offset;
     volatile LONG clients_left;
     HANDLE clients_done;
+    DWORD work_us, block_ms, block_every;
+    volatile LONG callbacks;
 } work;
 
 LONGLONG now_ticks(void)
@@ -41,12 +44,35 @@ LONGLONG now_ticks(void)
     return ticks.QuadPart;
 }
 
+int latency_bucket(double us)
+{
+    int octave;
+    double fraction;
+
+    if (us < 1.0)
+        return 0;
+    fraction = frexp(us, &octave);      /* us = fraction * 2^octave, fraction in [0.5, 1) */
+    if (octave > LATENCY_OCTAVES)
+        return LATENCY_BUCKETS - 1;
+    return 1 + (octave - 1) * LATENCY_SUB_BUCKETS + (int)((fraction * 2 - 1) * LATENCY_SUB_BUCKETS);
+}
+
+double latency_bucket_midpoint_us(int bucket)
+{
+    int octave, sub;
+
+    if (bucket == 0)
+        return 0.5;
+    octave = (bucket - 1) / LATENCY_SUB_BUCKETS;
+    sub = (bucket - 1) % LATENCY_SUB_BUCKETS;
+    return ldexp(1.0 + (sub + 0.5) / LATENCY_SUB_BUCKETS, octave);
+}
+
 static void record_latency(struct histogram *histogram, LONGLONG ticks)
 {
-    LONGLONG us = ticks * 1000000 / qpc_frequency;
     LONG64 seen = histogram->max_ticks;
 
-    InterlockedIncrement(&histogram->counts[us < LATENCY_BUCKETS ? us : LATENCY_BUCKETS - 1]);
+    InterlockedIncrement(&histogram->counts[latency_bucket(ticks * 1e6 / qpc_frequency)]);
     while (ticks > seen)
     {
         LONG64 previous = InterlockedCompareExchange64(&histogram->max_ticks, ticks, seen);
@@ -65,7 +91,7 @@ double latency_percentile_us(const struct histogram *histogram, double fraction)
         total += histogram->counts[i];
     for (i = 0; i < LATENCY_BUCKETS; i++)
         if ((seen += histogram->counts[i]) >= total * fraction && seen)
-            return i + 0.5;
+            return min(latency_bucket_midpoint_us(i), latency_max_us(histogram));
     return 0;
 }
 
@@ -222,13 +248,48 @@ static BOOL start_write(struct request *request, struct channel *channel, const 
     }
 }
 
-/* ---- posted packets: pure dispatch cost ---- */
+/* ---- posted packets: pure dispatch cost, or a callback that works or blocks ---- */
+
+static volatile ULONG work_sink;
+static double work_loops_per_us;
+
+static void cpu_work(DWORD us)
+{
+    ULONG i, loops = (ULONG)(us * work_loops_per_us), value = work_sink;
+
+    for (i = 0; i < loops; i++)
+        value = value * 1664525 + 1013904223;
+    work_sink = value;
+}
+
+/* How many loops of cpu_work make a microsecond on this machine. */
+static void calibrate_work(void)
+{
+    LONGLONG start, ticks;
+
+    if (work_loops_per_us)
+        return;
+    work_loops_per_us = 1000;
+    start = now_ticks();
+    cpu_work(20000);
+    ticks = now_ticks() - start;
+    work_loops_per_us = 1000 * 20000 / (ticks * 1e6 / qpc_frequency);
+}
+
+static void callback_load(void)
+{
+    if (work.work_us)
+        cpu_work(work.work_us);
+    if (work.block_ms && InterlockedIncrement(&work.callbacks) % work.block_every == 0)
+        Sleep(work.block_ms);  /* the workload: a callback that blocks */
+}
 
 static void posted_done(struct request *request, DWORD error, DWORD bytes)
 {
     struct dispatcher *d = request->run->dispatcher;
 
     (void)bytes;
+    callback_load();
     if (error)
         count_error(request->run, error, "a posted packet");
     if (!keep_going(request->run))
@@ -447,6 +508,7 @@ static void echo_client_done(struct request *request, DWORD error, DWORD bytes)
 
 static void echo_server_done(struct request *request, DWORD error, DWORD bytes)
 {
+    callback_load();
     if (error || !bytes)
     {
         /* The client went away: the normal end of a connection. */
@@ -599,6 +661,7 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     BOOL copy = !strcmp(options->name, "file-copy");
     PROCESS_MEMORY_COUNTERS memory;
     LONGLONG start, end;
+    LONG64 warm_operations = 0;
     BOOL ok = FALSE;
     DWORD i;
 
@@ -618,6 +681,11 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     work.count = echo ? max(options->concurrency, 1) * 2 : max(options->concurrency, 1);
     work.clients_left = echo ? work.count / 2 : 0;
     work.clients_done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    work.work_us = options->work_us;
+    work.block_ms = options->block_ms;
+    work.block_every = max(options->block_every, 1);
+    if (work.work_us)
+        calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
     work.servers = calloc(work.count, sizeof(*work.servers));
     work.clients = calloc(work.count, sizeof(*work.clients));
@@ -638,7 +706,8 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
         return FALSE;
     }
     start = now_ticks();
-    run->deadline = options->duration > 0 ? start + (LONGLONG)(options->duration * qpc_frequency) : 0;
+    run->measure_from = start + (LONGLONG)(options->warmup * qpc_frequency);
+    run->deadline = options->duration > 0 ? run->measure_from + (LONGLONG)(options->duration * qpc_frequency) : 0;
     if (!strcmp(options->name, "posted"))
         ok = start_posted();
     else if (!strcmp(options->name, "file-read") || copy)
@@ -654,11 +723,20 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
         InterlockedExchange(&run->stopping, 1);
     }
 
+    if (options->warmup > 0)
+    {
+        /* The warm-up is a phase of the run: its completions are not measured. */
+        WaitForSingleObject(echo ? work.clients_done : run->finished, (DWORD)(options->warmup * 1000));
+        start = now_ticks();
+        warm_operations = run->operations;
+        ZeroMemory(&run->latency, sizeof(run->latency));
+    }
     /* Echo clients end by themselves; then closing them ends the servers' reads. */
     while (WaitForSingleObject(echo ? work.clients_done : run->finished, 1000) == WAIT_TIMEOUT)
         if (options->progress)
             print_progress(run, start);
     end = now_ticks();
+    run->measured_operations = run->operations - warm_operations;
     if (echo)
     {
         InterlockedExchange(&run->stopping, 1);

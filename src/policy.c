@@ -5,7 +5,8 @@
  * two; down: no worse than 95 % of the best rate of the round).  Between searches it holds the
  * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
  * the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads in the
- * window before (packets queued or every thread busy).
+ * window before (packets queued or every thread busy), and never above the most work seen at
+ * once in that window (threads busy plus packets queued): more threads would find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once,
@@ -50,6 +51,8 @@ struct policy
     LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until */
     LONG64 window_completions;
     LONG window_ticks, window_saturated_ticks;
+    LONG window_demand;     /* the most busy + queued seen in the window */
+    LONG demand;            /* ... in the last window that ended */
     LONGLONG settle_until;
 
     BOOL settled;           /* between searches */
@@ -106,6 +109,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_start = sample->now_us;
     policy->window_completions = sample->completions;
     policy->window_ticks = policy->window_saturated_ticks = 0;
+    policy->window_demand = 0;
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -123,12 +127,14 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     policy->window_ticks++;
     if (sample->queued > 0 || sample->busy >= sample->threads)
         policy->window_saturated_ticks++;
+    policy->window_demand = max(policy->window_demand, sample->busy + sample->queued);
     elapsed = sample->now_us - policy->window_start;
     *completions = sample->completions - policy->window_completions;
     if (elapsed < WINDOW_US || (*completions < WINDOW_COMPLETIONS && elapsed < WINDOW_MAX_US))
         return FALSE;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
+    policy->demand = policy->window_demand;
     begin_window(policy, sample);
     return TRUE;
 }
@@ -156,10 +162,13 @@ static void settle(struct policy *policy, const struct policy_sample *sample, BO
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
-    LONG probe = direction > 0 ? clamp(max(policy->target * 2, policy->target + 1), sample->floor, sample->max)
-                               : clamp(policy->target / 2, sample->floor, sample->max);
+    LONG probe;
 
-    if (probe == policy->target)
+    if (direction > 0)
+        probe = clamp(min(max(policy->target * 2, policy->target + 1), policy->demand), sample->floor, sample->max);
+    else
+        probe = clamp(policy->target / 2, sample->floor, sample->max);
+    if (direction > 0 ? probe <= policy->target : probe >= policy->target)
         return FALSE;
     policy->phase = MEASURE_PROBE;
     policy->probe = probe;

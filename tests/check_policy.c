@@ -1,0 +1,261 @@
+/* Unit tests of the thread-count controller (src/policy.c) against modelled workloads: the
+ * completion rate as a function of the thread count, with noise, on a simulated clock.  The
+ * shapes are the ones measured under Wine (see the README's thread-policy table): rising then
+ * flat, flat from a few threads, falling, and linear (blocking callbacks). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include "policy.h"
+
+#define CPUS 2
+
+struct model
+{
+    const char *name;
+    double (*rate)(const struct model *model, LONG threads);
+    const double *points;       /* rate at 1, 2, 4, ... 512 threads */
+    BOOL saturated;             /* packets wait whenever the pool is short of threads */
+    double noise;               /* relative, per tick */
+    LONG in_flight;             /* requests: those without a thread wait on the port */
+};
+
+static double rate_from_points(const struct model *model, LONG threads)
+{
+    double position = log2((double)threads);
+    int low = (int)floor(position);
+
+    if (low >= 9)
+        return model->points[9];
+    return model->points[low] + (model->points[low + 1] - model->points[low]) * (position - low);
+}
+
+/* Blocking callbacks: 64 requests in flight, each callback blocks 50 ms. */
+static double rate_blocking(const struct model *model, LONG threads)
+{
+    (void)model;
+    return threads < 64 ? threads * 20.0 : 1280.0;
+}
+
+struct outcome
+{
+    LONG final_target;
+    LONG peak;
+    double final_rate;          /* of the model at the final target */
+    double mean_rate;           /* over the second half of the run */
+    double rate_after_2s;       /* mean over seconds 2-4 */
+};
+
+static ULONG noise_state;
+
+static double noisy(double value, double noise)
+{
+    noise_state = noise_state * 1103515245 + 12345;
+    return value * (1.0 + noise * (((noise_state >> 8) & 0xffff) / 32768.0 - 1.0));
+}
+
+static void simulate(const struct model *model, LONG floor, LONG max, double seconds, struct outcome *out)
+{
+    struct policy *policy = policy_create(max(floor, CPUS));
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    double completions = 0, second_half = 0, early = 0;
+    LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i;
+
+    noise_state = 1;
+    out->peak = threads;
+    for (i = 0; i < ticks; i++)
+    {
+        double rate = noisy(model->rate(model, threads), model->noise);
+
+        completions += rate * POLICY_TICK_MS / 1000.0;
+        if (i >= ticks / 2)
+            second_half += rate;
+        if (i * POLICY_TICK_MS >= 2000 && i * POLICY_TICK_MS < 4000)
+            early += rate;
+        sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (LONG64)completions;
+        sample.threads = threads;
+        sample.busy = model->saturated ? min(threads, model->in_flight) : threads / 2;
+        sample.queued = model->saturated ? max(model->in_flight - threads, 0) : 0;
+        sample.floor = floor;
+        sample.max = max;
+        policy_update(policy, &sample, &decision);
+        ck_assert_int_ge(decision.target, floor);
+        ck_assert_int_le(decision.target, max);
+        threads = decision.target;  /* the pool follows within a tick */
+        if (threads > out->peak)
+            out->peak = threads;
+    }
+    out->final_target = threads;
+    out->final_rate = model->rate(model, threads);
+    out->mean_rate = second_half / (ticks - ticks / 2);
+    out->rate_after_2s = early / (2000 / POLICY_TICK_MS);
+    policy_destroy(policy);
+}
+
+/* The best of fixed pools of 1, 2, 4, 8 and 32 times the CPUs, and the smallest of them within
+ * 0.9 of it: the README's criteria. */
+static void fixed_pools(const struct model *model, double *best, LONG *smallest_good)
+{
+    static const LONG multiples[] = { 1, 2, 4, 8, 32 };
+    int i;
+
+    *best = 0;
+    for (i = 0; i < 5; i++)
+        *best = max(*best, model->rate(model, multiples[i] * CPUS));
+    for (i = 0; i < 5; i++)
+        if (model->rate(model, multiples[i] * CPUS) >= 0.9 * *best)
+        {
+            *smallest_good = multiples[i] * CPUS;
+            return;
+        }
+}
+
+static void check_model(const struct model *model)
+{
+    struct outcome out;
+    double best;
+    LONG smallest_good = 0;
+
+    fixed_pools(model, &best, &smallest_good);
+    simulate(model, CPUS, 1000, 30, &out);
+    printf("%-22s target %3ld, peak %3ld, mean rate %.0f/s = %.2f of the best fixed pool (%.0f/s); "
+           "bound on peak %ld\n", model->name, out.final_target, out.peak, out.mean_rate, out.mean_rate / best,
+           best, 2 * smallest_good + CPUS);
+    ck_assert_msg(out.mean_rate >= 0.9 * best, "%s: %.0f/s against the best %.0f/s", model->name, out.mean_rate, best);
+    ck_assert_msg(out.peak <= 2 * smallest_good + CPUS, "%s: peak %ld threads", model->name, out.peak);
+}
+
+static const double light_posted[10] = { 11e3, 22.5e3, 66e3, 82e3, 87e3, 93e3, 98e3, 98e3, 97e3, 96e3 };
+static const double heavy_posted[10] = { 10e3, 19e3, 34e3, 34e3, 35e3, 34.5e3, 34e3, 33e3, 32e3, 30e3 };
+static const double echo_falling[10] = { 21e3, 27e3, 26e3, 25e3, 23e3, 20e3, 17e3, 16.6e3, 16e3, 15e3 };
+
+START_TEST(finds_many_threads_where_they_pay)
+{
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64 };
+    check_model(&model);
+}
+END_TEST
+
+START_TEST(stays_low_where_more_threads_do_not_pay)
+{
+    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64 };
+    check_model(&model);
+}
+END_TEST
+
+START_TEST(stays_low_where_more_threads_cost)
+{
+    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256 };
+    check_model(&model);
+}
+END_TEST
+
+START_TEST(grows_fast_for_blocking_callbacks)
+{
+    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64 };
+    struct outcome out;
+
+    check_model(&model);
+    simulate(&model, CPUS, 1000, 6, &out);
+    printf("blocking 50 ms: seconds 2-4 at %.0f/s (ideal 1280/s)\n", out.rate_after_2s);
+    ck_assert_msg(out.rate_after_2s >= 0.5 * 1280, "seconds 2-4 ran at %.0f/s", out.rate_after_2s);
+}
+END_TEST
+
+START_TEST(idle_pool_keeps_its_target)
+{
+    static const double none[10] = { 0 };
+    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0 };
+    struct outcome out;
+
+    simulate(&model, 1, 1000, 10, &out);
+    ck_assert_int_eq(out.final_target, CPUS);
+    ck_assert_int_eq(out.peak, CPUS);
+}
+END_TEST
+
+START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
+{
+    struct policy *policy = policy_create(2);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i;
+
+    /* Every thread blocks, packets wait and nothing completes. */
+    for (i = 0; i < 20; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = 5;
+        sample.threads = sample.busy = threads;
+        sample.queued = 3;
+        sample.floor = 1;
+        sample.max = 12;
+        policy_update(policy, &sample, &decision);
+        if (i > 0 && threads < 12)
+        {
+            ck_assert_int_eq(decision.event, POLICY_STARVING);
+            ck_assert_int_eq(decision.target, threads + 1);
+        }
+        threads = decision.target;
+    }
+    ck_assert_int_eq(threads, 12);
+    policy_destroy(policy);
+}
+END_TEST
+
+START_TEST(target_follows_the_limits_at_once)
+{
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64 };
+    struct policy *policy = policy_create(2);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    double completions = 0;
+    LONG threads = 2, i;
+
+    for (i = 0; i < 500; i++)
+    {
+        completions += model.rate(&model, threads) * POLICY_TICK_MS / 1000.0;
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (LONG64)completions;
+        sample.threads = sample.busy = threads;
+        sample.queued = 16;
+        sample.floor = i < 300 ? 2 : 5;
+        sample.max = i < 300 ? 1000 : 6;
+        policy_update(policy, &sample, &decision);
+        if (i == 299)
+            ck_assert_int_gt(decision.target, 6);  /* it had climbed */
+        if (i >= 300)
+        {
+            ck_assert_int_ge(decision.target, 5);
+            ck_assert_int_le(decision.target, 6);
+        }
+        threads = decision.target;
+    }
+    policy_destroy(policy);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("policy");
+    TCase *models = tcase_create("models");
+    SRunner *runner;
+    int failed;
+
+    tcase_set_timeout(models, 60);
+    tcase_add_test(models, finds_many_threads_where_they_pay);
+    tcase_add_test(models, stays_low_where_more_threads_do_not_pay);
+    tcase_add_test(models, stays_low_where_more_threads_cost);
+    tcase_add_test(models, grows_fast_for_blocking_callbacks);
+    tcase_add_test(models, idle_pool_keeps_its_target);
+    tcase_add_test(models, starvation_adds_a_thread_every_tick_up_to_the_maximum);
+    tcase_add_test(models, target_follows_the_limits_at_once);
+    suite_add_tcase(suite, models);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? 1 : 0;
+}
