@@ -44,11 +44,16 @@ static RTL_CRITICAL_SECTION *loader_lock(void)
     return *(RTL_CRITICAL_SECTION **)((BYTE *)info.PebBaseAddress + (sizeof(void *) == 8 ? 0x110 : 0xa0));
 }
 
+BOOL module_process_ending(void)
+{
+    return RtlDllShutdownInProgress();
+}
+
 BOOL module_must_not_wait(void)
 {
     RTL_CRITICAL_SECTION *lock;
 
-    if (RtlDllShutdownInProgress())
+    if (module_process_ending())
         return TRUE;
     return (lock = loader_lock()) && RtlIsCriticalSectionLockedByThread(lock);
 }

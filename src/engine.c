@@ -104,7 +104,7 @@ static HRESULT create_port_locked(struct engine *engine, struct port **out)
 static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
 {
     pool_statistics(port->pool, stats);
-    stats->HandlesBound += port->bound;
+    stats->HandlesBound += InterlockedCompareExchange64(&port->bound, 0, 0);
 }
 
 /* Stops the port's threads, keeps its counters and closes it; the caller has unlinked it. */
@@ -150,6 +150,13 @@ void engine_shutdown(struct engine *engine)
     ICLRIoCompletionManager *clr;
     struct port *ports, *next;
 
+    if (module_process_ending())
+    {
+        /* A killed thread may hold any lock: tell the pools to stop and take nothing. */
+        for (ports = engine->ports; ports; ports = ports->next)
+            pool_stop(ports->pool);
+        return;
+    }
     AcquireSRWLockExclusive(&engine->lock);
     ports = engine->ports;
     engine->ports = NULL;
@@ -334,16 +341,18 @@ static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG threads, LONG pea
 HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
 {
     struct port *port;
+    LONG threads = 0;
 
     AcquireSRWLockShared(&engine->lock);
     *stats = engine->closed;
     for (port = engine->ports; port; port = port->next)
     {
         add_port_statistics(stats, port);
+        threads += pool_threads(port->pool);
         stats->PortsOpen++;
     }
     ReleaseSRWLockShared(&engine->lock);
-    finish_statistics(stats, engine->tally.threads, engine->tally.peak);
+    finish_statistics(stats, threads, engine->tally.peak);
     return S_OK;
 }
 

@@ -21,6 +21,8 @@ HMODULE module_pin(void);
 /* Where the loader lock is held by this thread or the process is ending: nothing may wait for
  * other threads to end. */
 BOOL module_must_not_wait(void);
+/* The process is exiting: other threads were killed wherever they were, locks and all. */
+BOOL module_process_ending(void);
 
 struct worker;
 /* Which pool thread, if any, the calling thread is. */

@@ -177,7 +177,8 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     policy->base_sum = policy->base_rate;
     policy->probe_sum = 0;
     restart_window(policy, sample, TRUE);
-    report(decision, POLICY_PROBE, policy->target, probe, policy->base_rate, 0);
+    if (decision->event == POLICY_NONE)  /* a raise or lowering that leads to it says more */
+        report(decision, POLICY_PROBE, policy->target, probe, policy->base_rate, 0);
     return TRUE;
 }
 
@@ -311,7 +312,8 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
 
     assert(sample->floor >= 1 && sample->floor <= sample->max);
     decision->event = POLICY_NONE;
-    if ((target = clamp(policy->target, sample->floor, sample->max)) != policy->target)
+    if ((target = clamp(policy->target, sample->floor, sample->max)) != policy->target ||
+        (policy->phase != MEASURE_BASE && clamp(policy->probe, sample->floor, sample->max) != policy->probe))
     {
         /* The host moved the limits: start over from inside them. */
         policy->target = target;

@@ -5,6 +5,9 @@
  * Invariants:
  * - An idle thread retires only if another idle thread stays: threads and busy threads share
  *   one word, so that decision and a dequeue that takes the last idle thread see each other.
+ * - A retired thread parks and is the first to be reused.  It ends only when the pool stops, or
+ *   after the idle timeout where the system can tell that no I/O it issued is pending: under
+ *   Wine, I/O completes through the thread that issued it, and is lost if that thread ends.
  * - Packets queued while every thread is inside a callback are noticed by the monitor within
  *   two ticks (40 ms), which then adds threads up to the maximum.
  * - A dequeued packet is always dispatched; every thread ends on a stop packet of its own, so
@@ -18,7 +21,8 @@
 NTSTATUS NTAPI NtQueryIoCompletion(HANDLE port, int information_class, void *buffer, ULONG length,
                                    ULONG *returned);
 
-/* counts: threads alive in the high half, of which inside OnComplete in the low half. */
+/* counts: threads alive in the high half; in the low half, those not waiting on the port (from
+ * the moment a dequeue returns packets until they are all dispatched). */
 #define BUSY_ONE      1
 #define THREADS_ONE   0x10000
 static inline LONG busy_of(LONG counts) { return counts & 0xffff; }
@@ -63,6 +67,9 @@ struct pool
     struct worker *workers;           /* locked via lock */
     struct port_counters ended;       /* locked via lock: counters of threads that have ended */
     LONG monitors;                    /* locked via lock: 1 while the monitor runs */
+    LONG parked;                      /* locked via lock: retired threads waiting to be needed */
+    LONG unpark_requests;             /* locked via lock: how many of them are asked back */
+    CONDITION_VARIABLE unparked;      /* an unpark request, or the stop */
 
     HANDLE monitor_wake;              /* set when the pool stops */
     struct policy *policy;            /* used by the monitor thread only */
@@ -81,7 +88,7 @@ void pool_release(struct pool *pool)
 {
     if (InterlockedDecrement(&pool->refs))
         return;
-    assert(threads_of(pool->counts) == 0 && !pool->monitors);
+    assert(threads_of(pool->counts) == 0 && !pool->monitors && !pool->parked);
     if (pool->port)
         CloseHandle(pool->port);
     if (pool->monitor_wake)
@@ -218,7 +225,8 @@ static BOOL leave_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(s
     return FALSE;
 }
 
-/* An idle thread (not counted busy) may go if the minimum and another idle thread remain. */
+/* An idle thread (waiting on the port, not counted busy) may go if the minimum and another
+ * waiting thread remain: a dequeue that takes that other one is counted in the same word. */
 static BOOL idle_may_leave(struct pool *pool, LONG counts)
 {
     LONG remaining = threads_of(counts) - 1;
@@ -229,7 +237,7 @@ static BOOL idle_may_leave(struct pool *pool, LONG counts)
 static BOOL excess_may_leave(struct pool *pool, LONG counts)
 {
     LONG limit = min(pool->target, pool->limits->max_threads);
-    return !pool->stopping && threads_of(counts) > max(limit, 1);
+    return !pool->stopping && threads_of(counts) > max(limit, floor_of(pool->limits));
 }
 
 /* ---- the dispatch loop ---- */
@@ -262,7 +270,6 @@ static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERL
         InterlockedIncrement64(&worker->counts.discarded);
         return;
     }
-    InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
     InterlockedIncrement64(&worker->counts.dispatched);
     if (error != ERROR_SUCCESS)
         InterlockedIncrement64(&worker->counts.failed);
@@ -274,7 +281,6 @@ static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERL
                             (void *)entry->lpCompletionKey);
     ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
                                        entry->lpOverlapped);
-    InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
 }
 
 /* Dispatches what the last dequeue returned; pool_stop calls it too, from inside a callback. */
@@ -284,7 +290,8 @@ static void dispatch_entries(struct pool *pool, struct worker *worker)
         dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
 }
 
-/* Returns FALSE when the thread should end: the port failed, or it retired after idling. */
+/* Returns FALSE when the thread should stop serving the port: it failed, or the thread retired
+ * after idling (worker->slot_released). */
 static BOOL dequeue(struct pool *pool, struct worker *worker)
 {
     LONG batch = pool->limits->batch_size;
@@ -300,7 +307,10 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
         worker->entries = worker->batch;
         worker->from_ex = TRUE;
         if (GetQueuedCompletionStatusEx(pool->port, worker->batch, (ULONG)batch, &worker->count, timeout, FALSE))
+        {
+            InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
             return TRUE;
+        }
     }
     else
     {
@@ -313,6 +323,7 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
         {
             worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
             worker->count = 1;
+            InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
             return TRUE;
         }
     }
@@ -323,7 +334,7 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
     }
     if (!leave_if(pool, worker, idle_may_leave))
         return TRUE;
-    TRACE("port %p: retired an idle thread, %ld left", pool->port, threads_of(pool->counts));
+    TRACE("port %p: an idle thread retired, %ld left", pool->port, threads_of(pool->counts));
     return FALSE;
 }
 
@@ -340,13 +351,19 @@ static void worker_enter(struct pool *pool, struct worker *worker)
     ReleaseSRWLockExclusive(&pool->lock);
 }
 
+/* Whole on 32-bit too. */
+static LONG64 read64(const volatile LONG64 *value)
+{
+    return InterlockedCompareExchange64((volatile LONG64 *)value, 0, 0);
+}
+
 static void add_counters(struct port_counters *sum, const struct port_counters *counts)
 {
-    sum->dispatched += InterlockedCompareExchange64((LONG64 *)&counts->dispatched, 0, 0);
-    sum->failed += InterlockedCompareExchange64((LONG64 *)&counts->failed, 0, 0);
-    sum->foreign += InterlockedCompareExchange64((LONG64 *)&counts->foreign, 0, 0);
-    sum->wakeups += InterlockedCompareExchange64((LONG64 *)&counts->wakeups, 0, 0);
-    sum->discarded += InterlockedCompareExchange64((LONG64 *)&counts->discarded, 0, 0);
+    sum->dispatched += read64(&counts->dispatched);
+    sum->failed += read64(&counts->failed);
+    sum->foreign += read64(&counts->foreign);
+    sum->wakeups += read64(&counts->wakeups);
+    sum->discarded += read64(&counts->discarded);
 }
 
 static void worker_leave(struct pool *pool, struct worker *worker)
@@ -371,6 +388,86 @@ static void worker_leave(struct pool *pool, struct worker *worker)
     pool_release(pool);
 }
 
+/* Whether a parked thread may end: only where the system can tell it has no I/O pending. */
+static BOOL thread_may_end(void)
+{
+    static int system_can_tell = -1;
+    BOOL pending = TRUE;
+
+    if (system_can_tell < 0)
+        system_can_tell = !GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "wine_get_version");
+    return system_can_tell && GetThreadIOPendingFlag(GetCurrentThread(), &pending) && !pending;
+}
+
+/* A retired thread waits to be asked back (TRUE) or to end (FALSE). */
+static BOOL park(struct pool *pool, struct worker *worker)
+{
+    BOOL back = FALSE;
+
+    AcquireSRWLockExclusive(&pool->lock);
+    pool->parked++;
+    for (;;)
+    {
+        if (pool->unpark_requests)
+        {
+            pool->unpark_requests--;
+            back = TRUE;
+            break;
+        }
+        if (pool->stopping)
+            break;
+        if (!SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits->idle_timeout, 0) &&
+            thread_may_end())
+            break;
+    }
+    pool->parked--;
+    WakeAllConditionVariable(&pool->changed);
+    ReleaseSRWLockExclusive(&pool->lock);
+    /* Whoever asked it back has counted it among the threads again. */
+    worker->slot_released = !back;
+    TRACE("port %p: a parked thread %s", pool->port, back ? "is back" : "ends");
+    return back;
+}
+
+/* Asks up to `wanted` parked threads back, counting them among the threads; returns how many. */
+static LONG unpark(struct pool *pool, LONG wanted)
+{
+    LONG count;
+
+    AcquireSRWLockExclusive(&pool->lock);
+    count = pool->stopping ? 0 : min(wanted, pool->parked - pool->unpark_requests);
+    if (count > 0)
+    {
+        pool->unpark_requests += count;
+        raise_to(&pool->peak, threads_of(InterlockedExchangeAdd(&pool->counts, count * THREADS_ONE)) + count);
+        WakeAllConditionVariable(&pool->unparked);
+    }
+    ReleaseSRWLockExclusive(&pool->lock);
+    return max(count, 0);
+}
+
+/* Dispatches until the thread retires (TRUE) or ends (FALSE). */
+static BOOL serve_port(struct pool *pool, struct worker *worker)
+{
+    while (!pool->stopped)
+    {
+        if (!dequeue(pool, worker))
+            return worker->slot_released;
+        if (!worker->count)
+            continue;
+        dispatch_entries(pool, worker);
+        InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
+        if (worker->stop_packets || pool->stopped)
+            return FALSE;
+        if (leave_if(pool, worker, excess_may_leave))
+        {
+            TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->counts));
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
 static DWORD WINAPI dispatch_thread(void *arg)
 {
     struct pool *pool = arg;
@@ -378,17 +475,8 @@ static DWORD WINAPI dispatch_thread(void *arg)
 
     worker_enter(pool, &worker);
     TRACE("port %p: thread started", pool->port);
-    while (!pool->stopped && dequeue(pool, &worker))
-    {
-        dispatch_entries(pool, &worker);
-        if (worker.stop_packets || pool->stopped)
-            break;
-        if (leave_if(pool, &worker, excess_may_leave))
-        {
-            TRACE("port %p: a thread above the target left, %ld remain", pool->port, threads_of(pool->counts));
-            break;
-        }
-    }
+    while (serve_port(pool, &worker) && park(pool, &worker))
+        ;
     TRACE("port %p: thread ends", pool->port);
     worker_leave(pool, &worker);
     FreeLibraryAndExitThread(hostiocp_instance, 0);
@@ -455,8 +543,14 @@ static void monitor_tick(struct pool *pool)
     note_decision(pool, &decision);
     /* Threads come when there is work for them; idle ones go after the idle timeout. */
     if (sample.queued > 0 || sample.busy >= sample.threads)
+    {
+        LONG missing = decision.target - threads_of(pool->counts);
+
+        if (missing > 0)
+            InterlockedExchangeAdd64(&pool->injected, unpark(pool, missing));
         while (threads_of(pool->counts) < decision.target && start_thread(pool, decision.target))
             InterlockedIncrement64(&pool->injected);
+    }
 }
 
 static DWORD WINAPI monitor_thread(void *arg)
@@ -531,6 +625,7 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     pool->context = context;
     InitializeSRWLock(&pool->lock);
     InitializeConditionVariable(&pool->changed);
+    InitializeConditionVariable(&pool->unparked);
     initial = min(max((LONG)system.dwNumberOfProcessors, floor_of(limits)), limits->max_threads);
     pool->target = max(initial, 1);
     pool->policy = policy_create(pool->target);
@@ -552,6 +647,10 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
 
 void pool_grow_to_minimum(struct pool *pool)
 {
+    LONG missing = pool->limits->min_threads - threads_of(pool->counts);
+
+    if (missing > 0)
+        unpark(pool, missing);
     while (threads_of(pool->counts) < pool->limits->min_threads &&
            start_thread(pool, pool->limits->min_threads))
         ;
@@ -615,27 +714,36 @@ void pool_stop(struct pool *pool)
     struct worker *own = own_worker(pool);
     LONG threads, i, remaining = own ? 1 : 0;
 
+    if (module_process_ending())
+    {
+        /* Other threads were killed wherever they were, perhaps holding a lock: take none. */
+        InterlockedExchange(&pool->abandoned, 1);
+        InterlockedExchange(&pool->stopping, 1);
+        return;
+    }
     AcquireSRWLockExclusive(&pool->lock);
     assert(!pool->stopping);
     pool->stopping = TRUE;
     threads = threads_of(pool->counts);
-    ReleaseSRWLockExclusive(&pool->lock);
-    if (pool->monitor_wake)
-        SetEvent(pool->monitor_wake);
-    for (i = 0; i < threads; i++)
-        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+    WakeAllConditionVariable(&pool->unparked);
     if (module_must_not_wait())
     {
         /* The threads cannot end while the loader lock is held: they discard what they dequeue
          * and end when it is released, and the last reference closes the port. */
         InterlockedExchange(&pool->abandoned, 1);
-        TRACE("port %p: stopped without waiting (loader lock held or process ending)", pool->port);
-        return;
+        TRACE("port %p: stopped without waiting (loader lock held)", pool->port);
     }
+    ReleaseSRWLockExclusive(&pool->lock);
+    if (pool->monitor_wake)
+        SetEvent(pool->monitor_wake);
+    for (i = 0; i < threads; i++)
+        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+    if (pool->abandoned)
+        return;
     if (own)
         dispatch_entries(pool, own);
     AcquireSRWLockExclusive(&pool->lock);
-    while (threads_of(pool->counts) > remaining || pool->monitors)
+    while (threads_of(pool->counts) > remaining || pool->parked || pool->monitors)
         SleepConditionVariableSRW(&pool->changed, &pool->lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&pool->lock);
     if (own)
@@ -679,17 +787,20 @@ void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
     stats->ForeignPackets += counts.foreign;
     stats->WakeupPackets += counts.wakeups;
     stats->PacketsDiscarded += counts.discarded;
-    stats->ThreadsInjected += pool->injected;
-    stats->ThreadsRetired += pool->retired;
+    stats->ThreadsInjected += read64(&pool->injected);
+    stats->ThreadsRetired += read64(&pool->retired);
     stats->ThreadsBusy += busy_of(packed);
-    stats->TargetRaised += pool->raised;
-    stats->TargetLowered += pool->lowered;
-    stats->StarvationInjections += pool->starvation;
+    stats->TargetRaised += read64(&pool->raised);
+    stats->TargetLowered += read64(&pool->lowered);
+    stats->StarvationInjections += read64(&pool->starvation);
     if (!pool->stopping)
     {
         stats->ThreadsTarget += pool->target;
         stats->PacketsQueued += pool->queued;
     }
+    AcquireSRWLockShared(&pool->lock);
+    stats->ThreadsParked += pool->parked;
+    ReleaseSRWLockShared(&pool->lock);
 }
 
 LONG pool_threads(const struct pool *pool)

@@ -522,6 +522,87 @@ START_TEST(idle_threads_above_minimum_retire)
 }
 END_TEST
 
+/* Four callbacks each start a pipe read, then the maximum drops to 1 and three threads retire.
+ * Under Wine a read completes through the thread that issued it: the reads must still arrive. */
+struct reads_in_callbacks
+{
+    HANDLE servers[4], clients[4];
+    OVERLAPPED starters[4], reads[4];
+    char buffers[4][8];
+    volatile LONG inside;
+    HANDLE all_inside, go_on;
+};
+
+static void start_read_in_callback(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct reads_in_callbacks *state = fake->context;
+    int i;
+
+    (void)error; (void)bytes;
+    for (i = 0; i < 4; i++)
+        if (overlapped == &state->starters[i])
+        {
+            if (InterlockedIncrement(&state->inside) == 4)
+                SetEvent(state->all_inside);
+            WaitForSingleObject(state->go_on, WAIT_MS);
+            ReadFile(state->servers[i], state->buffers[i], sizeof(state->buffers[i]), NULL, &state->reads[i]);
+        }
+}
+
+START_TEST(io_started_by_a_retired_thread_still_completes)
+{
+    struct reads_in_callbacks state = { 0 };
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    HANDLE port;
+    DWORD written;
+    int i;
+
+    manager = start(4, 4, &port);
+    for (i = 0; i < 4; i++)
+    {
+        WCHAR name[64];
+
+        swprintf(name, 64, L"\\\\.\\pipe\\hostiocp-retired-%lu-%d", GetCurrentProcessId(), i);
+        state.servers[i] = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE, 1,
+                                            64, 64, 0, NULL);
+        state.clients[i] = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+        ck_assert(state.servers[i] != INVALID_HANDLE_VALUE && state.clients[i] != INVALID_HANDLE_VALUE);
+        ck_assert_hr(IHostIoCompletionManager_Bind(manager, port, state.servers[i]), S_OK);
+    }
+    state.all_inside = CreateEventW(NULL, TRUE, FALSE, NULL);
+    state.go_on = CreateEventW(NULL, TRUE, FALSE, NULL);
+    clr->hook = start_read_in_callback;
+    clr->context = &state;
+    for (i = 0; i < 4; i++)
+        ck_assert(PostQueuedCompletionStatus(port, 0, 0, &state.starters[i]));
+    ck_assert(WaitForSingleObject(state.all_inside, 5000) == WAIT_OBJECT_0);
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 1), S_OK);
+    fake_clr_expect(clr, 4);
+    SetEvent(state.go_on);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_msg(wait_for_statistics(manager, port, threads_are, 1, 5000), "threads above the maximum stayed");
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsRetired, 3);
+    fake_clr_expect(clr, 4);
+    for (i = 0; i < 4; i++)
+        ck_assert(WriteFile(state.clients[i], "abcdefgh", 8, &written, NULL));
+    ck_assert_msg(fake_clr_wait(clr, 10000), "%ld of 4 reads started by retired threads completed", clr->calls - 4);
+    for (i = 0; i < 4; i++)
+        ck_assert_int_eq(memcmp(state.buffers[i], "abcdefgh", 8), 0);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    clr->hook = NULL;
+    for (i = 0; i < 4; i++)
+    {
+        CloseHandle(state.clients[i]);
+        CloseHandle(state.servers[i]);
+    }
+    CloseHandle(state.all_inside);
+    CloseHandle(state.go_on);
+}
+END_TEST
+
 START_TEST(lowered_maximum_retires_threads_after_callbacks)
 {
     static OVERLAPPED requests[50];
@@ -923,6 +1004,7 @@ static Suite *engine_suite(void)
     tcase_add_test(threads, maximum_is_never_exceeded);
     tcase_add_test(threads, idle_threads_above_minimum_retire);
     tcase_add_test(threads, lowered_maximum_retires_threads_after_callbacks);
+    tcase_add_test(threads, io_started_by_a_retired_thread_still_completes);
     suite_add_tcase(suite, threads);
 
     tcase_add_checked_fixture(shutdown, setup, teardown);
