@@ -227,8 +227,9 @@ static int run_policy_table(const struct bench_options *o)
     }
     printf("hostiocp-bench --policy (%d-bit, %lu CPUs): hostiocp with the CLR's default limits (min %lu, max %u) "
            "against hostiocp with fixed pools; %d rounds, columns interleaved round by round, each run %.1f s "
-           "warm-up + %.1f s measured\nratio: median over rounds of default / best fixed pool of the same round "
-           "[lowest-highest]; bound: 2 x the smallest fixed pool within 0.9 of the best, + CPUs\n%-24s",
+           "warm-up + %.1f s measured; cells: median completions/s\nratio: median over rounds of default / the fixed "
+           "pool with the best median, in the same round [lowest-highest]; peak: default's most threads;\nbound: 2 x "
+           "the smallest fixed pool within 0.9 of the best, + CPUs\n%-24s",
            (int)sizeof(void *) * 8, o->cpus, o->cpus, HOSTIOCP_MAX_THREADS_LIMIT, o->repeat, o->warmup, o->duration,
            "scenario");
     for (c = 0; c < count; c++)
@@ -239,6 +240,7 @@ static int run_policy_table(const struct bench_options *o)
         const struct scenario *s = &policy_scenarios[row];
         double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
         DWORD peak = 0, smallest_good = 0, bound;
+        int best_column = 1;
         BOOL ok = measure_row(columns, count, s, o, runs);
 
         for (c = 0; c < count; c++)
@@ -248,16 +250,18 @@ static int run_policy_table(const struct bench_options *o)
                 rates[round] = runs[round][c].rate;
             medians[c] = median(rates, o->repeat);
         }
+        for (c = 1; c < count; c++)
+            if (medians[c] > best)
+            {
+                best = medians[c];
+                best_column = c;
+            }
         for (round = 0; round < o->repeat; round++)
         {
-            double best_fixed = 0;
-            for (c = 1; c < count; c++)
-                best_fixed = max(best_fixed, runs[round][c].rate);
-            ratios[round] = best_fixed ? runs[round][0].rate / best_fixed : 0;
+            double fixed = runs[round][best_column].rate;
+            ratios[round] = fixed ? runs[round][0].rate / fixed : 0;
             peak = max(peak, runs[round][0].peak_threads);
         }
-        for (c = 1; c < count; c++)
-            best = max(best, medians[c]);
         for (c = count - 1; c >= 1; c--)
             if (medians[c] >= 0.9 * best)
                 smallest_good = columns[c].threads;

@@ -284,14 +284,10 @@ static void callback_load(void)
         Sleep(work.block_ms);  /* the workload: a callback that blocks */
 }
 
-static void posted_done(struct request *request, DWORD error, DWORD bytes)
+static void post_again(struct request *request)
 {
     struct dispatcher *d = request->run->dispatcher;
 
-    (void)bytes;
-    callback_load();
-    if (error)
-        count_error(request->run, error, "a posted packet");
     if (!keep_going(request->run))
     {
         finish_request(request);
@@ -306,6 +302,15 @@ static void posted_done(struct request *request, DWORD error, DWORD bytes)
     }
 }
 
+static void posted_done(struct request *request, DWORD error, DWORD bytes)
+{
+    (void)bytes;
+    callback_load();
+    if (error)
+        count_error(request->run, error, "a posted packet");
+    post_again(request);
+}
+
 static BOOL start_posted(void)
 {
     DWORD i;
@@ -313,7 +318,7 @@ static BOOL start_posted(void)
     for (i = 0; i < work.count; i++)
     {
         work.requests[i].done = posted_done;
-        posted_done(&work.requests[i], 0, 0);
+        post_again(&work.requests[i]);
     }
     return TRUE;
 }

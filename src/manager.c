@@ -82,6 +82,7 @@ static HRESULT WINAPI manager_CreateIoCompletionPort(IHostIoCompletionManager *i
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("CreateIoCompletionPort(%p)", port);
     if (!port)
         return E_POINTER;
     *port = NULL;
@@ -92,6 +93,7 @@ static HRESULT WINAPI manager_CloseIoCompletionPort(IHostIoCompletionManager *if
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("CloseIoCompletionPort(%p)", port);
     if (!port || port == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
     return engine_close_port(manager->engine, port);
@@ -100,6 +102,8 @@ static HRESULT WINAPI manager_CloseIoCompletionPort(IHostIoCompletionManager *if
 static HRESULT WINAPI manager_SetMaxThreads(IHostIoCompletionManager *iface, DWORD count)
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    TRACE("SetMaxThreads(%lu)", count);
     return engine_set_max_threads(manager->engine, count);
 }
 
@@ -107,6 +111,7 @@ static HRESULT WINAPI manager_GetMaxThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("GetMaxThreads(%p)", count);
     if (!count)
         return E_POINTER;
     *count = engine_max_threads(manager->engine);
@@ -117,6 +122,7 @@ static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *ifac
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("GetAvailableThreads(%p)", count);
     if (!count)
         return E_POINTER;
     *count = engine_available_threads(manager->engine);
@@ -126,6 +132,7 @@ static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *ifac
 static HRESULT WINAPI manager_GetHostOverlappedSize(IHostIoCompletionManager *iface, DWORD *size)
 {
     (void)iface;
+    TRACE("GetHostOverlappedSize(%p)", size);
     if (!size)
         return E_POINTER;
     *size = sizeof(HOSTIOCP_OVERLAPPED_EXTENSION);
@@ -137,6 +144,7 @@ static HRESULT WINAPI manager_SetCLRIoCompletionManager(IHostIoCompletionManager
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("SetCLRIoCompletionManager(%p)", clr);
     if (!clr)
         return E_POINTER;
     return engine_set_clr(manager->engine, clr);
@@ -147,6 +155,7 @@ static HRESULT WINAPI manager_InitializeHostOverlapped(IHostIoCompletionManager 
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
     HOSTIOCP_OVERLAPPED_EXTENSION extension;
 
+    TRACE("InitializeHostOverlapped(%p)", overlapped);
     if (!overlapped)
         return E_POINTER;
     extension.Tag = HOSTIOCP_OVERLAPPED_TAG;
@@ -161,6 +170,7 @@ static HRESULT WINAPI manager_Bind(IHostIoCompletionManager *iface, HANDLE port,
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("Bind(%p, %p)", port, handle);
     if (!handle || handle == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
     return engine_bind(manager->engine, port, handle);
@@ -169,6 +179,8 @@ static HRESULT WINAPI manager_Bind(IHostIoCompletionManager *iface, HANDLE port,
 static HRESULT WINAPI manager_SetMinThreads(IHostIoCompletionManager *iface, DWORD count)
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+
+    TRACE("SetMinThreads(%lu)", count);
     return engine_set_min_threads(manager->engine, count);
 }
 
@@ -176,6 +188,7 @@ static HRESULT WINAPI manager_GetMinThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
+    TRACE("GetMinThreads(%p)", count);
     if (!count)
         return E_POINTER;
     *count = engine_min_threads(manager->engine);
@@ -295,6 +308,8 @@ static ULONG WINAPI settings_Release(IHostIoCpSettings *iface)
 static HRESULT WINAPI settings_SetIdleTimeout(IHostIoCpSettings *iface, DWORD milliseconds)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
+
+    TRACE("SetIdleTimeout(%lu)", milliseconds);
     return engine_set_idle_timeout(manager->engine, milliseconds);
 }
 
@@ -302,6 +317,7 @@ static HRESULT WINAPI settings_GetIdleTimeout(IHostIoCpSettings *iface, DWORD *m
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
+    TRACE("GetIdleTimeout(%p)", milliseconds);
     if (!milliseconds)
         return E_POINTER;
     *milliseconds = engine_idle_timeout(manager->engine);
@@ -311,6 +327,8 @@ static HRESULT WINAPI settings_GetIdleTimeout(IHostIoCpSettings *iface, DWORD *m
 static HRESULT WINAPI settings_SetBatchSize(IHostIoCpSettings *iface, DWORD entries)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
+
+    TRACE("SetBatchSize(%lu)", entries);
     return engine_set_batch_size(manager->engine, entries);
 }
 
@@ -318,6 +336,7 @@ static HRESULT WINAPI settings_GetBatchSize(IHostIoCpSettings *iface, DWORD *ent
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
+    TRACE("GetBatchSize(%p)", entries);
     if (!entries)
         return E_POINTER;
     *entries = engine_batch_size(manager->engine);

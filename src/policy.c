@@ -2,7 +2,11 @@
  * coarse steps that a noisy, shared machine can resolve: from the current target it tries
  * twice as many threads for one measurement window, then half as many, and keeps a change only
  * when the completion rate says so (up: at least 15 % better in one window pair, or 5 % over
- * two; down: no worse than 95 % of the best rate of the round).  Between searches it holds the
+ * two; down: over two window pairs, no worse than 95 % of the best rate of the round).  After a
+ * modest gain (5-15 %), or a probe up that did not pay, it does not try that count or more
+ * again until the rate shifts: returns diminish, and every probe costs threads.  A probe down
+ * that cost throughput is not repeated either, so a settled pool stops probing until its rate
+ * moves by 30 %, the limits change or it starves.  Between searches it holds the
  * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
  * the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads in the
  * window before (packets queued or every thread busy), and never above the most work seen at
@@ -16,7 +20,7 @@
 #include <stdlib.h>
 #include "policy.h"
 
-#define WINDOW_US           100000   /* the shortest measurement window */
+#define WINDOW_US           150000   /* the shortest measurement window */
 #define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
 #define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
@@ -53,6 +57,8 @@ struct policy
     LONG window_ticks, window_saturated_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG demand;            /* ... in the last window that ended */
+    LONG ceiling;           /* probes up stay below it; 0: none */
+    LONG bottom;            /* probes down stay above it; 0: none */
     LONGLONG settle_until;
 
     BOOL settled;           /* between searches */
@@ -168,7 +174,8 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
         probe = clamp(min(max(policy->target * 2, policy->target + 1), policy->demand), sample->floor, sample->max);
     else
         probe = clamp(policy->target / 2, sample->floor, sample->max);
-    if (direction > 0 ? probe <= policy->target : probe >= policy->target)
+    if (direction > 0 ? probe <= policy->target || (policy->ceiling && probe >= policy->ceiling)
+                      : probe >= policy->target || probe <= policy->bottom)
         return FALSE;
     policy->phase = MEASURE_PROBE;
     policy->probe = probe;
@@ -214,6 +221,8 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         policy->moved_up = TRUE;
         policy->base_rate = rate;
         policy->round_best = max(policy->round_best, rate);
+        if (policy->pairs == 2)
+            policy->ceiling = policy->target * 2;  /* a modest gain: the next doubling will not pay */
         if (!begin_probe(policy, sample, +1, decision))
             settle(policy, sample, TRUE);
         return;
@@ -225,6 +234,8 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs,
            policy->probe_sum / policy->pairs);
+    policy->ceiling = policy->probe;
+    policy->round_best = max(policy->round_best, policy->probe_sum / policy->pairs);
     policy->phase = MEASURE_BASE;
     if (policy->moved_up || !begin_probe(policy, sample, -1, decision))
     {
@@ -238,8 +249,7 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
 {
     double probe_mean = policy->probe_sum / policy->pairs;
 
-    if ((policy->pairs == 1 && probe_mean >= policy->round_best) ||
-        (policy->pairs == 2 && probe_mean >= LOSS * policy->round_best))
+    if (policy->pairs == 2 && probe_mean >= LOSS * policy->round_best)
     {
         report(decision, POLICY_LOWERED, policy->target, policy->probe, policy->base_sum / policy->pairs,
                probe_mean);
@@ -255,6 +265,7 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
         return;
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs, probe_mean);
+    policy->bottom = policy->probe;
     restart_window(policy, sample, TRUE);
     settle(policy, sample, FALSE);
 }
@@ -268,8 +279,9 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
         policy->base_rate = rate;
         if (completions < WINDOW_COMPLETIONS)
             return;  /* too little work to tell one count from another */
-        if (policy->settled && sample->now_us < policy->hold_until &&
-            fabs(rate - policy->settled_rate) < SHIFT * policy->settled_rate)
+        if (policy->settled && fabs(rate - policy->settled_rate) >= SHIFT * policy->settled_rate)
+            policy->ceiling = policy->bottom = 0;  /* the work changed: what did not pay before may now */
+        else if (policy->settled && sample->now_us < policy->hold_until)
             return;
         start_round(policy, sample, saturated, decision);
         return;
@@ -317,6 +329,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     {
         /* The host moved the limits: start over from inside them. */
         policy->target = target;
+        policy->ceiling = policy->bottom = 0;
         policy->phase = MEASURE_BASE;
         policy->settled = FALSE;
         restart_window(policy, sample, TRUE);
@@ -326,6 +339,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         LONG from = current_count(policy);
 
         policy->target = clamp(max(from, sample->threads + 1), sample->floor, sample->max);
+        policy->ceiling = policy->bottom = 0;
         policy->phase = MEASURE_BASE;
         policy->settled = FALSE;
         restart_window(policy, sample, TRUE);
