@@ -334,7 +334,15 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         policy->settled = FALSE;
         restart_window(policy, sample, TRUE);
     }
-    if (starving(policy, sample))
+    if (starving(policy, sample) && policy->phase == MEASURE_PROBE && policy->direction < 0)
+    {
+        /* The probe down starves: that count is too few, whatever the rate would say. */
+        report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_rate, 0);
+        policy->bottom = policy->probe;
+        restart_window(policy, sample, TRUE);
+        settle(policy, sample, FALSE);
+    }
+    else if (starving(policy, sample))
     {
         LONG from = current_count(policy);
 

@@ -164,6 +164,20 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
+/* 64 requests; one callback in ten blocks 50 ms, the others take 20 us. */
+static double rate_tenth_blocking(const struct model *model, LONG threads)
+{
+    (void)model;
+    return threads < 64 ? threads / (0.1 * 0.05 + 0.9 * 20e-6) : 64 / (0.1 * 0.05 + 0.9 * 20e-6);
+}
+
+START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
+{
+    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64 };
+    check_model(&model);
+}
+END_TEST
+
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
@@ -249,6 +263,7 @@ int main(void)
     tcase_add_test(models, stays_low_where_more_threads_do_not_pay);
     tcase_add_test(models, stays_low_where_more_threads_cost);
     tcase_add_test(models, grows_fast_for_blocking_callbacks);
+    tcase_add_test(models, grows_fast_when_a_tenth_of_callbacks_block);
     tcase_add_test(models, idle_pool_keeps_its_target);
     tcase_add_test(models, starvation_adds_a_thread_every_tick_up_to_the_maximum);
     tcase_add_test(models, target_follows_the_limits_at_once);
