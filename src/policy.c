@@ -1,12 +1,12 @@
 /* The thread-count controller.  It finds the count by measuring, as hill climbing does, but with
  * coarse steps that a noisy, shared machine can resolve: from the current target it tries
  * twice as many threads for one measurement window, then half as many, and keeps a change only
- * when the completion rate says so (up: at least 15 % better in one window pair, or 5 % over
- * two; down: over two window pairs, no worse than 95 % of the best rate of the round).  After a
- * modest gain (5-15 %), or a probe up that did not pay, it does not try that count or more
+ * when the completion rate says so (up: at least 25 % better in one window pair, or 5 % over
+ * two; down: over two window pairs, no worse than 97 % of the best rate of the round).  After a
+ * modest gain (5-25 %), or a probe up that did not pay, it does not try that count or more
  * again until the rate shifts: returns diminish, and every probe costs threads.  A probe down
  * that cost throughput is not repeated either, so a settled pool stops probing until its rate
- * moves by 30 %, the limits change or it starves.  Between searches it holds the
+ * moves by 30 % for two windows in a row, the limits change or it starves.  Between searches it holds the
  * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
  * the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads in the
  * window before (packets queued or every thread busy), and never above the most work seen at
@@ -24,10 +24,10 @@
 #define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
 #define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
-#define CLEAR_GAIN            1.15
+#define CLEAR_GAIN            1.25
 #define GAIN                  1.05
 #define CLEAR_LOSS            0.85
-#define LOSS                  0.95
+#define LOSS                  0.97
 #define HOLD_MIN_US         500000
 #define HOLD_MAX_US        8000000
 #define SHIFT                 0.30
@@ -65,6 +65,7 @@ struct policy
     LONGLONG hold_until;
     LONGLONG hold;
     double settled_rate;
+    int shifted_windows;    /* consecutive windows 30 % away from settled_rate */
 
     BOOL sampled;
     LONG64 last_completions;
@@ -279,10 +280,14 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
         policy->base_rate = rate;
         if (completions < WINDOW_COMPLETIONS)
             return;  /* too little work to tell one count from another */
-        if (policy->settled && fabs(rate - policy->settled_rate) >= SHIFT * policy->settled_rate)
+        if (!policy->settled || fabs(rate - policy->settled_rate) < SHIFT * policy->settled_rate)
+            policy->shifted_windows = 0;
+        else if (++policy->shifted_windows >= 2)
             policy->ceiling = policy->bottom = 0;  /* the work changed: what did not pay before may now */
-        else if (policy->settled && sample->now_us < policy->hold_until)
+        if (policy->settled && !policy->shifted_windows && sample->now_us < policy->hold_until)
             return;
+        if (policy->settled && policy->shifted_windows == 1)
+            return;  /* one window is noise until the next agrees */
         start_round(policy, sample, saturated, decision);
         return;
     case MEASURE_REBASE:

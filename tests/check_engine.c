@@ -979,6 +979,70 @@ START_TEST(release_under_the_loader_lock_does_not_hang)
 }
 END_TEST
 
+/* ---- the last Release during process exit ---- */
+
+/* The child: a manager with busy threads, handed to a DLL that releases it from its DllMain
+ * while the process exits (tests/release_at_exit.c). */
+static int exit_with_a_live_manager(const char *event_name)
+{
+    static OVERLAPPED requests[100];
+    void (WINAPI *hold_until_process_exit)(IHostIoCompletionManager *manager, const WCHAR *name);
+    IHostIoCompletionManager *manager;
+    struct fake_clr *fake;
+    WCHAR name[64], path[MAX_PATH], *slash;
+    HMODULE helper;
+    HANDLE port;
+    int i;
+
+    MultiByteToWideChar(CP_ACP, 0, event_name, -1, name, ARRAYSIZE(name));
+    GetModuleFileNameW(NULL, path, MAX_PATH);
+    if ((slash = wcsrchr(path, '\\')))
+        lstrcpyW(slash + 1, L"release_at_exit.dll");
+    if (!(helper = LoadLibraryW(path)))
+        return 2;
+    if (!(hold_until_process_exit = (void *)GetProcAddress(helper, "hold_until_process_exit")) &&
+        !(hold_until_process_exit = (void *)GetProcAddress(helper, "hold_until_process_exit@8")))
+        return 2;
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    fake = fake_clr_create();
+    if (FAILED(create_manager_with_clr(fake, 2, 4, &manager, &port)))
+        return 3;
+    fake_clr_expect(fake, 10);
+    for (i = 0; i < 100; i++)
+        PostQueuedCompletionStatus(port, i, 0, &requests[i]);
+    if (!fake_clr_wait(fake, WAIT_MS))
+        return 4;
+    hold_until_process_exit(manager, name);
+    ExitProcess(0);
+}
+
+START_TEST(release_during_process_exit_does_not_hang)
+{
+    STARTUPINFOW startup;
+    PROCESS_INFORMATION process;
+    WCHAR command[MAX_PATH + 128], name[64];
+    DWORD code = 0xdead;
+    HANDLE released;
+
+    ZeroMemory(&startup, sizeof(startup));
+    startup.cb = sizeof(startup);
+    swprintf(name, ARRAYSIZE(name), L"hostiocp-released-at-exit-%lu", GetCurrentProcessId());
+    released = CreateEventW(NULL, TRUE, FALSE, name);
+    GetModuleFileNameW(NULL, command, MAX_PATH);
+    lstrcatW(command, L" exit-with-a-live-manager ");
+    lstrcatW(command, name);
+    ck_assert(CreateProcessW(NULL, command, NULL, NULL, FALSE, 0, NULL, NULL, &startup, &process));
+    ck_assert_msg(WaitForSingleObject(process.hProcess, 30000) == WAIT_OBJECT_0,
+                  "the process hung in its exit with a manager released there");
+    ck_assert(GetExitCodeProcess(process.hProcess, &code));
+    ck_assert_int_eq(code, 0);
+    ck_assert_msg(WaitForSingleObject(released, 0) == WAIT_OBJECT_0, "Release did not return during the exit");
+    CloseHandle(released);
+    CloseHandle(process.hThread);
+    CloseHandle(process.hProcess);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *suite = suite_create("engine");
@@ -1017,15 +1081,18 @@ static Suite *engine_suite(void)
     tcase_add_test(shutdown, close_port_inside_a_callback);
     tcase_add_test(shutdown, closing_port_keeps_its_clr_callback_alive);
     tcase_add_test(shutdown, release_under_the_loader_lock_does_not_hang);
+    tcase_add_test(shutdown, release_during_process_exit_does_not_hang);
     suite_add_tcase(suite, shutdown);
     return suite;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     SRunner *runner;
     int failed;
 
+    if (argc > 2 && !strcmp(argv[1], "exit-with-a-live-manager"))
+        return exit_with_a_live_manager(argv[2]);
     if (threads_unreliable())
     {
         printf("SKIP: 32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
