@@ -384,6 +384,13 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         worker->next->prev = worker->prev;
     ReleaseSRWLockExclusive(&pool->lock);
     set_current_worker(NULL);
+    /* pool_stop ran inside this thread's callback, the pool's last: nothing calls the CLR now,
+     * and whoever waits for the thread to be gone may count on the reference being gone too. */
+    if (pool->stopped && pool->clr)
+    {
+        ICLRIoCompletionManager_Release(pool->clr);
+        pool->clr = NULL;
+    }
     thread_gone(pool, !worker->slot_released);
     pool_release(pool);
 }
