@@ -951,29 +951,51 @@ START_TEST(closing_port_keeps_its_clr_callback_alive)
 }
 END_TEST
 
-/* Under the loader lock (a host's DllMain, say) nothing can wait for a thread to end: Release
- * returns at once and the threads end when the lock is released. */
-START_TEST(release_under_the_loader_lock_does_not_hang)
+/* Under the loader lock (a host's DllMain, say) a new thread cannot even start, and nothing can
+ * wait for one to end: Release returns at once and the threads end when the lock is released.
+ * The lock is taken on a thread of the test's, so that a hang is reported rather than suffered. */
+struct under_loader_lock
 {
     IHostIoCompletionManager *manager;
-    static OVERLAPPED requests[10];
-    LARGE_INTEGER began;
-    ULONG_PTR cookie = 0;
-    HANDLE port;
-    double elapsed;
+    double release_ms;
+    ULONG refs;
+};
 
-    manager = start(2, 4, &port);
+static DWORD WINAPI release_under_loader_lock(void *arg)
+{
+    struct under_loader_lock *state = arg;
+    ULONG_PTR cookie = 0;
+    LARGE_INTEGER began;
+
+    if (LdrLockLoaderLock(0, NULL, &cookie))
+        return 1;
+    /* Threads that cannot start before the lock is released. */
+    IHostIoCompletionManager_SetMinThreads(state->manager, 6);
+    began = clock_now();
+    state->refs = IHostIoCompletionManager_Release(state->manager);
+    state->release_ms = milliseconds_since(began);
+    LdrUnlockLoaderLock(0, cookie);
+    return 0;
+}
+
+START_TEST(release_under_the_loader_lock_does_not_hang)
+{
+    struct under_loader_lock state = { 0 };
+    static OVERLAPPED requests[10];
+    HANDLE port, thread;
+
+    state.refs = 1;
+    state.manager = start(2, 8, &port);
     fake_clr_expect(clr, 10);
     post_packets(port, requests, 10);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
-    ck_assert_int_eq(LdrLockLoaderLock(0, NULL, &cookie), 0);
-    began = clock_now();
-    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
-    elapsed = milliseconds_since(began);
-    ck_assert_int_eq(LdrUnlockLoaderLock(0, cookie), 0);
-    printf("release under the loader lock: %.1f ms\n", elapsed);
-    ck_assert_msg(elapsed < 1000, "Release took %.0f ms", elapsed);
-    ck_assert_msg(wait_for_value(&clr->refs, 1, 10000), "threads did not end after the loader lock: %ld refs", clr->refs);
+    thread = CreateThread(NULL, 0, release_under_loader_lock, &state, 0, NULL);
+    ck_assert_msg(WaitForSingleObject(thread, 10000) == WAIT_OBJECT_0, "Release hung under the loader lock");
+    CloseHandle(thread);
+    printf("release under the loader lock, with threads starting: %.1f ms\n", state.release_ms);
+    ck_assert_int_eq(state.refs, 0);
+    ck_assert_msg(state.release_ms < 1000, "Release took %.0f ms", state.release_ms);
+    ck_assert_msg(wait_for_value(&clr->refs, 1, 10000), "threads did not end: %ld refs", clr->refs);
     ck_assert(unloadable_within(10000));
     ck_assert_int_eq(clr->calls, 10);
 }
@@ -1080,8 +1102,8 @@ static Suite *engine_suite(void)
     tcase_add_test(shutdown, last_release_inside_a_callback);
     tcase_add_test(shutdown, close_port_inside_a_callback);
     tcase_add_test(shutdown, closing_port_keeps_its_clr_callback_alive);
-    tcase_add_test(shutdown, release_under_the_loader_lock_does_not_hang);
     tcase_add_test(shutdown, release_during_process_exit_does_not_hang);
+    tcase_add_test(shutdown, release_under_the_loader_lock_does_not_hang);
     suite_add_tcase(suite, shutdown);
     return suite;
 }
