@@ -256,7 +256,7 @@ HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
     {
         InterlockedExchange(&engine->limits.min_threads, (LONG)count);
         for (port = engine->ports; port; port = port->next)
-            pool_grow_to_minimum(port->pool);
+            pool_limits_changed(port->pool);
         hr = S_OK;
     }
     ReleaseSRWLockExclusive(&engine->lock);
@@ -272,7 +272,11 @@ HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
     AcquireSRWLockExclusive(&engine->lock);
     if (count >= (DWORD)engine->limits.min_threads)
     {
+        struct port *port;
+
         InterlockedExchange(&engine->limits.max_threads, (LONG)count);
+        for (port = engine->ports; port; port = port->next)
+            pool_limits_changed(port->pool);
         hr = S_OK;
     }
     ReleaseSRWLockExclusive(&engine->lock);

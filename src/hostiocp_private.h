@@ -107,8 +107,9 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
 void pool_release(struct pool *pool);
 HANDLE pool_port(const struct pool *pool);
 ULONG_PTR pool_bind_key(const struct pool *pool);
-/* Tops the pool up after the minimum was raised. */
-void pool_grow_to_minimum(struct pool *pool);
+/* After the host changed the minimum or the maximum: tops the pool up to the minimum and has
+ * the monitor look again at once. */
+void pool_limits_changed(struct pool *pool);
 /* Dispatches every packet queued before the call, ends every thread (but the caller, if it is
  * one, which ends when its callback returns), counts what arrived later as discarded and closes
  * the port.  Where nothing may wait (module_must_not_wait) it only tells the threads to stop. */

@@ -72,6 +72,7 @@ struct pool
     CONDITION_VARIABLE unparked;      /* an unpark request, or the stop */
 
     HANDLE monitor_wake;              /* set when the pool stops */
+    HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
     struct policy *policy;            /* used by the monitor thread only */
     volatile LONG64 injected, retired, raised, lowered, starvation;
 };
@@ -93,6 +94,8 @@ void pool_release(struct pool *pool)
         CloseHandle(pool->port);
     if (pool->monitor_wake)
         CloseHandle(pool->monitor_wake);
+    if (pool->monitor_nudge)
+        CloseHandle(pool->monitor_nudge);
     policy_destroy(pool->policy);
     if (pool->clr)
         ICLRIoCompletionManager_Release(pool->clr);
@@ -531,6 +534,13 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
           decision->to_rate, decision->target);
 }
 
+/* A pool whose minimum is its maximum, with every thread running, has nothing to decide. */
+static BOOL fixed_and_full(const struct pool *pool)
+{
+    return pool->limits->min_threads >= pool->limits->max_threads &&
+           threads_of(pool->counts) >= pool->limits->max_threads;
+}
+
 static void monitor_tick(struct pool *pool)
 {
     struct policy_sample sample;
@@ -563,9 +573,12 @@ static void monitor_tick(struct pool *pool)
 static DWORD WINAPI monitor_thread(void *arg)
 {
     struct pool *pool = arg;
+    HANDLE events[2] = { pool->monitor_wake, pool->monitor_nudge };
 
-    while (WaitForSingleObject(pool->monitor_wake, POLICY_TICK_MS) == WAIT_TIMEOUT)
-        monitor_tick(pool);
+    /* A fixed, full pool sleeps (and leaves wineserver alone) until the limits change. */
+    while (WaitForMultipleObjects(2, events, FALSE, fixed_and_full(pool) ? 1000 : POLICY_TICK_MS) != WAIT_OBJECT_0)
+        if (!fixed_and_full(pool))
+            monitor_tick(pool);
     module_release();
     AcquireSRWLockExclusive(&pool->lock);
     pool->monitors--;
@@ -637,13 +650,14 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     pool->target = max(initial, 1);
     pool->policy = policy_create(pool->target);
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (!pool->policy || !pool->monitor_wake || !start_thread(pool, limits->max_threads))
+    pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
+    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !start_thread(pool, limits->max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else
     {
-        pool_grow_to_minimum(pool);
+        pool_limits_changed(pool);
         *out = pool;
         return S_OK;
     }
@@ -652,10 +666,11 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     return hr;
 }
 
-void pool_grow_to_minimum(struct pool *pool)
+void pool_limits_changed(struct pool *pool)
 {
     LONG missing = pool->limits->min_threads - threads_of(pool->counts);
 
+    SetEvent(pool->monitor_nudge);
     if (missing > 0)
         unpark(pool, missing);
     while (threads_of(pool->counts) < pool->limits->min_threads &&
