@@ -15,15 +15,18 @@ static inline struct class_factory *impl_from_IClassFactory(IClassFactory *iface
 
 static HRESULT WINAPI factory_QueryInterface(IClassFactory *iface, REFIID riid, void **out)
 {
+    TRACE("factory QueryInterface(%p, %p)", riid, out);
     if (!out)
         return E_POINTER;
+    *out = NULL;
+    if (!riid)
+        return E_INVALIDARG;
     if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IClassFactory))
     {
         *out = iface;
         IClassFactory_AddRef(iface);
         return S_OK;
     }
-    *out = NULL;
     return E_NOINTERFACE;
 }
 
@@ -55,12 +58,33 @@ static HRESULT WINAPI factory_CreateInstance(IClassFactory *iface, IUnknown *out
     return factory->create(outer, riid, out);
 }
 
+/* LockServer locks, for all class objects; an unlock without a lock changes nothing. */
+static volatile LONG server_locks;
+
+static BOOL take_back_a_lock(void)
+{
+    LONG locks = server_locks;
+
+    while (locks > 0)
+    {
+        LONG seen = InterlockedCompareExchange(&server_locks, locks - 1, locks);
+        if (seen == locks)
+            return TRUE;
+        locks = seen;
+    }
+    return FALSE;
+}
+
 static HRESULT WINAPI factory_LockServer(IClassFactory *iface, BOOL lock)
 {
     (void)iface;
+    TRACE("LockServer(%d)", lock);
     if (lock)
+    {
+        InterlockedIncrement(&server_locks);
         module_add_ref();
-    else
+    }
+    else if (take_back_a_lock())
         module_release();
     return S_OK;
 }

@@ -233,6 +233,16 @@ static void test_class_factory(void)
     ok(pDllCanUnloadNow() == S_FALSE, "DllCanUnloadNow with a lock\n");
     IClassFactory_LockServer(factory, FALSE);
     ok(pDllCanUnloadNow() == S_OK, "DllCanUnloadNow after unlocking\n");
+    /* An unlock without a lock must not leave the count below nothing. */
+    IClassFactory_LockServer(factory, FALSE);
+    ok(pDllCanUnloadNow() == S_OK, "DllCanUnloadNow after an unbalanced unlock\n");
+    IClassFactory_LockServer(factory, TRUE);
+    ok(pDllCanUnloadNow() == S_FALSE, "DllCanUnloadNow with a lock after an unbalanced unlock\n");
+    IClassFactory_LockServer(factory, FALSE);
+    ok(pDllCanUnloadNow() == S_OK, "DllCanUnloadNow after the lock is taken back\n");
+    out = (void *)0xdeadbeef;
+    hr = IClassFactory_QueryInterface(factory, NULL, &out);
+    ok(hr == E_INVALIDARG && out == NULL, "class factory QueryInterface(NULL riid): %#lx, %p\n", hr, out);
     IClassFactory_Release(factory);
 }
 
