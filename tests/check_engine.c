@@ -54,7 +54,8 @@ static BOOL busy_is_zero(const HOSTIOCP_STATISTICS *stats, LONG unused)
     return stats->ThreadsBusy == 0;
 }
 
-/* Posts one packet per OVERLAPPED, its index as the byte count, with a key Bind never gave out. */
+/* Posts one packet per OVERLAPPED, its index as the byte count, with key 0: Bind never gives
+ * it out (its keys are addresses), so these count as foreign packets. */
 static void post_packets(HANDLE port, OVERLAPPED *requests, int count)
 {
     int i;

@@ -361,11 +361,20 @@ static Suite *manager_suite(BOOL with_threads)
 
 int main(void)
 {
-    SRunner *runner = srunner_create(manager_suite(!threads_unreliable()));
+    BOOL with_ports = !threads_unreliable();
+    SRunner *runner = srunner_create(manager_suite(with_ports));
     int failed;
 
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);
-    return failed ? 1 : 0;
+    if (failed)
+        return 1;
+    if (!with_ports)
+    {
+        /* What was left out is reported as skipped, never as passed. */
+        printf("SKIP: the port tests: 32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
+        return 77;
+    }
+    return 0;
 }
