@@ -110,22 +110,9 @@ static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
 /* Stops the port's threads, keeps its counters and closes it; the caller has unlinked it. */
 static void shut_down_port(struct engine *engine, struct port *port)
 {
-    HOSTIOCP_STATISTICS stats = { 0 };
-
     pool_stop(port->pool);
-    add_port_statistics(&stats, port);
     AcquireSRWLockExclusive(&engine->lock);
-    engine->closed.CompletionsDispatched += stats.CompletionsDispatched;
-    engine->closed.CompletionsFailed += stats.CompletionsFailed;
-    engine->closed.ForeignPackets += stats.ForeignPackets;
-    engine->closed.WakeupPackets += stats.WakeupPackets;
-    engine->closed.PacketsDiscarded += stats.PacketsDiscarded;
-    engine->closed.ThreadsInjected += stats.ThreadsInjected;
-    engine->closed.ThreadsRetired += stats.ThreadsRetired;
-    engine->closed.HandlesBound += stats.HandlesBound;
-    engine->closed.TargetRaised += stats.TargetRaised;
-    engine->closed.TargetLowered += stats.TargetLowered;
-    engine->closed.StarvationInjections += stats.StarvationInjections;
+    add_port_statistics(&engine->closed, port);
     ReleaseSRWLockExclusive(&engine->lock);
     pool_release(port->pool);
     HeapFree(GetProcessHeap(), 0, port);

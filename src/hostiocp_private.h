@@ -118,7 +118,8 @@ LONG pool_busy(const struct pool *pool);
 LONG pool_threads(const struct pool *pool);
 LONG pool_peak(const struct pool *pool);
 void pool_counters(struct pool *pool, struct port_counters *sum);
-/* Adds the pool's counters and policy figures (not ThreadsTotal and ThreadsPeak) to stats. */
+/* Adds the pool's counters, and while it runs its live figures (busy, parked, target, queued),
+ * to stats; not ThreadsTotal and ThreadsPeak. */
 void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats);
 /* The tally of the pool whose thread calls, or NULL. */
 const struct thread_tally *current_thread_tally(void);

@@ -293,14 +293,32 @@ static void dispatch_entries(struct pool *pool, struct worker *worker)
         dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
 }
 
+/* One packet into worker->single, then the worker's entries; FALSE if none came (the reason
+ * is in GetLastError), leaving the worker's entries as they were. */
+static BOOL dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
+{
+    OVERLAPPED_ENTRY *single = &worker->single;
+    BOOL ok;
+
+    single->lpOverlapped = NULL;
+    ok = GetQueuedCompletionStatus(pool->port, &single->dwNumberOfBytesTransferred, &single->lpCompletionKey,
+                                   &single->lpOverlapped, timeout);
+    if (!ok && !single->lpOverlapped)
+        return FALSE;
+    worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
+    worker->entries = single;
+    worker->from_ex = FALSE;
+    worker->count = 1;
+    worker->next_entry = 0;
+    return TRUE;
+}
+
 /* Returns FALSE when the thread should stop serving the port: it failed, or the thread retired
  * after idling (worker->slot_released). */
 static BOOL dequeue(struct pool *pool, struct worker *worker)
 {
     LONG batch = pool->limits->batch_size;
     DWORD timeout = (DWORD)pool->limits->idle_timeout;
-    OVERLAPPED_ENTRY *single = &worker->single;
-    BOOL ok;
 
     worker->count = worker->next_entry = 0;
     if (batch > 1 && !worker->batch)
@@ -315,20 +333,10 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
             return TRUE;
         }
     }
-    else
+    else if (dequeue_single(pool, worker, timeout))
     {
-        worker->entries = single;
-        worker->from_ex = FALSE;
-        single->lpOverlapped = NULL;
-        ok = GetQueuedCompletionStatus(pool->port, &single->dwNumberOfBytesTransferred,
-                                       &single->lpCompletionKey, &single->lpOverlapped, timeout);
-        if (ok || single->lpOverlapped)
-        {
-            worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
-            worker->count = 1;
-            InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
-            return TRUE;
-        }
+        InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
+        return TRUE;
     }
     if (GetLastError() != WAIT_TIMEOUT)
     {
@@ -696,23 +704,8 @@ static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *wor
 {
     LONG stop_packets = worker->stop_packets;
 
-    while (worker->stop_packets == stop_packets)
-    {
-        OVERLAPPED_ENTRY *entry = &worker->single;
-        BOOL ok;
-
-        worker->entries = entry;
-        worker->from_ex = FALSE;
-        entry->lpOverlapped = NULL;
-        ok = GetQueuedCompletionStatus(pool->port, &entry->dwNumberOfBytesTransferred,
-                                       &entry->lpCompletionKey, &entry->lpOverlapped, 0);
-        if (!ok && !entry->lpOverlapped)
-            break;
-        worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
-        worker->count = 1;
-        worker->next_entry = 0;
+    while (worker->stop_packets == stop_packets && dequeue_single(pool, worker, 0))
         dispatch_entries(pool, worker);
-    }
 }
 
 /* After the threads: what arrived after the stop is counted, not dispatched. */
@@ -811,15 +804,14 @@ void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
     stats->PacketsDiscarded += counts.discarded;
     stats->ThreadsInjected += read64(&pool->injected);
     stats->ThreadsRetired += read64(&pool->retired);
-    stats->ThreadsBusy += busy_of(packed);
     stats->TargetRaised += read64(&pool->raised);
     stats->TargetLowered += read64(&pool->lowered);
     stats->StarvationInjections += read64(&pool->starvation);
-    if (!pool->stopping)
-    {
-        stats->ThreadsTarget += pool->target;
-        stats->PacketsQueued += pool->queued;
-    }
+    if (pool->stopping)
+        return;  /* what a stopped pool's threads still do is not the port's any more */
+    stats->ThreadsBusy += busy_of(packed);
+    stats->ThreadsTarget += pool->target;
+    stats->PacketsQueued += pool->queued;
     AcquireSRWLockShared(&pool->lock);
     stats->ThreadsParked += pool->parked;
     ReleaseSRWLockShared(&pool->lock);
