@@ -102,34 +102,58 @@ static LONG queue_depth(HANDLE port)
     return depth;
 }
 
-/* Re-reads `*value` every few milliseconds until it equals `expected` or the timeout passes. */
-static BOOL wait_for_value(volatile LONG *value, LONG expected, DWORD timeout)
+struct depth_condition
 {
-    LARGE_INTEGER start = clock_now();
-    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HANDLE port;
+    LONG depth;
+};
 
-    while (*value != expected && milliseconds_since(start) < timeout)
-        WaitForSingleObject(never, 5);  /* re-read interval, not a synchronisation */
-    CloseHandle(never);
-    return *value == expected;
+static BOOL depth_is(void *context)
+{
+    struct depth_condition *condition = context;
+    return queue_depth(condition->port) == condition->depth;
 }
 
-static HRESULT (WINAPI *dll_can_unload_now)(void);
+struct value_condition
+{
+    volatile LONG *value;
+    LONG expected;
+};
+
+static BOOL value_reached(void *context)
+{
+    struct value_condition *condition = context;
+    return *condition->value == condition->expected;
+}
+
+/* Re-reads `*value` until it equals `expected` or the timeout passes. */
+static BOOL wait_for_value(volatile LONG *value, LONG expected, DWORD timeout)
+{
+    struct value_condition condition = { value, expected };
+    return wait_until(value_reached, &condition, timeout);
+}
+
+struct dll_exports
+{
+    HRESULT (WINAPI *can_unload_now)(void);
+};
+
+static BOOL dll_unloadable(void *context)
+{
+    const struct dll_exports *dll = context;
+    return dll->can_unload_now() == S_OK;
+}
 
 /* No object, lock or thread of hostiocp is left: the DLL could be unloaded. */
 static BOOL unloadable_within(DWORD timeout)
 {
-    LARGE_INTEGER start = clock_now();
-    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
     HMODULE module = GetModuleHandleW(L"hostiocp.dll");
-    HRESULT hr = E_FAIL;
+    struct dll_exports dll;
 
     ck_assert_ptr_nonnull(module);
-    dll_can_unload_now = (void *)GetProcAddress(module, "DllCanUnloadNow");
-    while ((hr = dll_can_unload_now()) != S_OK && milliseconds_since(start) < timeout)
-        WaitForSingleObject(never, 5);  /* re-read interval */
-    CloseHandle(never);
-    return hr == S_OK;
+    dll.can_unload_now = (void *)GetProcAddress(module, "DllCanUnloadNow");
+    ck_assert_ptr_nonnull(dll.can_unload_now);
+    return wait_until(dll_unloadable, &dll, timeout);
 }
 
 /* ---- exactly once, by sequence number ---- */
@@ -720,9 +744,8 @@ START_TEST(close_dispatches_every_packet_queued_before_it)
     thread = CreateThread(NULL, 0, close_port_thread, &closer, 0, NULL);
     ck_assert(wait_for_statistics(manager, NULL, no_port_open, 0, 5000));
     /* The stop packet of the one thread is queued behind the 100. */
-    for (i = 0; i < 1000 && queue_depth(closer.port) != 101; i++)
-        WaitForSingleObject(blocking.release, 5);  /* re-read interval */
-    ck_assert_int_eq(queue_depth(closer.port), 101);
+    ck_assert_msg(wait_until(depth_is, &(struct depth_condition){ closer.port, 101 }, 5000),
+                  "%ld packets queued, not the 100 and the stop packet", queue_depth(closer.port));
     for (i = 100; i < 105; i++)
         ck_assert(PostQueuedCompletionStatus(closer.port, i, 0, &requests[i]));
     ck_assert_int_eq(WaitForSingleObject(thread, 0), WAIT_TIMEOUT);  /* Close waits for the callback */
@@ -806,9 +829,11 @@ static void close_when_marked(struct fake_clr *fake, DWORD error, DWORD bytes, v
     }
 }
 
-/* One thread takes 10 packets in one batch; the 4th closes the port (or releases the manager):
- * the 6 after it in the batch are still dispatched, before the call returns. */
-static void close_inside_a_batch(BOOL release)
+/* One thread has 10 packets to go; the 4th closes the port (or releases the manager): the 6
+ * after it are still dispatched, before the call returns.  With batch 16 they are the rest of
+ * the thread's batch; with batch 1 they are still queued, and the closing thread is the only
+ * one left to dispatch them. */
+static void close_inside_a_batch(BOOL release, DWORD batch)
 {
     static OVERLAPPED requests[10];
     struct close_in_batch state = { 0 };
@@ -823,7 +848,7 @@ static void close_inside_a_batch(BOOL release)
     state.refs = 1;
     clr->hook = close_when_marked;
     clr->context = &state;
-    state.manager = start_batched(1, 1, 16, &state.port);
+    state.manager = start_batched(1, 1, batch, &state.port);
     fake_clr_expect(clr, 11);
     ck_assert(PostQueuedCompletionStatus(state.port, BLOCKING_BYTES, 0, &blocker));
     ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
@@ -853,8 +878,10 @@ static void close_inside_a_batch(BOOL release)
     free_blocking(&blocking);
 }
 
-START_TEST(close_inside_a_batch_dispatches_the_rest)   { close_inside_a_batch(FALSE); } END_TEST
-START_TEST(release_inside_a_batch_dispatches_the_rest) { close_inside_a_batch(TRUE); } END_TEST
+START_TEST(close_inside_a_batch_dispatches_the_rest)   { close_inside_a_batch(FALSE, 16); } END_TEST
+START_TEST(release_inside_a_batch_dispatches_the_rest) { close_inside_a_batch(TRUE, 16); } END_TEST
+START_TEST(close_from_the_only_thread_dispatches_the_queue)   { close_inside_a_batch(FALSE, 1); } END_TEST
+START_TEST(release_from_the_only_thread_dispatches_the_queue) { close_inside_a_batch(TRUE, 1); } END_TEST
 
 struct release_inside
 {
@@ -1100,6 +1127,8 @@ static Suite *engine_suite(void)
     tcase_add_test(shutdown, batched_close_is_quick);
     tcase_add_test(shutdown, close_inside_a_batch_dispatches_the_rest);
     tcase_add_test(shutdown, release_inside_a_batch_dispatches_the_rest);
+    tcase_add_test(shutdown, close_from_the_only_thread_dispatches_the_queue);
+    tcase_add_test(shutdown, release_from_the_only_thread_dispatches_the_queue);
     tcase_add_test(shutdown, last_release_inside_a_callback);
     tcase_add_test(shutdown, close_port_inside_a_callback);
     tcase_add_test(shutdown, closing_port_keeps_its_clr_callback_alive);

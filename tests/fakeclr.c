@@ -150,28 +150,41 @@ HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_
     return hr;
 }
 
+BOOL wait_until(BOOL (*done)(void *context), void *context, DWORD timeout)
+{
+    DWORD start = GetTickCount();
+    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    BOOL ok;
+
+    while (!(ok = done(context)) && GetTickCount() - start <= timeout)
+        WaitForSingleObject(never, 5);  /* re-read interval, not a synchronisation */
+    CloseHandle(never);
+    return ok;
+}
+
+struct statistics_condition
+{
+    IHostIoCompletionManager *manager;
+    HANDLE port;
+    BOOL (*done)(const HOSTIOCP_STATISTICS *stats, LONG arg);
+    LONG arg;
+};
+
+static BOOL statistics_hold(void *context)
+{
+    struct statistics_condition *condition = context;
+    HOSTIOCP_STATISTICS stats;
+
+    return SUCCEEDED(get_statistics(condition->manager, condition->port, &stats)) &&
+           condition->done(&stats, condition->arg);
+}
+
 BOOL wait_for_statistics(IHostIoCompletionManager *manager, HANDLE port,
                          BOOL (*done)(const HOSTIOCP_STATISTICS *stats, LONG arg), LONG arg,
                          DWORD timeout)
 {
-    DWORD start = GetTickCount();
-    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
-    HOSTIOCP_STATISTICS stats;
-    BOOL ok = FALSE;
-
-    for (;;)
-    {
-        if (SUCCEEDED(get_statistics(manager, port, &stats)) && done(&stats, arg))
-        {
-            ok = TRUE;
-            break;
-        }
-        if (GetTickCount() - start > timeout)
-            break;
-        WaitForSingleObject(never, 5);  /* re-read interval, not a synchronisation */
-    }
-    CloseHandle(never);
-    return ok;
+    struct statistics_condition condition = { manager, port, done, arg };
+    return wait_until(statistics_hold, &condition, timeout);
 }
 
 BOOL threads_unreliable(void)

@@ -41,6 +41,8 @@ HRESULT create_manager_with_clr(struct fake_clr *clr, DWORD min, DWORD max,
 HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries);
 HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds);
 HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats);
+/* Re-checks `done` every few milliseconds until it holds or the timeout passes. */
+BOOL wait_until(BOOL (*done)(void *context), void *context, DWORD timeout);
 /* Re-reads the statistics until `done` holds or the timeout passes. */
 BOOL wait_for_statistics(IHostIoCompletionManager *manager, HANDLE port,
                          BOOL (*done)(const HOSTIOCP_STATISTICS *stats, LONG arg), LONG arg,
