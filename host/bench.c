@@ -28,6 +28,7 @@ struct bench_options
     DWORD concurrency;
     BOOL json;
     BOOL policy;
+    const char *scenario;   /* with --policy: only the rows whose name contains it */
     DWORD cpus;
 };
 
@@ -241,7 +242,11 @@ static int run_policy_table(const struct bench_options *o)
         double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
         DWORD peak = 0, smallest_good = 0, bound;
         int best_column = 1;
-        BOOL ok = measure_row(columns, count, s, o, runs);
+        BOOL ok;
+
+        if (o->scenario && !strstr(s->name, o->scenario))
+            continue;
+        ok = measure_row(columns, count, s, o, runs);
 
         for (c = 0; c < count; c++)
         {
@@ -355,9 +360,10 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         {
             printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
                    "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
-                   "       hostiocp-bench --policy [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
+                   "       hostiocp-bench --policy [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
                    "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
                    "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
+                   "--scenario runs only the policy rows whose name contains TEXT (\"pipe\", \"256 conns\")\n"
                    "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
                    "          with --policy, 2 s of warm-up and 2 s measured\n");
             exit(0);
@@ -378,7 +384,9 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         if (!value)
             return bad_option(arg, strncmp(arg, "--", 2) ? "is not an option" : "needs a value");
         i++;
-        if (!strcmp(arg, "--workload"))
+        if (!strcmp(arg, "--scenario"))
+            o->scenario = value;
+        else if (!strcmp(arg, "--workload"))
         {
             if (!workload_known(value) || !strcmp(value, "file-copy"))
                 return bad_option(value, "is not a benchmark workload (posted, file-read, pipe, tcp)");

@@ -3,8 +3,10 @@
  * twice as many threads for one measurement window, then half as many, and keeps a change only
  * when the completion rate says so (up: at least 25 % better in one window pair, or 5 % over
  * two; down: over two window pairs, no worse than 97 % of the best rate of the round).  After a
- * modest gain (5-25 %), or a probe up that did not pay, it does not try that count or more
- * again until the rate shifts: returns diminish, and every probe costs threads.  A probe down
+ * small gain (5-10 %), or a probe up that did not pay in two searches, it does not try that
+ * count or more again until the rate shifts: returns diminish, and every probe costs threads.
+ * One search is not enough to give up on a count: a single window pair can be 10 % off on a
+ * shared machine, which is as much as a doubling may gain.  A probe down
  * that cost throughput is not repeated either, so a settled pool stops probing until its rate
  * moves by 30 % for two windows in a row, the limits change or it starves.  Between searches it holds the
  * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
@@ -26,6 +28,8 @@
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
 #define CLEAR_GAIN            1.25
 #define GAIN                  1.05
+#define SMALL_GAIN            1.10   /* a doubling that gains less ends the search up */
+#define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
 #define CLEAR_LOSS            0.85
 #define LOSS                  0.97
 #define HOLD_MIN_US         500000
@@ -58,6 +62,7 @@ struct policy
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG demand;            /* ... in the last window that ended */
     LONG ceiling;           /* probes up stay below it; 0: none */
+    LONG doubted;           /* a probe up that did not pay once; the second time it sets the ceiling */
     LONG bottom;            /* probes down stay above it; 0: none */
     LONGLONG settle_until;
 
@@ -146,6 +151,11 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     return TRUE;
 }
 
+static void forget_searches(struct policy *policy)
+{
+    policy->ceiling = policy->bottom = policy->doubted = 0;
+}
+
 static void report(struct policy_decision *decision, enum policy_event event, LONG from, LONG to,
                    double from_rate, double to_rate)
 {
@@ -222,20 +232,23 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         policy->moved_up = TRUE;
         policy->base_rate = rate;
         policy->round_best = max(policy->round_best, rate);
-        if (policy->pairs == 2)
-            policy->ceiling = policy->target * 2;  /* a modest gain: the next doubling will not pay */
+        if (policy->pairs == 2 && ratio < SMALL_GAIN)
+            policy->ceiling = policy->target * 2;  /* returns diminish: the next doubling will not pay */
         if (!begin_probe(policy, sample, +1, decision))
             settle(policy, sample, TRUE);
         return;
     }
-    if (policy->pairs == 1 && ratio >= 1.0)
+    if (policy->pairs == 1 && ratio >= UNCLEAR)
     {
         second_pair(policy, sample);
         return;
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs,
            policy->probe_sum / policy->pairs);
-    policy->ceiling = policy->probe;
+    if (policy->doubted == policy->probe)
+        policy->ceiling = policy->probe;
+    else
+        policy->doubted = policy->probe;  /* one search is not enough to give up on it */
     policy->round_best = max(policy->round_best, policy->probe_sum / policy->pairs);
     policy->phase = MEASURE_BASE;
     if (policy->moved_up || !begin_probe(policy, sample, -1, decision))
@@ -283,7 +296,7 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
         if (!policy->settled || fabs(rate - policy->settled_rate) < SHIFT * policy->settled_rate)
             policy->shifted_windows = 0;
         else if (++policy->shifted_windows >= 2)
-            policy->ceiling = policy->bottom = 0;  /* the work changed: what did not pay before may now */
+            forget_searches(policy);  /* the work changed: what did not pay before may now */
         if (policy->settled && !policy->shifted_windows && sample->now_us < policy->hold_until)
             return;
         if (policy->settled && policy->shifted_windows == 1)
@@ -334,7 +347,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     {
         /* The host moved the limits: start over from inside them. */
         policy->target = target;
-        policy->ceiling = policy->bottom = 0;
+        forget_searches(policy);
         policy->phase = MEASURE_BASE;
         policy->settled = FALSE;
         restart_window(policy, sample, TRUE);
@@ -352,7 +365,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         LONG from = current_count(policy);
 
         policy->target = clamp(max(from, sample->threads + 1), sample->floor, sample->max);
-        policy->ceiling = policy->bottom = 0;
+        forget_searches(policy);
         policy->phase = MEASURE_BASE;
         policy->settled = FALSE;
         restart_window(policy, sample, TRUE);
