@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <winternl.h>
+#include "case_runner.h"
 #include "fakeclr.h"
 
 #define ck_assert_hr(call, expected) do { \
@@ -1093,56 +1094,39 @@ START_TEST(release_during_process_exit_does_not_hang)
 }
 END_TEST
 
-static Suite *engine_suite(void)
-{
-    Suite *suite = suite_create("engine");
-    TCase *dispatch = tcase_create("dispatch"), *threads = tcase_create("threads");
-    TCase *shutdown = tcase_create("shutdown");
-
-    tcase_add_checked_fixture(dispatch, setup, teardown);
-    tcase_add_test(dispatch, exactly_once_one_thread);
-    tcase_add_test(dispatch, exactly_once_two_threads);
-    tcase_add_test(dispatch, exactly_once_eight_threads);
-    tcase_add_test(dispatch, exactly_once_batched);
-    tcase_add_test(dispatch, wakeup_packets_are_not_dispatched);
-    tcase_add_test(dispatch, oncomplete_runs_on_a_pool_thread);
-    tcase_add_test(dispatch, success_statuses_give_zero);
-    tcase_add_test(dispatch, error_statuses_give_their_win32_error);
-    suite_add_tcase(suite, dispatch);
-
-    tcase_add_checked_fixture(threads, setup, teardown);
-    tcase_add_test(threads, minimum_threads_start_with_the_port);
-    tcase_add_test(threads, blocked_callbacks_get_threads_up_to_the_maximum);
-    tcase_add_test(threads, blocked_past_the_idle_timeout_still_dispatches);
-    tcase_add_test(threads, sync_over_async_callbacks_do_not_deadlock);
-    tcase_add_test(threads, maximum_is_never_exceeded);
-    tcase_add_test(threads, idle_threads_above_minimum_retire);
-    tcase_add_test(threads, lowered_maximum_retires_threads_after_callbacks);
-    tcase_add_test(threads, io_started_by_a_retired_thread_still_completes);
-    suite_add_tcase(suite, threads);
-
-    tcase_add_checked_fixture(shutdown, setup, teardown);
-    tcase_add_test(shutdown, release_dispatches_everything_queued);
-    tcase_add_test(shutdown, close_dispatches_every_packet_queued_before_it);
-    tcase_add_test(shutdown, batched_close_is_quick);
-    tcase_add_test(shutdown, close_inside_a_batch_dispatches_the_rest);
-    tcase_add_test(shutdown, release_inside_a_batch_dispatches_the_rest);
-    tcase_add_test(shutdown, close_from_the_only_thread_dispatches_the_queue);
-    tcase_add_test(shutdown, release_from_the_only_thread_dispatches_the_queue);
-    tcase_add_test(shutdown, last_release_inside_a_callback);
-    tcase_add_test(shutdown, close_port_inside_a_callback);
-    tcase_add_test(shutdown, closing_port_keeps_its_clr_callback_alive);
-    tcase_add_test(shutdown, release_during_process_exit_does_not_hang);
-    tcase_add_test(shutdown, release_under_the_loader_lock_does_not_hang);
-    suite_add_tcase(suite, shutdown);
-    return suite;
-}
-
 int main(int argc, char **argv)
 {
-    SRunner *runner;
-    int failed;
-
+    const struct test_case engine_cases[] =
+    {
+        TEST_CASE(exactly_once_one_thread),
+        TEST_CASE(exactly_once_two_threads),
+        TEST_CASE(exactly_once_eight_threads),
+        TEST_CASE(exactly_once_batched),
+        TEST_CASE(wakeup_packets_are_not_dispatched),
+        TEST_CASE(oncomplete_runs_on_a_pool_thread),
+        TEST_CASE(success_statuses_give_zero),
+        TEST_CASE(error_statuses_give_their_win32_error),
+        TEST_CASE(minimum_threads_start_with_the_port),
+        TEST_CASE(blocked_callbacks_get_threads_up_to_the_maximum),
+        TEST_CASE(blocked_past_the_idle_timeout_still_dispatches),
+        TEST_CASE(sync_over_async_callbacks_do_not_deadlock),
+        TEST_CASE(maximum_is_never_exceeded),
+        TEST_CASE(idle_threads_above_minimum_retire),
+        TEST_CASE(lowered_maximum_retires_threads_after_callbacks),
+        TEST_CASE(io_started_by_a_retired_thread_still_completes),
+        TEST_CASE(release_dispatches_everything_queued),
+        TEST_CASE(close_dispatches_every_packet_queued_before_it),
+        TEST_CASE(batched_close_is_quick),
+        TEST_CASE(close_inside_a_batch_dispatches_the_rest),
+        TEST_CASE(release_inside_a_batch_dispatches_the_rest),
+        TEST_CASE(close_from_the_only_thread_dispatches_the_queue),
+        TEST_CASE(release_from_the_only_thread_dispatches_the_queue),
+        TEST_CASE(last_release_inside_a_callback),
+        TEST_CASE(close_port_inside_a_callback),
+        TEST_CASE(closing_port_keeps_its_clr_callback_alive),
+        TEST_CASE(release_during_process_exit_does_not_hang),
+        TEST_CASE(release_under_the_loader_lock_does_not_hang),
+    };
     if (argc > 2 && !strcmp(argv[1], "exit-with-a-live-manager"))
         return exit_with_a_live_manager(argv[2]);
     if (threads_unreliable())
@@ -1150,10 +1134,6 @@ int main(int argc, char **argv)
         printf("SKIP: 32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
         return 77;
     }
-    setvbuf(stdout, NULL, _IONBF, 0);
-    runner = srunner_create(engine_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? 1 : 0;
+    return run_cases_in_own_processes(suite_of_cases("engine", engine_cases, ARRAYSIZE(engine_cases), setup, teardown),
+                                      engine_cases, ARRAYSIZE(engine_cases), 5 * WAIT_MS);
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include "case_runner.h"
 #include "fakeclr.h"
 
 #define ck_assert_hr(call, expected) do { \
@@ -329,51 +330,35 @@ START_TEST(settings_round_trip_and_reject_out_of_range)
 }
 END_TEST
 
-/* Tests that never open a port start no thread of ours. */
-static Suite *manager_suite(BOOL with_threads)
-{
-    Suite *suite = suite_create("manager");
-    TCase *arguments = tcase_create("arguments"), *ports = tcase_create("ports");
-
-    tcase_add_checked_fixture(arguments, setup, teardown);
-    tcase_add_test(arguments, null_out_pointers);
-    tcase_add_test(arguments, no_clr_means_clr_not_available);
-    tcase_add_test(arguments, thread_limits_round_trip);
-    tcase_add_test(arguments, thread_limits_reject_out_of_range);
-    tcase_add_test(arguments, host_overlapped_extension);
-    tcase_add_test(arguments, settings_round_trip_and_reject_out_of_range);
-    suite_add_tcase(suite, arguments);
-
-    tcase_add_checked_fixture(ports, setup, teardown);
-    tcase_add_test(ports, create_and_close_ports);
-    tcase_add_test(ports, bind_checks_its_handles);
-    tcase_add_test(ports, bind_null_port_uses_the_default_port);
-    tcase_add_test(ports, available_threads_is_max_when_idle);
-    tcase_add_test(ports, clr_callback_is_kept_and_fixed_once_ports_exist);
-    tcase_add_test(ports, statistics_check_their_arguments);
-    if (with_threads)
-        suite_add_tcase(suite, ports);
-    else
-        printf("skipping the 6 tests that open ports: 32-bit Wine runs under qemu-user here and "
-               "cannot run threads reliably\n");
-    return suite;
-}
-
 int main(void)
 {
+    /* The first ARGUMENT_TESTS never open a port, so they start no thread of ours. */
+    enum { ARGUMENT_TESTS = 6 };
+    const struct test_case cases[] =
+    {
+        TEST_CASE(null_out_pointers),
+        TEST_CASE(no_clr_means_clr_not_available),
+        TEST_CASE(thread_limits_round_trip),
+        TEST_CASE(thread_limits_reject_out_of_range),
+        TEST_CASE(host_overlapped_extension),
+        TEST_CASE(settings_round_trip_and_reject_out_of_range),
+        TEST_CASE(create_and_close_ports),
+        TEST_CASE(bind_checks_its_handles),
+        TEST_CASE(bind_null_port_uses_the_default_port),
+        TEST_CASE(available_threads_is_max_when_idle),
+        TEST_CASE(clr_callback_is_kept_and_fixed_once_ports_exist),
+        TEST_CASE(statistics_check_their_arguments),
+    };
     BOOL with_ports = !threads_unreliable();
-    SRunner *runner = srunner_create(manager_suite(with_ports));
-    int failed;
+    int count = with_ports ? ARRAYSIZE(cases) : ARGUMENT_TESTS;
 
-    srunner_run_all(runner, CK_NORMAL);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    if (failed)
+    if (run_cases_in_own_processes(suite_of_cases("manager", cases, count, setup, teardown), cases, count, 120000))
         return 1;
     if (!with_ports)
     {
         /* What was left out is reported as skipped, never as passed. */
-        printf("SKIP: the port tests: 32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
+        printf("SKIP: the %d tests that open ports: 32-bit Wine runs under qemu-user here and cannot run "
+               "threads reliably\n", (int)ARRAYSIZE(cases) - ARGUMENT_TESTS);
         return 77;
     }
     return 0;

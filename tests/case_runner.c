@@ -1,0 +1,87 @@
+/* One process per check test: see case_runner.h. */
+#include <windows.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "case_runner.h"
+
+Suite *suite_of_cases(const char *name, const struct test_case *cases, int count, SFun setup, SFun teardown)
+{
+    Suite *suite = suite_create(name);
+    int i;
+
+    for (i = 0; i < count; i++)
+    {
+        TCase *tcase = tcase_create(cases[i].name);
+
+        if (setup || teardown)
+            tcase_add_checked_fixture(tcase, setup, teardown);
+        tcase_add_test(tcase, cases[i].test);
+        suite_add_tcase(suite, tcase);
+    }
+    return suite;
+}
+
+static int run_here(Suite *suite)
+{
+    SRunner *runner = srunner_create(suite);
+    int failed;
+
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? 1 : 0;
+}
+
+/* Runs this program with CK_RUN_CASE=name; its output goes where ours does. */
+static DWORD run_child(const char *name, DWORD timeout_ms)
+{
+    WCHAR program[MAX_PATH];
+    STARTUPINFOW startup = { 0 };
+    PROCESS_INFORMATION process;
+    DWORD status;
+
+    startup.cb = sizeof(startup);
+    if (!GetModuleFileNameW(NULL, program, MAX_PATH) || GetLastError() == ERROR_INSUFFICIENT_BUFFER)
+        return GetLastError();
+    SetEnvironmentVariableA("CK_RUN_CASE", name);
+    if (!CreateProcessW(program, NULL, NULL, NULL, TRUE, 0, NULL, NULL, &startup, &process))
+        status = GetLastError();
+    else
+    {
+        if (WaitForSingleObject(process.hProcess, timeout_ms) == WAIT_TIMEOUT)
+        {
+            printf("%s: did not finish within %lu s; ended\n", name, timeout_ms / 1000);
+            TerminateProcess(process.hProcess, WAIT_TIMEOUT);
+            WaitForSingleObject(process.hProcess, INFINITE);
+        }
+        GetExitCodeProcess(process.hProcess, &status);
+        CloseHandle(process.hThread);
+        CloseHandle(process.hProcess);
+    }
+    SetEnvironmentVariableA("CK_RUN_CASE", NULL);
+    return status;
+}
+
+int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count, DWORD timeout_ms)
+{
+    int i, failed = 0;
+
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (getenv("CK_RUN_CASE"))
+        return run_here(suite);
+    srunner_free(srunner_create(suite));  /* the suite is not run in this process */
+    for (i = 0; i < count; i++)
+    {
+        DWORD status = run_child(cases[i].name, timeout_ms);
+
+        if (status)
+        {
+            printf("FAIL: %s (exit status %lu)\n", cases[i].name, status);
+            failed++;
+        }
+        else
+            printf("PASS: %s\n", cases[i].name);
+    }
+    printf("%d of %d tests passed, each in a process of its own\n", count - failed, count);
+    return failed ? 1 : 0;
+}

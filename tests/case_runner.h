@@ -1,0 +1,27 @@
+/* Runs a check suite with every test in a process of its own.  check cannot fork on Windows, so
+ * in one process a failed ck_assert leaves the test's threads running (hooks calling into a stack
+ * that is gone, managers never released), and the tests after it fail for no fault of their own.
+ * One process per test reports each failure once, under its own name. */
+#ifndef HOSTIOCP_CASE_RUNNER_H
+#define HOSTIOCP_CASE_RUNNER_H
+
+#include <windows.h>
+#include <check.h>
+
+struct test_case
+{
+    const char *name;
+    const TTest *test;
+};
+
+#define TEST_CASE(test) { #test, test }
+
+/* A suite with one TCase per test, named after the test, each with the fixture. */
+Suite *suite_of_cases(const char *name, const struct test_case *cases, int count, SFun setup, SFun teardown);
+
+/* Given CK_RUN_CASE, runs that one test here.  Otherwise starts this program once per test with
+ * CK_RUN_CASE set, each with `timeout_ms` to finish, and prints one line per test.
+ * Returns the exit status: 0 when every test passed, 1 otherwise. */
+int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count, DWORD timeout_ms);
+
+#endif
