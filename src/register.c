@@ -18,7 +18,7 @@
 #define OTHER_VIEW KEY_WOW64_64KEY
 #endif
 
-enum value_kind { TEXT, MODULE_PATH, MODULE_DIR };
+enum value_kind { TEXT, MODULE_PATH };
 
 struct reg_entry
 {
@@ -51,7 +51,9 @@ static const struct reg_entry registry_table[] =
                   L"HostIoCp.HostControl.1", L"HostIoCp.HostControl"),
     { L"TypeLib\\" TYPELIB_LIBID L"\\1.0", NULL, TEXT, L"HostIoCp 1.0 Type Library", TRUE },
     { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\FLAGS", NULL, TEXT, L"0", TRUE },
-    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\HELPDIR", NULL, MODULE_DIR, NULL, TRUE },
+    /* No help files: an empty HELPDIR, the same for both bitnesses, so that the last one to go
+     * removes it whichever folder each was registered from. */
+    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\HELPDIR", NULL, TEXT, L"", TRUE },
     { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" TYPELIB_PLATFORM, NULL, MODULE_PATH, NULL, FALSE },
 };
 
@@ -60,8 +62,7 @@ static const struct reg_entry registry_table[] =
 
 struct module_paths
 {
-    WCHAR path[MAX_PATH * 4];
-    WCHAR dir[MAX_PATH * 4];
+    WCHAR path[MAX_PATH * 4];   /* the long form, whatever path the module was loaded by */
 };
 
 struct replaced_value
@@ -86,28 +87,29 @@ static HKEY scope_hive(enum registration_scope scope)
     return scope == SCOPE_USER ? HKEY_CURRENT_USER : HKEY_LOCAL_MACHINE;
 }
 
+/* The long form of a path, in place; a path that does not resolve stays as it is. */
+static void to_long_path(WCHAR *path, DWORD size)
+{
+    WCHAR long_path[MAX_PATH * 4];
+    DWORD length = GetLongPathNameW(path, long_path, ARRAYSIZE(long_path));
+
+    if (length && length < ARRAYSIZE(long_path) && length < size)
+        lstrcpyW(path, long_path);
+}
+
 static HRESULT get_module_paths(struct module_paths *paths)
 {
     DWORD length = GetModuleFileNameW(hostiocp_instance, paths->path, ARRAYSIZE(paths->path));
-    WCHAR *slash;
 
     if (!length || length >= ARRAYSIZE(paths->path))
         return HRESULT_FROM_WIN32(length ? ERROR_INSUFFICIENT_BUFFER : GetLastError());
-    lstrcpyW(paths->dir, paths->path);
-    slash = wcsrchr(paths->dir, '\\');
-    if (slash)
-        *slash = 0;
+    to_long_path(paths->path, ARRAYSIZE(paths->path));
     return S_OK;
 }
 
 static const WCHAR *entry_data(const struct reg_entry *entry, const struct module_paths *paths)
 {
-    switch (entry->kind)
-    {
-    case MODULE_PATH: return paths->path;
-    case MODULE_DIR: return paths->dir;
-    default: return entry->text;
-    }
+    return entry->kind == MODULE_PATH ? paths->path : entry->text;
 }
 
 static DWORD string_size(const WCHAR *text)
@@ -271,14 +273,17 @@ HRESULT register_server(enum registration_scope scope)
     return HRESULT_FROM_WIN32(status);
 }
 
-static BOOL value_is_ours(HKEY key, const WCHAR *name, const WCHAR *expected)
+/* A path value is ours if it names our file, however it is spelt (8.3 names, case). */
+static BOOL value_is_ours(HKEY key, const struct reg_entry *entry, const WCHAR *expected)
 {
     WCHAR data[MAX_PATH * 4];
     DWORD size = sizeof(data) - sizeof(WCHAR), type;
 
-    if (RegQueryValueExW(key, name, NULL, &type, (BYTE *)data, &size) || type != REG_SZ)
+    if (RegQueryValueExW(key, entry->name, NULL, &type, (BYTE *)data, &size) || type != REG_SZ)
         return FALSE;
     data[size / sizeof(WCHAR)] = 0;
+    if (entry->kind == MODULE_PATH)
+        to_long_path(data, ARRAYSIZE(data));
     return !lstrcmpiW(data, expected);
 }
 
@@ -293,7 +298,7 @@ static LONG remove_value_if_ours(HKEY classes, const struct reg_entry *entry,
         return ERROR_SUCCESS;
     if (status)
         return status;
-    if (value_is_ours(key, entry->name, entry_data(entry, paths)))
+    if (value_is_ours(key, entry, entry_data(entry, paths)))
         status = RegDeleteValueW(key, entry->name);
     RegCloseKey(key);
     return status == ERROR_FILE_NOT_FOUND ? ERROR_SUCCESS : status;

@@ -22,6 +22,8 @@
 static WCHAR dll_path[MAX_PATH * 2];
 static HMODULE dll;
 static HRESULT (WINAPI *pDllInstall)(BOOL, const WCHAR *);
+static HRESULT (WINAPI *pDllRegisterServer)(void);
+static HRESULT (WINAPI *pDllUnregisterServer)(void);
 
 static BOOL key_exists(HKEY hive, REGSAM view, const WCHAR *path)
 {
@@ -35,15 +37,32 @@ static BOOL key_exists(HKEY hive, REGSAM view, const WCHAR *path)
     return TRUE;
 }
 
-static BOOL value_is(HKEY hive, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
+static BOOL value_in_view_is(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
 {
     WCHAR full[512], data[MAX_PATH * 2];
     DWORD size = sizeof(data);
+    HKEY key;
+    LONG status;
 
     swprintf(full, ARRAYSIZE(full), L"Software\\Classes\\%ls", path);
-    if (RegGetValueW(hive, full, name, RRF_RT_REG_SZ, NULL, data, &size))
+    if (RegOpenKeyExW(hive, full, 0, KEY_READ | view, &key))
         return FALSE;
-    return !lstrcmpiW(data, expected);
+    status = RegGetValueW(key, NULL, name, RRF_RT_REG_SZ, NULL, data, &size);
+    RegCloseKey(key);
+    return !status && !lstrcmpiW(data, expected);
+}
+
+static BOOL value_is(HKEY hive, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
+{
+    return value_in_view_is(hive, 0, path, name, expected);
+}
+
+/* A 32-bit process on 32-bit Windows has one registry view: nothing is "the other one". */
+static BOOL has_other_view(void)
+{
+    BOOL wow64 = FALSE;
+
+    return sizeof(void *) == 8 || (IsWow64Process(GetCurrentProcess(), &wow64) && wow64);
 }
 
 static void check_registered(HKEY hive, const char *where)
@@ -67,10 +86,12 @@ static void check_registered(HKEY hive, const char *where)
        "%s: host control ThreadingModel\n", where);
     ok(value_is(hive, L"HostIoCp.HostControl.1\\CLSID", NULL, CONTROL_CLSID), "%s: host control ProgID\n", where);
     ok(value_is(hive, L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" PLATFORM, NULL, dll_path), "%s: TypeLib path\n", where);
-    /* Windows keeps HKCU's CLSID keys per bitness as well; Wine 8 shares them. */
-    todo_wine_if(hive == HKEY_CURRENT_USER)
-    ok(!key_exists(hive, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32"),
-       "%s: registered in the other bitness's view too\n", where);
+    /* CLSID keys are per bitness, in HKCU as in HKLM: the other view may name the other
+     * bitness's DLL, never this one.  Wine 8 shares HKCU's CLSID keys between the views. */
+    if (has_other_view())
+        todo_wine_if(hive == HKEY_CURRENT_USER)
+        ok(!value_in_view_is(hive, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+           "%s: this DLL is registered in the other bitness's view too\n", where);
 }
 
 static void check_unregistered(HKEY hive, const char *where)
@@ -99,24 +120,24 @@ static DWORD regsvr32(const WCHAR *options)
 static void test_machine_round_trip(void)
 {
     ITypeLib *typelib;
-    DWORD code = regsvr32(L"/u");
-    HRESULT hr;
+    HRESULT hr = pDllUnregisterServer();
 
-    if (code == 5 /* E_ACCESSDENIED via regsvr32's exit code: not elevated */)
+    /* Only the registry's refusal means "not elevated"; any other failure is a failure. */
+    if (hr == E_ACCESSDENIED)
     {
         skip("per-machine registration needs an elevated process\n");
         return;
     }
-    ok(code == 0, "regsvr32 /u exited with %lu\n", code);
-    check_unregistered(HKEY_LOCAL_MACHINE, "after regsvr32 /u");
-    code = regsvr32(L"/u");
-    ok(code == 0, "unregistering twice: regsvr32 /u exited with %lu\n", code);
+    ok(hr == S_OK, "DllUnregisterServer returned %#lx\n", hr);
+    check_unregistered(HKEY_LOCAL_MACHINE, "after DllUnregisterServer");
+    hr = pDllUnregisterServer();
+    ok(hr == S_OK, "unregistering twice: DllUnregisterServer returned %#lx\n", hr);
 
-    code = regsvr32(L"");
-    ok(code == 0, "regsvr32 exited with %lu\n", code);
-    check_registered(HKEY_LOCAL_MACHINE, "after regsvr32");
-    code = regsvr32(L"");
-    ok(code == 0, "registering twice: regsvr32 exited with %lu\n", code);
+    hr = pDllRegisterServer();
+    ok(hr == S_OK, "DllRegisterServer returned %#lx\n", hr);
+    check_registered(HKEY_LOCAL_MACHINE, "after DllRegisterServer");
+    hr = pDllRegisterServer();
+    ok(hr == S_OK, "registering twice: DllRegisterServer returned %#lx\n", hr);
     check_registered(HKEY_LOCAL_MACHINE, "after registering twice");
 
     hr = LoadRegTypeLib(&LIBID_HostIoCpLib, 1, 0, 0, &typelib);
@@ -130,6 +151,23 @@ static void test_machine_round_trip(void)
             ITypeInfo_Release(info);
         ITypeLib_Release(typelib);
     }
+}
+
+/* regsvr32 calls the same functions; it is how administrators register, so it is tested too. */
+static void test_regsvr32_round_trip(void)
+{
+    DWORD code = regsvr32(L"/u");
+
+    if (code == 5 && pDllRegisterServer() == E_ACCESSDENIED)
+    {
+        skip("per-machine registration needs an elevated process\n");
+        return;
+    }
+    ok(code == 0, "regsvr32 /u exited with %lu\n", code);
+    check_unregistered(HKEY_LOCAL_MACHINE, "after regsvr32 /u");
+    code = regsvr32(L"");
+    ok(code == 0, "regsvr32 exited with %lu\n", code);
+    check_registered(HKEY_LOCAL_MACHINE, "after regsvr32");
 }
 
 static void test_user_round_trip(void)
@@ -146,6 +184,90 @@ static void test_user_round_trip(void)
     /* The per-machine registration is untouched. */
     ok(value_is(HKEY_LOCAL_MACHINE, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
        "per-user unregistration touched HKLM\n");
+}
+
+/* Unregistering by another spelling of the same path (an 8.3 name) removes the registration. */
+static void test_unregister_by_short_path(void)
+{
+    WCHAR short_path[MAX_PATH * 2], command[MAX_PATH * 3];
+    DWORD length = GetShortPathNameW(dll_path, short_path, ARRAYSIZE(short_path));
+    HRESULT hr;
+    DWORD code;
+
+    if (!length || length >= ARRAYSIZE(short_path) || !lstrcmpiW(short_path, dll_path))
+    {
+        skip("%s has no distinct 8.3 form here\n", wine_dbgstr_w(dll_path));
+        return;
+    }
+    hr = pDllInstall(TRUE, L"user");
+    ok(hr == S_OK, "DllInstall(TRUE, user) returned %#lx\n", hr);
+    check_registered(HKEY_CURRENT_USER, "per user, before unregistering by the short path");
+    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s /u /n /i:user \"%ls\"", short_path);
+    code = run_command(command);
+    ok(code == 0, "regsvr32 /u /n /i:user %s exited with %lu\n", wine_dbgstr_w(short_path), code);
+    check_unregistered(HKEY_CURRENT_USER, "after unregistering by the short path");
+    pDllInstall(FALSE, L"user");
+}
+
+/* The other bitness's DLL as this project builds it, build/<other target>/hostiocp.dll, or
+ * %HOSTIOCP_OTHER_DLL%. */
+static BOOL get_other_bitness_dll(WCHAR *path, DWORD size)
+{
+    WCHAR *slash;
+    DWORD length = GetEnvironmentVariableW(L"HOSTIOCP_OTHER_DLL", path, size);
+
+    if (!length || length >= size)
+    {
+        lstrcpynW(path, dll_path, size);
+        if ((slash = wcsrchr(path, '\\')))
+            *slash = 0;
+        if ((slash = wcsrchr(path, '\\')))
+            *slash = 0;
+        if (lstrlenW(path) + 40 >= (int)size)
+            return FALSE;
+        lstrcatW(path, sizeof(void *) == 8 ? L"\\i686-w64-mingw32\\hostiocp.dll"
+                                           : L"\\x86_64-w64-mingw32\\hostiocp.dll");
+    }
+    return GetFileAttributesW(path) != INVALID_FILE_ATTRIBUTES;
+}
+
+/* Both bitnesses registered per machine from different folders, this one first: when the
+ * other unregisters and then this one, nothing either of them wrote is left. */
+static void test_both_bitnesses_from_different_folders(void)
+{
+    WCHAR other[MAX_PATH * 2], command[MAX_PATH * 3];
+    DWORD code;
+    HRESULT hr;
+
+    if (!has_other_view())
+    {
+        skip("a 32-bit system has one bitness\n");
+        return;
+    }
+    if (!get_other_bitness_dll(other, ARRAYSIZE(other)))
+    {
+        skip("the other bitness's DLL is not built (%s)\n", wine_dbgstr_w(other));
+        return;
+    }
+    if ((hr = pDllRegisterServer()) == E_ACCESSDENIED)
+    {
+        skip("per-machine registration needs an elevated process\n");
+        return;
+    }
+    ok(hr == S_OK, "DllRegisterServer returned %#lx\n", hr);
+    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s \"%ls\"", other);
+    code = run_command(command);
+    ok(code == 0, "regsvr32 %s exited with %lu\n", wine_dbgstr_w(other), code);
+    ok(value_in_view_is(HKEY_LOCAL_MACHINE, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, other),
+       "the other bitness is not registered in its view\n");
+    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s /u \"%ls\"", other);
+    code = run_command(command);
+    ok(code == 0, "regsvr32 /u %s exited with %lu\n", wine_dbgstr_w(other), code);
+    check_registered(HKEY_LOCAL_MACHINE, "after the other bitness unregistered");
+    hr = pDllUnregisterServer();
+    ok(hr == S_OK, "DllUnregisterServer returned %#lx\n", hr);
+    check_unregistered(HKEY_LOCAL_MACHINE, "after both bitnesses unregistered");
+    ok(!key_exists(HKEY_LOCAL_MACHINE, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID), "the other view kept its CLSID key\n");
 }
 
 static void test_dllinstall_arguments(void)
@@ -216,11 +338,21 @@ START_TEST(registration)
         return;
     GetModuleFileNameW(dll, dll_path, ARRAYSIZE(dll_path));
     pDllInstall = (void *)GetProcAddress(dll, "DllInstall");
-    ok(pDllInstall != NULL, "DllInstall is not exported\n");
+    pDllRegisterServer = (void *)GetProcAddress(dll, "DllRegisterServer");
+    pDllUnregisterServer = (void *)GetProcAddress(dll, "DllUnregisterServer");
+    ok(pDllInstall && pDllRegisterServer && pDllUnregisterServer, "the registration functions are not exported\n");
+    if (!pDllInstall || !pDllRegisterServer || !pDllUnregisterServer)
+    {
+        FreeLibrary(dll);
+        return;
+    }
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
 
     test_machine_round_trip();
+    test_regsvr32_round_trip();
     test_user_round_trip();
+    test_unregister_by_short_path();
+    test_both_bitnesses_from_different_folders();
     test_dllinstall_arguments();
     test_failed_registration_leaves_nothing();
     test_unregister_keeps_what_others_added();
