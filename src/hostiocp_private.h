@@ -56,6 +56,7 @@ struct port_counters
     LONG64 foreign;
     LONG64 wakeups;
     LONG64 discarded;
+    LONG64 batched;         /* dispatched from a GetQueuedCompletionStatusEx batch */
 };
 
 struct engine *engine_create(void);

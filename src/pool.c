@@ -274,14 +274,14 @@ static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERL
         return;
     }
     InterlockedIncrement64(&worker->counts.dispatched);
+    if (worker->from_ex)
+        InterlockedIncrement64(&worker->counts.batched);
     if (error != ERROR_SUCCESS)
         InterlockedIncrement64(&worker->counts.failed);
     if (entry->lpCompletionKey != pool->bind_key)
         InterlockedIncrement64(&worker->counts.foreign);
-    if (hostiocp_trace_enabled)
-        hostiocp_trace_line("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error,
-                            entry->dwNumberOfBytesTransferred, entry->lpOverlapped,
-                            (void *)entry->lpCompletionKey);
+    TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
+          entry->lpOverlapped, (void *)entry->lpCompletionKey);
     ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
                                        entry->lpOverlapped);
 }
@@ -375,6 +375,7 @@ static void add_counters(struct port_counters *sum, const struct port_counters *
     sum->foreign += read64(&counts->foreign);
     sum->wakeups += read64(&counts->wakeups);
     sum->discarded += read64(&counts->discarded);
+    sum->batched += read64(&counts->batched);
 }
 
 static void worker_leave(struct pool *pool, struct worker *worker)
@@ -802,6 +803,7 @@ void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
     stats->ForeignPackets += counts.foreign;
     stats->WakeupPackets += counts.wakeups;
     stats->PacketsDiscarded += counts.discarded;
+    stats->CompletionsBatched += counts.batched;
     stats->ThreadsInjected += read64(&pool->injected);
     stats->ThreadsRetired += read64(&pool->retired);
     stats->TargetRaised += read64(&pool->raised);

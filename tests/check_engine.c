@@ -191,8 +191,7 @@ static void run_exactly_once(DWORD threads, DWORD batch)
     check.seen = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, STRESS_PACKETS * sizeof(LONG));
     clr->hook = count_by_sequence;
     clr->context = &check;
-    manager = start(threads, threads, &port);
-    ck_assert_hr(set_batch_size(manager, batch), S_OK);
+    manager = start_batched(threads, threads, batch, &port);
     fake_clr_expect(clr, STRESS_PACKETS);
     /* Posted as others post to the CLR's port: with a key Bind never gave out. */
     for (i = 0; i < STRESS_PACKETS; i++)
@@ -211,6 +210,7 @@ static void run_exactly_once(DWORD threads, DWORD batch)
     ck_assert_int_eq(stats.CompletionsDispatched, STRESS_PACKETS);
     ck_assert_int_eq(stats.ForeignPackets, STRESS_PACKETS);
     ck_assert_int_eq(stats.CompletionsFailed, 0);
+    ck_assert_int_eq(stats.CompletionsBatched, (batch > 1 ? STRESS_PACKETS : 0));
     ck_assert_int_le(stats.ThreadsPeak, threads);
     printf("exactly once: %d packets, %lu threads, batch %lu: %ld calls, peak %lu threads\n",
            STRESS_PACKETS, threads, batch, clr->calls, stats.ThreadsPeak);
@@ -271,6 +271,7 @@ END_TEST
 static void check_status_reaches_oncomplete(DWORD batch, NTSTATUS status, DWORD expected_error)
 {
     IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
     OVERLAPPED request;
     HANDLE port;
 
@@ -278,6 +279,8 @@ static void check_status_reaches_oncomplete(DWORD batch, NTSTATUS status, DWORD 
     fake_clr_expect(clr, 1);
     ck_assert_int_eq(NtSetIoCompletion(port, 0x77, (ULONG_PTR)&request, status, 7), 0);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.CompletionsBatched, (batch > 1 ? 1 : 0));
     ck_assert_msg(clr->last_error == expected_error, "status 0x%08lx with batch %lu gave error %lu, expected %lu",
                   (unsigned long)status, batch, clr->last_error, expected_error);
     ck_assert_int_eq(clr->last_bytes, 7);
@@ -785,6 +788,7 @@ START_TEST(batched_close_is_quick)
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
     ck_assert_int_eq(stats.ThreadsTotal, 4);
+    ck_assert_int_eq(stats.CompletionsBatched, 64);
     began = clock_now();
     ck_assert_hr(IHostIoCompletionManager_CloseIoCompletionPort(manager, port), S_OK);
     elapsed = milliseconds_since(began);
