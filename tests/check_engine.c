@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <winternl.h>
+#include <tlhelp32.h>
 #include "case_runner.h"
 #include "fakeclr.h"
 
@@ -17,15 +18,45 @@
 #define WAIT_MS 60000
 
 static struct fake_clr *clr;
+static LONG threads_before;  /* of this process, before the test started any manager */
+
+static LONG threads_in_this_process(void)
+{
+    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    THREADENTRY32 entry;
+    LONG count = 0;
+
+    ck_assert_ptr_ne(snapshot, INVALID_HANDLE_VALUE);
+    entry.dwSize = sizeof(entry);
+    for (BOOL more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
+        count += entry.th32OwnerProcessID == GetCurrentProcessId();
+    CloseHandle(snapshot);
+    return count;
+}
+
+static BOOL no_thread_of_ours_left(void *unused)
+{
+    (void)unused;
+    return threads_in_this_process() == threads_before;
+}
+
+/* Once every thread hostiocp started has gone, no late OnComplete can come. */
+static void check_no_thread_of_ours_left(void)
+{
+    ck_assert_msg(wait_until(no_thread_of_ours_left, NULL, 5000), "%ld threads of hostiocp are still there",
+                  threads_in_this_process() - threads_before);
+}
 
 static void setup(void)
 {
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     clr = fake_clr_create();
+    threads_before = threads_in_this_process();
 }
 
 static void teardown(void)
 {
+    check_no_thread_of_ours_left();
     ck_assert_int_eq(clr->refs, 1);
     fake_clr_destroy(clr);
     CoUninitialize();
@@ -697,7 +728,8 @@ START_TEST(release_dispatches_everything_queued)
     InterlockedExchange(&state.returned, 1);
     state.calls_at_return = clr->calls;
     ck_assert_int_eq(state.calls_at_return, 2001);
-    ck_assert(wait_for_value(&clr->refs, 1, 5000));
+    check_no_thread_of_ours_left();
+    ck_assert_int_eq(clr->refs, 1);
     ck_assert_int_eq(clr->calls, 2001);
     ck_assert_int_eq(state.calls_after, 0);
     ck_assert(unloadable_within(5000));
@@ -876,7 +908,8 @@ static void close_inside_a_batch(BOOL release, DWORD batch)
         ck_assert_int_eq(stats.PacketsDiscarded, 0);
         ck_assert_int_eq(IHostIoCompletionManager_Release(state.manager), 0);
     }
-    ck_assert(wait_for_value(&clr->refs, 1, 5000));   /* the last thread has gone */
+    check_no_thread_of_ours_left();
+    ck_assert_int_eq(clr->refs, 1);
     ck_assert_int_eq(clr->calls, 11);
     ck_assert(unloadable_within(5000));
     clr->hook = NULL;
@@ -922,8 +955,9 @@ START_TEST(last_release_inside_a_callback)
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_int_eq(state.refs, 0);
     /* The calling thread ends once its callback returns, and with it the last reference. */
-    ck_assert_msg(wait_for_value(&clr->refs, 1, 5000), "the CLR callback still has %ld references", clr->refs);
-    ck_assert_msg(unloadable_within(5000), "a thread or reference of hostiocp stayed");
+    check_no_thread_of_ours_left();
+    ck_assert_msg(clr->refs == 1, "the CLR callback still has %ld references", clr->refs);
+    ck_assert_msg(unloadable_within(5000), "a reference to hostiocp stayed");
     ck_assert_int_eq(clr->calls, 1);
     clr->hook = NULL;
 }
