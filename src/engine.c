@@ -1,13 +1,14 @@
 /* The completion engine: the ports it owns, the handles bound to them, the CLR's callback,
  * the limits its pools obey, and the counters it reports. */
+#include <assert.h>
 #include "hostiocp_private.h"
 
-struct port
+struct open_port
 {
     struct pool *pool;
     HANDLE handle;
     ULONG_PTR bind_key;
-    struct port *next;
+    struct open_port *next;
     volatile LONG64 bound;
 };
 
@@ -15,7 +16,7 @@ struct engine
 {
     volatile LONG refs;       /* the manager's and one per pool */
     SRWLOCK lock;             /* ports, clr, min/max changes, closed counters */
-    struct port *ports;       /* oldest first: the first is the default port of Bind(NULL) */
+    struct open_port *ports;       /* oldest first: the first is the default port of Bind(NULL) */
     ICLRIoCompletionManager *clr;
     struct pool_limits limits;
     struct thread_tally tally;
@@ -41,7 +42,7 @@ struct engine *engine_create(void)
     engine->refs = 1;
     InitializeSRWLock(&engine->lock);
     InitializeSRWLock(&engine->tally.lock);
-    InitializeConditionVariable(&engine->tally.ended);
+    InitializeConditionVariable(&engine->tally.thread_left);
     engine->limits.min_threads = min(system.dwNumberOfProcessors, HOSTIOCP_MAX_THREADS_LIMIT);
     engine->limits.max_threads = ENGINE_DEFAULT_MAX_THREADS;
     engine->limits.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
@@ -50,72 +51,72 @@ struct engine *engine_create(void)
     return engine;
 }
 
-static struct port *find_port(struct engine *engine, HANDLE handle)
+static struct open_port *find_port(struct engine *engine, HANDLE handle)
 {
-    struct port *port;
+    struct open_port *open_port;
 
-    for (port = engine->ports; port; port = port->next)
-        if (port->handle == handle)
-            return port;
+    for (open_port = engine->ports; open_port; open_port = open_port->next)
+        if (open_port->handle == handle)
+            return open_port;
     return NULL;
 }
 
-static void append_port(struct engine *engine, struct port *port)
+static void append_port(struct engine *engine, struct open_port *open_port)
 {
-    struct port **tail = &engine->ports;
+    struct open_port **tail = &engine->ports;
 
     while (*tail)
         tail = &(*tail)->next;
-    *tail = port;
+    *tail = open_port;
 }
 
-static void unlink_port(struct engine *engine, struct port *port)
+static void unlink_port(struct engine *engine, struct open_port *open_port)
 {
-    struct port **link = &engine->ports;
+    struct open_port **link = &engine->ports;
 
-    while (*link != port)
+    while (*link != open_port)
         link = &(*link)->next;
-    *link = port->next;
+    *link = open_port->next;
 }
 
-static HRESULT create_port_locked(struct engine *engine, struct port **out)
+static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
 {
-    struct port *port;
+    struct open_port *open_port;
     HRESULT hr;
 
     if (!engine->clr)
         return HOST_E_CLRNOTAVAILABLE;
-    if (!(port = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*port))))
+    if (!(open_port = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*open_port))))
         return E_OUTOFMEMORY;
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
-    if (FAILED(hr = pool_create(engine->clr, &engine->limits, &engine->tally, engine_release, engine, &port->pool)))
+    if (FAILED(hr = pool_create(engine->clr, &engine->limits, &engine->tally, engine_release, engine, &open_port->pool)))
     {
-        HeapFree(GetProcessHeap(), 0, port);
+        HeapFree(GetProcessHeap(), 0, open_port);
         return hr;
     }
-    port->handle = pool_port(port->pool);
-    port->bind_key = pool_bind_key(port->pool);
-    append_port(engine, port);
-    TRACE("port %p created with %ld threads", port->handle, pool_threads(port->pool));
-    *out = port;
+    open_port->handle = pool_port(open_port->pool);
+    open_port->bind_key = pool_bind_key(open_port->pool);
+    append_port(engine, open_port);
+    TRACE("port %p created with %ld threads", open_port->handle, pool_threads(open_port->pool));
+    *out = open_port;
     return S_OK;
 }
 
-static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct port *port)
+static void add_port_statistics(HOSTIOCP_STATISTICS *stats, struct open_port *open_port)
 {
-    pool_statistics(port->pool, stats);
-    stats->HandlesBound += InterlockedCompareExchange64(&port->bound, 0, 0);
+    pool_statistics(open_port->pool, stats);
+    stats->HandlesBound += InterlockedCompareExchange64(&open_port->bound, 0, 0);
 }
 
 /* Stops the port's threads, keeps its counters and closes it; the caller has unlinked it. */
-static void shut_down_port(struct engine *engine, struct port *port)
+static void shut_down_port(struct engine *engine, struct open_port *open_port)
 {
-    pool_stop(port->pool);
+    pool_stop(open_port->pool);
     AcquireSRWLockExclusive(&engine->lock);
-    add_port_statistics(&engine->closed, port);
+    add_port_statistics(&engine->closed, open_port);
     ReleaseSRWLockExclusive(&engine->lock);
-    pool_release(port->pool);
-    HeapFree(GetProcessHeap(), 0, port);
+    pool_release(open_port->pool);
+    HeapFree(GetProcessHeap(), 0, open_port);
 }
 
 /* Also waits for threads of ports that were closed from inside their own callbacks; the
@@ -128,14 +129,14 @@ static void wait_for_threads(struct engine *engine)
         return;
     AcquireSRWLockExclusive(&engine->tally.lock);
     while (engine->tally.threads > remaining)
-        SleepConditionVariableSRW(&engine->tally.ended, &engine->tally.lock, INFINITE, 0);
+        SleepConditionVariableSRW(&engine->tally.thread_left, &engine->tally.lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&engine->tally.lock);
 }
 
 void engine_shutdown(struct engine *engine)
 {
     ICLRIoCompletionManager *clr;
-    struct port *ports, *next;
+    struct open_port *ports, *next;
 
     if (module_process_ending())
     {
@@ -183,33 +184,33 @@ HRESULT engine_set_clr(struct engine *engine, ICLRIoCompletionManager *clr)
 
 HRESULT engine_create_port(struct engine *engine, HANDLE *port_handle)
 {
-    struct port *port;
+    struct open_port *open_port;
     HRESULT hr;
 
     AcquireSRWLockExclusive(&engine->lock);
-    if (SUCCEEDED(hr = create_port_locked(engine, &port)))
-        *port_handle = port->handle;
+    if (SUCCEEDED(hr = create_port_locked(engine, &open_port)))
+        *port_handle = open_port->handle;
     ReleaseSRWLockExclusive(&engine->lock);
     return hr;
 }
 
 HRESULT engine_close_port(struct engine *engine, HANDLE port_handle)
 {
-    struct port *port;
+    struct open_port *open_port;
 
     AcquireSRWLockExclusive(&engine->lock);
-    if ((port = find_port(engine, port_handle)))
-        unlink_port(engine, port);
+    if ((open_port = find_port(engine, port_handle)))
+        unlink_port(engine, open_port);
     ReleaseSRWLockExclusive(&engine->lock);
-    if (!port)
+    if (!open_port)
         return E_INVALIDARG;
-    shut_down_port(engine, port);
+    shut_down_port(engine, open_port);
     return S_OK;
 }
 
 HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
 {
-    struct port *port = NULL;
+    struct open_port *open_port = NULL;
     HRESULT hr = S_OK;
 
     AcquireSRWLockExclusive(&engine->lock);
@@ -218,13 +219,13 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
     else if (find_port(engine, handle))
         hr = E_INVALIDARG;
     else if (port_handle)
-        hr = (port = find_port(engine, port_handle)) ? S_OK : E_INVALIDARG;
-    else if (!(port = engine->ports))
-        hr = create_port_locked(engine, &port);
+        hr = (open_port = find_port(engine, port_handle)) ? S_OK : E_INVALIDARG;
+    else if (!(open_port = engine->ports))
+        hr = create_port_locked(engine, &open_port);
     if (SUCCEEDED(hr))
     {
-        if (CreateIoCompletionPort(handle, port->handle, port->bind_key, 0))
-            InterlockedIncrement64(&port->bound);
+        if (CreateIoCompletionPort(handle, open_port->handle, open_port->bind_key, 0))
+            InterlockedIncrement64(&open_port->bound);
         else
             hr = HRESULT_FROM_WIN32(GetLastError());
     }
@@ -235,15 +236,15 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
 
 HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
 {
-    struct port *port;
+    struct open_port *open_port;
     HRESULT hr = E_INVALIDARG;
 
     AcquireSRWLockExclusive(&engine->lock);
     if (count <= (DWORD)engine->limits.max_threads)
     {
         InterlockedExchange(&engine->limits.min_threads, (LONG)count);
-        for (port = engine->ports; port; port = port->next)
-            pool_limits_changed(port->pool);
+        for (open_port = engine->ports; open_port; open_port = open_port->next)
+            pool_limits_changed(open_port->pool);
         hr = S_OK;
     }
     ReleaseSRWLockExclusive(&engine->lock);
@@ -259,11 +260,11 @@ HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
     AcquireSRWLockExclusive(&engine->lock);
     if (count >= (DWORD)engine->limits.min_threads)
     {
-        struct port *port;
+        struct open_port *open_port;
 
         InterlockedExchange(&engine->limits.max_threads, (LONG)count);
-        for (port = engine->ports; port; port = port->next)
-            pool_limits_changed(port->pool);
+        for (open_port = engine->ports; open_port; open_port = open_port->next)
+            pool_limits_changed(open_port->pool);
         hr = S_OK;
     }
     ReleaseSRWLockExclusive(&engine->lock);
@@ -282,13 +283,13 @@ DWORD engine_max_threads(struct engine *engine)
 
 DWORD engine_available_threads(struct engine *engine)
 {
-    struct port *port;
+    struct open_port *open_port;
     LONG busy = 0, max;
 
     AcquireSRWLockShared(&engine->lock);
     max = engine->limits.max_threads;
-    for (port = engine->ports; port; port = port->next)
-        busy += pool_busy(port->pool);
+    for (open_port = engine->ports; open_port; open_port = open_port->next)
+        busy += pool_busy(open_port->pool);
     ReleaseSRWLockShared(&engine->lock);
     return busy < max ? (DWORD)(max - busy) : 0;
 }
@@ -319,47 +320,43 @@ DWORD engine_batch_size(struct engine *engine)
     return (DWORD)engine->limits.batch_size;
 }
 
-static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG threads, LONG peak)
+static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG peak)
 {
-    stats->ThreadsTotal = threads > 0 ? (DWORD)threads : 0;
-    stats->ThreadsPeak = peak > 0 ? (DWORD)peak : 0;
-    /* Counted a moment apart: a thread may be inside OnComplete before it is counted alive. */
-    if (stats->ThreadsBusy > stats->ThreadsTotal)
-        stats->ThreadsBusy = stats->ThreadsTotal;
+    assert(peak >= 0);
+    assert(stats->ThreadsBusy <= stats->ThreadsTotal);
+    stats->ThreadsPeak = (DWORD)peak;
     stats->ThreadsIdle = stats->ThreadsTotal - stats->ThreadsBusy;
 }
 
 HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
 {
-    struct port *port;
-    LONG threads = 0;
+    struct open_port *open_port;
 
     AcquireSRWLockShared(&engine->lock);
     *stats = engine->closed;
-    for (port = engine->ports; port; port = port->next)
+    for (open_port = engine->ports; open_port; open_port = open_port->next)
     {
-        add_port_statistics(stats, port);
-        threads += pool_threads(port->pool);
+        add_port_statistics(stats, open_port);
         stats->PortsOpen++;
     }
     ReleaseSRWLockShared(&engine->lock);
-    finish_statistics(stats, threads, engine->tally.peak);
+    finish_statistics(stats, engine->tally.peak);
     return S_OK;
 }
 
 HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIOCP_STATISTICS *stats)
 {
-    struct port *port;
+    struct open_port *open_port;
     HRESULT hr = E_INVALIDARG;
 
     AcquireSRWLockShared(&engine->lock);
-    if ((port = find_port(engine, port_handle)))
+    if ((open_port = find_port(engine, port_handle)))
     {
         ZeroMemory(stats, sizeof(*stats));
         stats->cbSize = sizeof(*stats);
         stats->PortsOpen = 1;
-        add_port_statistics(stats, port);
-        finish_statistics(stats, pool_threads(port->pool), pool_peak(port->pool));
+        add_port_statistics(stats, open_port);
+        finish_statistics(stats, pool_peak(open_port->pool));
         hr = S_OK;
     }
     ReleaseSRWLockShared(&engine->lock);

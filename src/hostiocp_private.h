@@ -88,13 +88,13 @@ struct pool_limits
     volatile LONG batch_size;
 };
 
-/* Engine-wide thread counts that every pool updates; engine_shutdown waits on ended. */
+/* Engine-wide thread counts that every pool updates; engine_shutdown waits on thread_left. */
 struct thread_tally
 {
     volatile LONG threads;
     volatile LONG peak;
     SRWLOCK lock;
-    CONDITION_VARIABLE ended;
+    CONDITION_VARIABLE thread_left;
 };
 
 /* The threads that serve one completion port, and its thread policy (pool.c, policy.c). */
@@ -119,8 +119,8 @@ LONG pool_busy(const struct pool *pool);
 LONG pool_threads(const struct pool *pool);
 LONG pool_peak(const struct pool *pool);
 void pool_counters(struct pool *pool, struct port_counters *sum);
-/* Adds the pool's counters, and while it runs its live figures (busy, parked, target, queued),
- * to stats; not ThreadsTotal and ThreadsPeak. */
+/* Adds the pool's counters, and while it runs its live figures (threads, busy, parked, target,
+ * queued, from one reading of its counts), to stats; not ThreadsPeak. */
 void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats);
 /* The tally of the pool whose thread calls, or NULL. */
 const struct thread_tally *current_thread_tally(void);

@@ -65,7 +65,7 @@ struct pool
     volatile LONG abandoned;          /* stopped without waiting: discard instead of dispatch */
     volatile LONG stopped;            /* pool_stop closed the port */
     struct worker *workers;           /* locked via lock */
-    struct port_counters ended;       /* locked via lock: counters of threads that have ended */
+    struct port_counters ended_threads; /* locked via lock: the counters of threads that have ended */
     LONG monitors;                    /* locked via lock: 1 while the monitor runs */
     LONG parked;                      /* locked via lock: retired threads waiting to be needed */
     LONG unpark_requests;             /* locked via lock: how many of them are asked back */
@@ -173,7 +173,7 @@ static void thread_gone(struct pool *pool, BOOL take_off_count)
     module_release();
     AcquireSRWLockExclusive(&tally->lock);
     InterlockedDecrement(&tally->threads);
-    WakeAllConditionVariable(&tally->ended);
+    WakeAllConditionVariable(&tally->thread_left);
     ReleaseSRWLockExclusive(&tally->lock);
     AcquireSRWLockExclusive(&pool->lock);
     if (take_off_count)
@@ -387,7 +387,7 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
     HeapFree(GetProcessHeap(), 0, worker->batch);
     AcquireSRWLockExclusive(&pool->lock);
-    add_counters(&pool->ended, &worker->counts);
+    add_counters(&pool->ended_threads, &worker->counts);
     if (worker->prev)
         worker->prev->next = worker->next;
     else
@@ -720,7 +720,7 @@ static void discard_remaining(struct pool *pool)
     while (GetQueuedCompletionStatus(pool->port, &bytes, &key, &overlapped, 0) || overlapped)
         if (overlapped)
             discarded++;
-    pool->ended.discarded += discarded;
+    pool->ended_threads.discarded += discarded;
     if (discarded)
         TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
 }
@@ -786,7 +786,7 @@ void pool_counters(struct pool *pool, struct port_counters *sum)
 
     ZeroMemory(sum, sizeof(*sum));
     AcquireSRWLockShared(&pool->lock);
-    add_counters(sum, &pool->ended);
+    add_counters(sum, &pool->ended_threads);
     for (worker = pool->workers; worker; worker = worker->next)
         add_counters(sum, &worker->counts);
     ReleaseSRWLockShared(&pool->lock);
@@ -811,6 +811,8 @@ void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
     stats->StarvationInjections += read64(&pool->starvation);
     if (pool->stopping)
         return;  /* what a stopped pool's threads still do is not the port's any more */
+    assert(busy_of(packed) >= 0 && busy_of(packed) <= threads_of(packed));
+    stats->ThreadsTotal += threads_of(packed);
     stats->ThreadsBusy += busy_of(packed);
     stats->ThreadsTarget += pool->target;
     stats->PacketsQueued += pool->queued;
