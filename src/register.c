@@ -5,11 +5,9 @@
  * still hold what this module would write, then the keys that are left empty.  Under WOW64 the
  * CLSID keys exist once per bitness but the ProgID and TypeLib keys are shared; those stay while
  * the other bitness is still registered. */
+#include <stdio.h>
 #include "hostiocp_private.h"
 
-#define MANAGER_CLSID L"{198174B4-B653-4E14-A2C4-4DBC75550165}"
-#define CONTROL_CLSID L"{58AE5529-FEA8-4B5F-97BA-7B1E3BF367AB}"
-#define TYPELIB_LIBID L"{C63A41B6-E730-4DAF-B73A-2ED99B7735B0}"
 #ifdef _WIN64
 #define TYPELIB_PLATFORM L"win64"
 #define OTHER_VIEW KEY_WOW64_32KEY
@@ -18,43 +16,45 @@
 #define OTHER_VIEW KEY_WOW64_64KEY
 #endif
 
-enum value_kind { TEXT, MODULE_PATH };
+/* What a value holds: its text, this module's path, or the text of a GUID from the IDL. */
+enum value_kind { TEXT, MODULE_PATH, CLASS_ID, LIBRARY_ID };
 
 struct reg_entry
 {
-    const WCHAR *key;   /* under Software\Classes */
-    const WCHAR *name;  /* NULL: the key's default value */
+    const CLSID *clsid;     /* the class that "{clsid}" in key and CLASS_ID values stand for */
+    const WCHAR *key;       /* under Software\Classes; "{clsid}" and "{libid}" stand for the GUIDs */
+    const WCHAR *name;      /* NULL: the key's default value */
     enum value_kind kind;
     const WCHAR *text;
-    BOOL shared;        /* one key for both bitnesses */
+    BOOL shared;            /* one key for both bitnesses */
 };
 
 #define CLASS_ENTRIES(clsid, description, progid, vi_progid) \
-    { L"CLSID\\" clsid, NULL, TEXT, description, FALSE }, \
-    { L"CLSID\\" clsid L"\\InprocServer32", NULL, MODULE_PATH, NULL, FALSE }, \
-    { L"CLSID\\" clsid L"\\InprocServer32", L"ThreadingModel", TEXT, L"Both", FALSE }, \
-    { L"CLSID\\" clsid L"\\ProgID", NULL, TEXT, progid, FALSE }, \
-    { L"CLSID\\" clsid L"\\VersionIndependentProgID", NULL, TEXT, vi_progid, FALSE }, \
-    { L"CLSID\\" clsid L"\\TypeLib", NULL, TEXT, TYPELIB_LIBID, FALSE }, \
-    { L"CLSID\\" clsid L"\\Version", NULL, TEXT, L"1.0", FALSE }, \
-    { progid, NULL, TEXT, description, TRUE }, \
-    { progid L"\\CLSID", NULL, TEXT, clsid, TRUE }, \
-    { vi_progid, NULL, TEXT, description, TRUE }, \
-    { vi_progid L"\\CLSID", NULL, TEXT, clsid, TRUE }, \
-    { vi_progid L"\\CurVer", NULL, TEXT, progid, TRUE }
+    { clsid, L"CLSID\\{clsid}", NULL, TEXT, description, FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\InprocServer32", NULL, MODULE_PATH, NULL, FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\InprocServer32", L"ThreadingModel", TEXT, L"Both", FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\ProgID", NULL, TEXT, progid, FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\VersionIndependentProgID", NULL, TEXT, vi_progid, FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\TypeLib", NULL, LIBRARY_ID, NULL, FALSE }, \
+    { clsid, L"CLSID\\{clsid}\\Version", NULL, TEXT, L"1.0", FALSE }, \
+    { clsid, progid, NULL, TEXT, description, TRUE }, \
+    { clsid, progid L"\\CLSID", NULL, CLASS_ID, NULL, TRUE }, \
+    { clsid, vi_progid, NULL, TEXT, description, TRUE }, \
+    { clsid, vi_progid L"\\CLSID", NULL, CLASS_ID, NULL, TRUE }, \
+    { clsid, vi_progid L"\\CurVer", NULL, TEXT, progid, TRUE }
 
 static const struct reg_entry registry_table[] =
 {
-    CLASS_ENTRIES(MANAGER_CLSID, L"HostIoCp I/O Completion Manager",
-                  L"HostIoCp.IoCompletionManager.1", L"HostIoCp.IoCompletionManager"),
-    CLASS_ENTRIES(CONTROL_CLSID, L"HostIoCp CLR Host Control",
-                  L"HostIoCp.HostControl.1", L"HostIoCp.HostControl"),
-    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0", NULL, TEXT, L"HostIoCp 1.0 Type Library", TRUE },
-    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\FLAGS", NULL, TEXT, L"0", TRUE },
+    CLASS_ENTRIES(&CLSID_HostIoCompletionManager, HOSTIOCP_MANAGER_DESCRIPTION,
+                  HOSTIOCP_MANAGER_PROGID, HOSTIOCP_MANAGER_VI_PROGID),
+    CLASS_ENTRIES(&CLSID_HostIoCpHostControl, HOSTIOCP_HOST_CONTROL_DESCRIPTION,
+                  HOSTIOCP_HOST_CONTROL_PROGID, HOSTIOCP_HOST_CONTROL_VI_PROGID),
+    { NULL, L"TypeLib\\{libid}\\1.0", NULL, TEXT, HOSTIOCP_TYPELIB_DESCRIPTION, TRUE },
+    { NULL, L"TypeLib\\{libid}\\1.0\\FLAGS", NULL, TEXT, L"0", TRUE },
     /* No help files: an empty HELPDIR, the same for both bitnesses, so that the last one to go
      * removes it whichever folder each was registered from. */
-    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\HELPDIR", NULL, TEXT, L"", TRUE },
-    { L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" TYPELIB_PLATFORM, NULL, MODULE_PATH, NULL, FALSE },
+    { NULL, L"TypeLib\\{libid}\\1.0\\HELPDIR", NULL, TEXT, L"", TRUE },
+    { NULL, L"TypeLib\\{libid}\\1.0\\0\\" TYPELIB_PLATFORM, NULL, MODULE_PATH, NULL, FALSE },
 };
 
 #define MAX_KEY_PATH 256
@@ -107,9 +107,46 @@ static HRESULT get_module_paths(struct module_paths *paths)
     return S_OK;
 }
 
-static const WCHAR *entry_data(const struct reg_entry *entry, const struct module_paths *paths)
+#define GUID_TEXT 39
+
+/* The key of an entry, with the GUIDs written out. */
+static LONG entry_key(const struct reg_entry *entry, WCHAR key[MAX_KEY_PATH])
 {
-    return entry->kind == MODULE_PATH ? paths->path : entry->text;
+    WCHAR guid[GUID_TEXT];
+    const WCHAR *in = entry->key;
+    size_t used = 0;
+
+    while (*in)
+    {
+        const WCHAR *insert = NULL;
+        size_t length;
+
+        if (!wcsncmp(in, L"{clsid}", 7) && StringFromGUID2(entry->clsid, guid, GUID_TEXT))
+            insert = guid;
+        else if (!wcsncmp(in, L"{libid}", 7) && StringFromGUID2(&LIBID_HostIoCpLib, guid, GUID_TEXT))
+            insert = guid;
+        length = insert ? wcslen(insert) : 1;
+        if (used + length >= MAX_KEY_PATH)
+            return ERROR_BUFFER_OVERFLOW;
+        memcpy(key + used, insert ? insert : in, length * sizeof(WCHAR));
+        used += length;
+        in += insert ? 7 : 1;
+    }
+    key[used] = 0;
+    return ERROR_SUCCESS;
+}
+
+static const WCHAR *entry_data(const struct reg_entry *entry, const struct module_paths *paths,
+                               WCHAR guid[GUID_TEXT])
+{
+    switch (entry->kind)
+    {
+    case MODULE_PATH: return paths->path;
+    case CLASS_ID: return StringFromGUID2(entry->clsid, guid, GUID_TEXT) ? guid : L"";
+    case LIBRARY_ID: return StringFromGUID2(&LIBID_HostIoCpLib, guid, GUID_TEXT) ? guid : L"";
+    case TEXT: break;
+    }
+    return entry->text;
 }
 
 static DWORD string_size(const WCHAR *text)
@@ -203,9 +240,10 @@ static void undo_journal(HKEY classes, struct journal *journal)
     while (journal->value_count)
     {
         struct replaced_value *old = &journal->values[--journal->value_count];
+        WCHAR path[MAX_KEY_PATH];
         HKEY key;
 
-        if (!RegOpenKeyExW(classes, old->entry->key, 0, KEY_SET_VALUE, &key))
+        if (!entry_key(old->entry, path) && !RegOpenKeyExW(classes, path, 0, KEY_SET_VALUE, &key))
         {
             if (old->existed)
                 RegSetValueExW(key, old->entry->name, 0, old->type, old->data, old->size);
@@ -229,10 +267,13 @@ static void free_journal(struct journal *journal)
 static LONG write_entry(HKEY classes, const struct reg_entry *entry,
                         const struct module_paths *paths, struct journal *journal)
 {
-    const WCHAR *data = entry_data(entry, paths);
+    WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
+    const WCHAR *data = entry_data(entry, paths, guid);
     HKEY key;
-    LONG status = create_key_journalled(classes, entry->key, journal, &key);
+    LONG status = entry_key(entry, path);
 
+    if (!status)
+        status = create_key_journalled(classes, path, journal, &key);
     if (status)
         return status;
     status = remember_old_value(key, entry, journal);
@@ -290,15 +331,18 @@ static BOOL value_is_ours(HKEY key, const struct reg_entry *entry, const WCHAR *
 static LONG remove_value_if_ours(HKEY classes, const struct reg_entry *entry,
                                  const struct module_paths *paths)
 {
+    WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
     LONG status;
     HKEY key;
 
-    status = RegOpenKeyExW(classes, entry->key, 0, KEY_READ | KEY_SET_VALUE, &key);
+    if ((status = entry_key(entry, path)))
+        return status;
+    status = RegOpenKeyExW(classes, path, 0, KEY_READ | KEY_SET_VALUE, &key);
     if (status == ERROR_FILE_NOT_FOUND)
         return ERROR_SUCCESS;
     if (status)
         return status;
-    if (value_is_ours(key, entry, entry_data(entry, paths)))
+    if (value_is_ours(key, entry, entry_data(entry, paths, guid)))
         status = RegDeleteValueW(key, entry->name);
     RegCloseKey(key);
     return status == ERROR_FILE_NOT_FOUND ? ERROR_SUCCESS : status;
@@ -339,18 +383,17 @@ static void prune_empty_keys(HKEY classes, const WCHAR *path)
 
 static BOOL other_bitness_registered(enum registration_scope scope)
 {
-    static const WCHAR *const servers[] =
-    {
-        L"Software\\Classes\\CLSID\\" MANAGER_CLSID L"\\InprocServer32",
-        L"Software\\Classes\\CLSID\\" CONTROL_CLSID L"\\InprocServer32",
-    };
+    static const CLSID *const classes[] = { &CLSID_HostIoCompletionManager, &CLSID_HostIoCpHostControl };
     size_t i;
 
-    for (i = 0; i < ARRAYSIZE(servers); i++)
+    for (i = 0; i < ARRAYSIZE(classes); i++)
     {
+        WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
         HKEY key;
 
-        if (!RegOpenKeyExW(scope_hive(scope), servers[i], 0, KEY_READ | OTHER_VIEW, &key))
+        StringFromGUID2(classes[i], guid, GUID_TEXT);
+        swprintf(path, MAX_KEY_PATH, L"Software\\Classes\\CLSID\\%ls\\InprocServer32", guid);
+        if (!RegOpenKeyExW(scope_hive(scope), path, 0, KEY_READ | OTHER_VIEW, &key))
         {
             RegCloseKey(key);
             return TRUE;
@@ -361,6 +404,7 @@ static BOOL other_bitness_registered(enum registration_scope scope)
 
 static LONG unregister_entries(HKEY classes, const struct module_paths *paths, BOOL shared)
 {
+    WCHAR path[MAX_KEY_PATH];
     size_t i;
     LONG status;
 
@@ -368,9 +412,10 @@ static LONG unregister_entries(HKEY classes, const struct module_paths *paths, B
     {
         if (registry_table[i].shared != shared)
             continue;
-        if ((status = remove_value_if_ours(classes, &registry_table[i], paths)))
+        if ((status = remove_value_if_ours(classes, &registry_table[i], paths)) ||
+            (status = entry_key(&registry_table[i], path)))
             return status;
-        prune_empty_keys(classes, registry_table[i].key);
+        prune_empty_keys(classes, path);
     }
     return ERROR_SUCCESS;
 }
