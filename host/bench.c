@@ -340,6 +340,20 @@ static int bad_option(const char *option, const char *why)
     return 2;
 }
 
+static BOOL takes_value(const char *arg)
+{
+    static const char *const names[] =
+    {
+        "--scenario", "--workload", "--threads", "--repeat", "--warmup", "--duration", "--concurrency",
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(names); i++)
+        if (!strcmp(arg, names[i]))
+            return TRUE;
+    return FALSE;
+}
+
 static int parse_options(int argc, char **argv, struct bench_options *o)
 {
     SYSTEM_INFO system;
@@ -381,8 +395,10 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
             dispatchers[dispatcher_count++] = &hostiocp_batched_ops;
             continue;
         }
+        if (!takes_value(arg))
+            return bad_option(arg, "is not an option");
         if (!value)
-            return bad_option(arg, strncmp(arg, "--", 2) ? "is not an option" : "needs a value");
+            return bad_option(arg, "needs a value");
         i++;
         if (!strcmp(arg, "--scenario"))
             o->scenario = value;
@@ -427,8 +443,6 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
                 return bad_option(value, "is not a concurrency (1-10000)");
             o->concurrency = (DWORD)n;
         }
-        else
-            return bad_option(arg, "is not an option");
     }
     if (!o->workload_count)
     {

@@ -67,71 +67,113 @@ static int bad_option(const char *option, const char *why)
     return 2;
 }
 
-static int parse_options(int argc, char **argv, struct options *o)
+/* The options that take a number, and the numbers each allows. */
+static const struct
 {
-    SYSTEM_INFO system;
+    const char *name;
+    ULONGLONG low, high;
+} number_options[] =
+{
+    { "--size", 65536, ~0ull },
+    { "--block", 64, 64 << 20 },
+    { "--concurrency", 1, 100000 },
+    { "--min-threads", 0, HOSTIOCP_MAX_THREADS_LIMIT },
+    { "--max-threads", 1, HOSTIOCP_MAX_THREADS_LIMIT },
+    { "--operations", 1, ~0ull >> 1 },
+    { "--work-us", 0, 1000000 },
+    { "--block-ms", 0, 60000 },
+    { "--block-every", 1, 1000000 },
+};
+
+static BOOL parse_flag(const char *arg, struct options *o)
+{
+    if (!strcmp(arg, "--json")) o->json = TRUE;
+    else if (!strcmp(arg, "--quiet")) o->quiet = TRUE;
+    else if (!strcmp(arg, "--activate-only")) o->activate_only = TRUE;
+    else return FALSE;
+    return TRUE;
+}
+
+static int find_number_option(const char *arg)
+{
     int i;
 
-    GetSystemInfo(&system);
+    for (i = 0; i < (int)ARRAYSIZE(number_options); i++)
+        if (!strcmp(arg, number_options[i].name))
+            return i;
+    return -1;
+}
+
+static BOOL takes_value(const char *arg)
+{
+    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || find_number_option(arg) >= 0;
+}
+
+static void store_number(struct options *o, const char *arg, ULONGLONG number)
+{
+    if (!strcmp(arg, "--size")) o->file_size = number;
+    else if (!strcmp(arg, "--block")) o->block = (DWORD)number;
+    else if (!strcmp(arg, "--concurrency")) o->concurrency = (DWORD)number;
+    else if (!strcmp(arg, "--min-threads")) o->min_threads = (DWORD)number;
+    else if (!strcmp(arg, "--max-threads")) o->max_threads = (DWORD)number;
+    else if (!strcmp(arg, "--operations")) o->operations = (LONG64)number;
+    else if (!strcmp(arg, "--work-us")) o->work_us = (DWORD)number;
+    else if (!strcmp(arg, "--block-ms")) o->block_ms = (DWORD)number;
+    else if (!strcmp(arg, "--block-every")) o->block_every = (DWORD)number;
+}
+
+static int parse_number_option(const char *arg, const char *value, struct options *o)
+{
+    int option = find_number_option(arg);
+    ULONGLONG number;
+
+    if (!parse_size(value, &number))
+        return bad_option(value, "is not a number");
+    if (number < number_options[option].low || number > number_options[option].high ||
+        (!strcmp(arg, "--block") && number % 8))
+        return bad_option(value, "is out of range for that option");
+    store_number(o, arg, number);
+    return 0;
+}
+
+static int parse_value_option(const char *arg, const char *value, struct options *o)
+{
+    char *end;
+
+    if (!strcmp(arg, "--workload"))
+    {
+        if (strcmp(value, "all") && !workload_known(value))
+            return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
+        if (o->workload_count == ARRAYSIZE(o->workloads))
+            return bad_option(arg, "is given too often");
+        o->workloads[o->workload_count++] = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--duration"))
+    {
+        o->duration = strtod(value, &end);
+        if (*end || o->duration <= 0 || o->duration > 3600)
+            return bad_option(value, "is not a duration in seconds (0-3600)");
+        return 0;
+    }
+    return parse_number_option(arg, value, o);
+}
+
+static void set_default_options(struct options *o)
+{
     o->concurrency = 16;
     o->min_threads = MIN_THREADS_UNSET;
     o->max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
     o->block_every = 1;
     o->file_size = 16 << 20;
     o->duration = 2;
-    for (i = 1; i < argc; i++)
-    {
-        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        ULONGLONG number = 0;
+}
 
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
-        {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
-        if (!strcmp(arg, "--quiet")) { o->quiet = TRUE; continue; }
-        if (!strcmp(arg, "--activate-only")) { o->activate_only = TRUE; continue; }
-        if (strncmp(arg, "--", 2))
-            return bad_option(arg, "is not an option");
-        if (!value)
-            return bad_option(arg, "needs a value");
-        i++;
-        if (!strcmp(arg, "--workload"))
-        {
-            if (strcmp(value, "all") && !workload_known(value))
-                return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
-            if (o->workload_count == ARRAYSIZE(o->workloads))
-                return bad_option(arg, "is given too often");
-            o->workloads[o->workload_count++] = value;
-            continue;
-        }
-        if (!strcmp(arg, "--duration"))
-        {
-            char *end;
-            o->duration = strtod(value, &end);
-            if (*end || o->duration <= 0 || o->duration > 3600)
-                return bad_option(value, "is not a duration in seconds (0-3600)");
-            continue;
-        }
-        if (!parse_size(value, &number))
-            return bad_option(value, "is not a number");
-        if (!strcmp(arg, "--size") && number >= 65536) o->file_size = number;
-        else if (!strcmp(arg, "--block") && number >= 64 && number <= (64 << 20) && number % 8 == 0) o->block = (DWORD)number;
-        else if (!strcmp(arg, "--concurrency") && number >= 1 && number <= 100000) o->concurrency = (DWORD)number;
-        else if (!strcmp(arg, "--min-threads") && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->min_threads = (DWORD)number;
-        else if (!strcmp(arg, "--max-threads") && number >= 1 && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->max_threads = (DWORD)number;
-        else if (!strcmp(arg, "--operations") && number >= 1) o->operations = (LONG64)number;
-        else if (!strcmp(arg, "--work-us") && number <= 1000000) o->work_us = (DWORD)number;
-        else if (!strcmp(arg, "--block-ms") && number <= 60000) o->block_ms = (DWORD)number;
-        else if (!strcmp(arg, "--block-every") && number >= 1 && number <= 1000000) o->block_every = (DWORD)number;
-        else if (!strcmp(arg, "--size") || !strcmp(arg, "--block") || !strcmp(arg, "--concurrency") ||
-                 !strcmp(arg, "--min-threads") || !strcmp(arg, "--max-threads") || !strcmp(arg, "--operations") ||
-                 !strcmp(arg, "--work-us") || !strcmp(arg, "--block-ms") || !strcmp(arg, "--block-every"))
-            return bad_option(value, "is out of range for that option");
-        else
-            return bad_option(arg, "is not an option");
-    }
+static int finish_options(struct options *o)
+{
+    SYSTEM_INFO system;
+
+    GetSystemInfo(&system);
     if (o->min_threads == MIN_THREADS_UNSET)
         o->min_threads = min(system.dwNumberOfProcessors, o->max_threads);
     if (o->min_threads > o->max_threads)
@@ -139,6 +181,32 @@ static int parse_options(int argc, char **argv, struct options *o)
     if (!o->workload_count)
         o->workloads[o->workload_count++] = "all";
     return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    int i, status;
+
+    set_default_options(o);
+    for (i = 1; i < argc; i++)
+    {
+        const char *arg = argv[i];
+
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        {
+            usage(stdout);
+            exit(0);
+        }
+        if (parse_flag(arg, o))
+            continue;
+        if (!takes_value(arg))
+            return bad_option(arg, "is not an option");
+        if (i + 1 == argc)
+            return bad_option(arg, "needs a value");
+        if ((status = parse_value_option(arg, argv[++i], o)))
+            return status;
+    }
+    return finish_options(o);
 }
 
 /* Without I/O: what a CLR host sees when it activates the manager. */
