@@ -439,8 +439,12 @@ static int parse_options(int argc, char **argv, struct bench_options *o)
         else if (!strcmp(arg, "--concurrency"))
         {
             long n = strtol(value, &end, 10);
-            if (*end || n < 1 || n > 10000)
-                return bad_option(value, "is not a concurrency (1-10000)");
+            if (*end || n < 1 || n > MAX_CONCURRENCY)
+            {
+                char why[64];
+                snprintf(why, sizeof(why), "is not a concurrency (1-%d)", MAX_CONCURRENCY);
+                return bad_option(value, why);
+            }
             o->concurrency = (DWORD)n;
         }
     }

@@ -11,6 +11,7 @@
 #include "iobench.h"
 
 #define MIN_THREADS_UNSET ((DWORD)-1)
+#define NO_UPPER_LIMIT (~0ull >> 1)
 
 struct options
 {
@@ -31,7 +32,8 @@ static void usage(FILE *out)
             "                      may be repeated (default: all)\n"
             "  --size BYTES        file size for the file workloads (default 16M; K, M, G suffixes)\n"
             "  --block BYTES       bytes per request (default 64K for files, 4K otherwise)\n"
-            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight (default 16)\n"
+            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight\n"
+            "                      (default 16, at most 10000)\n"
             "  --min-threads N     hostiocp's minimum threads (default: the CPU count, as the CLR sets it)\n"
             "  --max-threads N     hostiocp's maximum threads (default 1000, as the CLR sets it)\n"
             "  --work-us N         each callback of the posted and echo workloads spins N us of CPU\n"
@@ -74,12 +76,12 @@ static const struct
     ULONGLONG low, high;
 } number_options[] =
 {
-    { "--size", 65536, ~0ull },
+    { "--size", 65536, NO_UPPER_LIMIT },
     { "--block", 64, 64 << 20 },
-    { "--concurrency", 1, 100000 },
+    { "--concurrency", 1, MAX_CONCURRENCY },
     { "--min-threads", 0, HOSTIOCP_MAX_THREADS_LIMIT },
     { "--max-threads", 1, HOSTIOCP_MAX_THREADS_LIMIT },
-    { "--operations", 1, ~0ull >> 1 },
+    { "--operations", 1, NO_UPPER_LIMIT },
     { "--work-us", 0, 1000000 },
     { "--block-ms", 0, 60000 },
     { "--block-every", 1, 1000000 },
@@ -122,6 +124,18 @@ static void store_number(struct options *o, const char *arg, ULONGLONG number)
     else if (!strcmp(arg, "--block-every")) o->block_every = (DWORD)number;
 }
 
+static int out_of_range(const char *arg, const char *value, ULONGLONG low, ULONGLONG high)
+{
+    char why[96];
+
+    if (high == NO_UPPER_LIMIT)
+        snprintf(why, sizeof(why), "is out of range for %s (at least %llu)", arg, low);
+    else
+        snprintf(why, sizeof(why), "is out of range for %s (%llu-%llu%s)", arg, low, high,
+                 strcmp(arg, "--block") ? "" : ", a multiple of 8");
+    return bad_option(value, why);
+}
+
 static int parse_number_option(const char *arg, const char *value, struct options *o)
 {
     int option = find_number_option(arg);
@@ -131,7 +145,7 @@ static int parse_number_option(const char *arg, const char *value, struct option
         return bad_option(value, "is not a number");
     if (number < number_options[option].low || number > number_options[option].high ||
         (!strcmp(arg, "--block") && number % 8))
-        return bad_option(value, "is out of range for that option");
+        return out_of_range(arg, value, number_options[option].low, number_options[option].high);
     store_number(o, arg, number);
     return 0;
 }

@@ -62,6 +62,19 @@ static void test_unknown_options(void)
     check_refusal(bench_path, L"--repeat", "hostiocp-bench: --repeat needs a value; see hostiocp-bench --help\n");
 }
 
+/* More connections than the workloads can set up in a few seconds are refused at once. */
+static void test_concurrency_limit(void)
+{
+    static const char host_says[] =
+        "hostiocp-host: 10001 is out of range for --concurrency (1-10000); see hostiocp-host --help\n";
+
+    check_refusal(host_path, L"--activate-only --concurrency 10001", host_says);
+    check_refusal(host_path, L"--activate-only --concurrency 100000",
+                  "hostiocp-host: 100000 is out of range for --concurrency (1-10000); see hostiocp-host --help\n");
+    check_refusal(bench_path, L"--concurrency 10001",
+                  "hostiocp-bench: 10001 is not a concurrency (1-10000); see hostiocp-bench --help\n");
+}
+
 START_TEST(host)
 {
     static const WCHAR *const bad[] =
@@ -81,6 +94,7 @@ START_TEST(host)
         ok(code == 2, "hostiocp-host %s exited with %lu, expected 2\n", wine_dbgstr_w(bad[i]), code);
     }
     test_unknown_options();
+    test_concurrency_limit();
     code = run_host(L"--help");
     ok(code == 0, "--help exited with %lu\n", code);
     /* Every workload moves and checks real bytes; any error or mismatch makes the exit non-zero. */
