@@ -284,13 +284,82 @@ static void print_result(const char *workload, const struct dispatcher *d, const
         printf("           %s\n", run->detail);
 }
 
-int main(int argc, char **argv)
+static void print_header(const struct options *o)
+{
+    if (o->json)
+        printf("{\"results\": [");
+    else
+        printf("hostiocp-host (%d-bit), threads %lu..%lu, concurrency %lu\n"
+               "%-10s %10s %12s %10s %8s %8s %9s %5s %5s %6s %6s\n", (int)sizeof(void *) * 8,
+               o->min_threads, o->max_threads, o->concurrency, "workload", "completions",
+               "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
+}
+
+/* A workload's result is good if every byte was verified and the CLR's drain markers came back. */
+static int check_run(const char *name, const struct dispatcher *d, const struct run *run)
+{
+    int status = 0;
+
+    if (run->errors || run->verify_failures || (!strcmp(name, "file-copy") && !run->operations))
+        status = 1;
+    if (d->drain_markers != 2)
+    {
+        fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", name,
+                (unsigned long long)d->drain_markers);
+        status = 1;
+    }
+    return status;
+}
+
+/* Runs one workload through hostiocp and prints its result: 0 if it passed, 1 if it failed, -1 if
+ * hostiocp cannot run at all. */
+static int run_and_report(const char *name, const struct options *o, BOOL first)
+{
+    struct dispatcher d;
+    struct workload_options w = { name, o->concurrency, o->block, o->file_size, o->duration, o->operations,
+                                  !o->quiet && !o->json, o->work_us, o->block_ms, o->block_every, 0 };
+    struct run run;
+    int status = 0;
+
+    dispatcher_init(&d, &hostiocp_ops, o->max_threads);
+    d.min_threads = o->min_threads;
+    d.max_threads = o->max_threads;
+    if (!w.block)
+        w.block = strncmp(name, "file", 4) ? 4096 : 65536;
+    if (!run_workload(&d, &w, &run))
+    {
+        fprintf(stderr, "hostiocp-host: %s: %s\n", name, d.error[0] ? d.error : "the workload did not finish");
+        status = 1;
+        if (d.error[0] && strstr(d.error, "regsvr32"))
+            return -1;
+    }
+    status |= check_run(name, &d, &run);
+    print_result(name, &d, &run, o->json, first);
+    free_run(&run);
+    return status;
+}
+
+/* A workload named on the command line, where "all" stands for file-copy, pipe and tcp. */
+static int run_named(const char *name, const struct options *o, int *printed)
 {
     static const char *const all[] = { "file-copy", "pipe", "tcp" };
+    const char *const *names = !strcmp(name, "all") ? all : &name;
+    int count = !strcmp(name, "all") ? ARRAYSIZE(all) : 1, status = 0, result, i;
+
+    for (i = 0; i < count; i++)
+    {
+        if ((result = run_and_report(names[i], o, !(*printed)++)) < 0)
+            return result;
+        status |= result;
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
     struct options options = { 0 };
-    struct run run;
     WSADATA wsa;
-    int i, status = parse_options(argc, argv, &options), printed = 0;
+    int i, status = parse_options(argc, argv, &options), printed = 0, result;
 
     if (status)
         return status;
@@ -304,48 +373,12 @@ int main(int argc, char **argv)
     }
     if (options.activate_only)
         return activate_only();
-    if (options.json)
-        printf("{\"results\": [");
-    else
-        printf("hostiocp-host (%d-bit), threads %lu..%lu, concurrency %lu\n"
-               "%-10s %10s %12s %10s %8s %8s %9s %5s %5s %6s %6s\n", (int)sizeof(void *) * 8,
-               options.min_threads, options.max_threads, options.concurrency, "workload", "completions",
-               "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
+    print_header(&options);
     for (i = 0; i < options.workload_count; i++)
     {
-        const char *const *names = !strcmp(options.workloads[i], "all") ? all : &options.workloads[i];
-        int count = !strcmp(options.workloads[i], "all") ? ARRAYSIZE(all) : 1, j;
-
-        for (j = 0; j < count; j++)
-        {
-            struct dispatcher d;
-            struct workload_options w = { names[j], options.concurrency, options.block, options.file_size,
-                                          options.duration, options.operations, !options.quiet && !options.json,
-                                          options.work_us, options.block_ms, options.block_every, 0 };
-
-            dispatcher_init(&d, &hostiocp_ops, options.max_threads);
-            d.min_threads = options.min_threads;
-            d.max_threads = options.max_threads;
-            if (!w.block)
-                w.block = strncmp(names[j], "file", 4) ? 4096 : 65536;
-            if (!run_workload(&d, &w, &run))
-            {
-                fprintf(stderr, "hostiocp-host: %s: %s\n", names[j], d.error[0] ? d.error : "the workload did not finish");
-                status = 1;
-                if (d.error[0] && strstr(d.error, "regsvr32"))
-                    return 1;
-            }
-            if (run.errors || run.verify_failures || (!strcmp(names[j], "file-copy") && !run.operations))
-                status = 1;
-            if (d.drain_markers != 2)
-            {
-                fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", names[j],
-                        (unsigned long long)d.drain_markers);
-                status = 1;
-            }
-            print_result(names[j], &d, &run, options.json, !printed++);
-            free_run(&run);
-        }
+        if ((result = run_named(options.workloads[i], &options, &printed)) < 0)
+            return 1;
+        status |= result;
     }
     if (options.json)
         printf("\n]}\n");
