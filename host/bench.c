@@ -525,7 +525,7 @@ int main(int argc, char **argv)
     if (status)
         return status;
     setvbuf(stdout, NULL, _IONBF, 0);
-    if (threads_unreliable_here())
+    if (threads_unreliable())
     {
         printf("hostiocp-bench: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
                "reliably; no 32-bit numbers\n");

@@ -365,7 +365,7 @@ int main(int argc, char **argv)
         return status;
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
-    if (!options.activate_only && threads_unreliable_here())
+    if (!options.activate_only && threads_unreliable())
     {
         printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
                "reliably; activating only\n");

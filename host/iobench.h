@@ -6,6 +6,7 @@
 
 #include <winsock2.h>
 #include <windows.h>
+#include "manager_support.h"
 
 #define HOST_EXTENSION_ROOM 32
 /* The most requests or connections a workload sets up: 10,000 TCP connections take about 12 s
@@ -68,8 +69,6 @@ struct dispatcher
     ULONGLONG drain_markers;
 };
 
-/* A 32-bit process whose Wine runs under qemu-user (see build-aux/wine-run). */
-BOOL threads_unreliable_here(void);
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
 
