@@ -205,27 +205,33 @@ static const struct scenario policy_scenarios[] =
     { "posted, 10% block 50 ms", "posted", 64, 0, 50, 10 },
 };
 
-static int run_policy_table(const struct bench_options *o)
+static const DWORD policy_multiples[] = { 1, 2, 4, 8, 32 };
+#define POLICY_COLUMNS (1 + ARRAYSIZE(policy_multiples))
+
+/* hostiocp with the CLR's default limits, then with fixed pools of multiples of the CPUs. */
+static void set_up_policy_columns(const struct bench_options *o, struct column *columns,
+                                  char names[][32])
 {
-    static const DWORD multiples[] = { 1, 2, 4, 8, 32 };
-    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
-    struct column columns[1 + ARRAYSIZE(multiples)];
-    char names[ARRAYSIZE(multiples)][32];
-    int count = 1 + ARRAYSIZE(multiples), status = 0, round, c;
-    size_t row;
+    size_t c;
 
     columns[0].name = "default";
     columns[0].ops = &hostiocp_ops;
     columns[0].threads = o->cpus;
     columns[0].min_threads = o->cpus;
     columns[0].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
-    for (c = 1; c < count; c++)
+    for (c = 1; c < POLICY_COLUMNS; c++)
     {
-        snprintf(names[c - 1], sizeof(names[0]), "%lu fixed", multiples[c - 1] * o->cpus);
+        snprintf(names[c - 1], 32, "%lu fixed", policy_multiples[c - 1] * o->cpus);
         columns[c].name = names[c - 1];
         columns[c].ops = &hostiocp_ops;
-        columns[c].threads = columns[c].min_threads = columns[c].max_threads = multiples[c - 1] * o->cpus;
+        columns[c].threads = columns[c].min_threads = columns[c].max_threads = policy_multiples[c - 1] * o->cpus;
     }
+}
+
+static void print_policy_header(const struct bench_options *o, const struct column *columns)
+{
+    size_t c;
+
     printf("hostiocp-bench --policy (%d-bit, %lu CPUs): hostiocp with the CLR's default limits (min %lu, max %u) "
            "against hostiocp with fixed pools; %d rounds, columns interleaved round by round, each run %.1f s "
            "warm-up + %.1f s measured; cells: median completions/s\nratio: median over rounds of default / the fixed "
@@ -233,51 +239,70 @@ static int run_policy_table(const struct bench_options *o)
            "the smallest fixed pool within 0.9 of the best, + CPUs\n%-24s",
            (int)sizeof(void *) * 8, o->cpus, o->cpus, HOSTIOCP_MAX_THREADS_LIMIT, o->repeat, o->warmup, o->duration,
            "scenario");
-    for (c = 0; c < count; c++)
+    for (c = 0; c < POLICY_COLUMNS; c++)
         printf(" %9s", columns[c].name);
     printf(" %7s %15s %5s %6s %s\n", "ratio", "range", "peak", "bound", "");
+}
+
+/* One row: each column's median rate, default against the best fixed pool, round by round. */
+static void report_policy_row(const struct bench_options *o, const struct scenario *s, const struct column *columns,
+                              struct measurement runs[][MAX_COLUMNS], BOOL ok)
+{
+    double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
+    DWORD peak = 0, smallest_good = 0, bound;
+    int best_column = 1, round, c;
+
+    for (c = 0; c < (int)POLICY_COLUMNS; c++)
+    {
+        double rates[MAX_REPEAT];
+        for (round = 0; round < o->repeat; round++)
+            rates[round] = runs[round][c].rate;
+        medians[c] = median(rates, o->repeat);
+    }
+    for (c = 1; c < (int)POLICY_COLUMNS; c++)
+        if (medians[c] > best)
+        {
+            best = medians[c];
+            best_column = c;
+        }
+    for (round = 0; round < o->repeat; round++)
+    {
+        double fixed = runs[round][best_column].rate;
+        ratios[round] = fixed ? runs[round][0].rate / fixed : 0;
+        peak = max(peak, runs[round][0].peak_threads);
+    }
+    for (c = POLICY_COLUMNS - 1; c >= 1; c--)
+        if (medians[c] >= 0.9 * best)
+            smallest_good = columns[c].threads;
+    bound = 2 * smallest_good + o->cpus;
+    ratio = median(ratios, o->repeat);
+    range_of(ratios, o->repeat, &low, &high);
+    printf("%-24s", s->name);
+    for (c = 0; c < (int)POLICY_COLUMNS; c++)
+        printf(" %9.0f", medians[c]);
+    printf(" %7.3f  [%.3f-%.3f] %5lu %6lu %s\n", ratio, low, high, peak, bound,
+           !ok ? "ERRORS" : ratio >= 0.9 && peak <= bound ? "ok" : "MISSED");
+}
+
+static int run_policy_table(const struct bench_options *o)
+{
+    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
+    struct column columns[POLICY_COLUMNS];
+    char names[ARRAYSIZE(policy_multiples)][32];
+    int status = 0;
+    size_t row;
+
+    set_up_policy_columns(o, columns, names);
+    print_policy_header(o, columns);
     for (row = 0; row < ARRAYSIZE(policy_scenarios); row++)
     {
         const struct scenario *s = &policy_scenarios[row];
-        double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
-        DWORD peak = 0, smallest_good = 0, bound;
-        int best_column = 1;
         BOOL ok;
 
         if (o->scenario && !strstr(s->name, o->scenario))
             continue;
-        ok = measure_row(columns, count, s, o, runs);
-
-        for (c = 0; c < count; c++)
-        {
-            double rates[MAX_REPEAT];
-            for (round = 0; round < o->repeat; round++)
-                rates[round] = runs[round][c].rate;
-            medians[c] = median(rates, o->repeat);
-        }
-        for (c = 1; c < count; c++)
-            if (medians[c] > best)
-            {
-                best = medians[c];
-                best_column = c;
-            }
-        for (round = 0; round < o->repeat; round++)
-        {
-            double fixed = runs[round][best_column].rate;
-            ratios[round] = fixed ? runs[round][0].rate / fixed : 0;
-            peak = max(peak, runs[round][0].peak_threads);
-        }
-        for (c = count - 1; c >= 1; c--)
-            if (medians[c] >= 0.9 * best)
-                smallest_good = columns[c].threads;
-        bound = 2 * smallest_good + o->cpus;
-        ratio = median(ratios, o->repeat);
-        range_of(ratios, o->repeat, &low, &high);
-        printf("%-24s", s->name);
-        for (c = 0; c < count; c++)
-            printf(" %9.0f", medians[c]);
-        printf(" %7.3f  [%.3f-%.3f] %5lu %6lu %s\n", ratio, low, high, peak, bound,
-               !ok ? "ERRORS" : ratio >= 0.9 && peak <= bound ? "ok" : "MISSED");
+        ok = measure_row(columns, POLICY_COLUMNS, s, o, runs);
+        report_policy_row(o, s, columns, runs, ok);
         if (!ok)
             status = 1;
     }
