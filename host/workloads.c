@@ -35,6 +35,7 @@ static struct
     HANDLE clients_done;
     DWORD work_us, block_ms, block_every;
     volatile LONG callbacks;
+    BOOL progress;
 } work;
 
 LONGLONG now_ticks(void)
@@ -552,6 +553,13 @@ static void start_echo_pair(struct request *server, struct request *client)
         client_finished(client);
 }
 
+/* Thousands of connections take seconds to set up: say how far it got. */
+static void report_connections(DWORD made, DWORD total)
+{
+    if (work.progress && (made % 1000 == 0 || made == total))
+        fprintf(stderr, "\r  connected %lu of %lu%s", made, total, made == total ? "\n" : "");
+}
+
 static BOOL start_pipes(void)
 {
     DWORD i, pairs = work.count / 2;
@@ -571,6 +579,7 @@ static BOOL start_pipes(void)
             return FALSE;
         work.requests[2 * i].channel = &work.servers[i];
         work.requests[2 * i + 1].channel = &work.clients[i];
+        report_connections(i + 1, pairs);
     }
     for (i = 0; i < pairs; i++)
         start_echo_pair(&work.requests[2 * i], &work.requests[2 * i + 1]);
@@ -634,6 +643,7 @@ static BOOL start_tcp(void)
         work.requests[2 * i + 1].channel = &work.clients[i];
         if (connect(client, (struct sockaddr *)&address, sizeof(address)))
             return FALSE;
+        report_connections(i + 1, pairs);
     }
     return TRUE;
 }
@@ -695,6 +705,7 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     work.work_us = options->work_us;
     work.block_ms = options->block_ms;
     work.block_every = max(options->block_every, 1);
+    work.progress = options->progress;
     if (work.work_us)
         calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
