@@ -13,9 +13,6 @@
 #define MAX_REPEAT 15
 #define MAX_COLUMNS 8
 
-static const struct dispatcher_ops *dispatchers[MAX_COLUMNS] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
-static size_t dispatcher_count = 4;
-
 struct bench_options
 {
     const char *workloads[8];
@@ -30,6 +27,9 @@ struct bench_options
     BOOL policy;
     const char *scenario;   /* with --policy: only the rows whose name contains it */
     DWORD cpus;
+    BOOL duration_given;
+    const struct dispatcher_ops *dispatchers[MAX_COLUMNS];  /* the columns of the dispatcher table */
+    int dispatcher_count;
 };
 
 struct measurement
@@ -135,7 +135,7 @@ static int run_dispatcher_table(const struct bench_options *o)
     struct column columns[MAX_COLUMNS];
     int status = 0, w, t, round;
     BOOL first = TRUE;
-    size_t i;
+    int i;
 
     if (o->json)
         printf("{\"bits\": %d, \"rounds\": %d, \"duration\": %.2f, \"concurrency\": %lu, \"results\": [",
@@ -151,19 +151,19 @@ static int run_dispatcher_table(const struct bench_options *o)
         {
             struct scenario s = { o->workloads[w], o->workloads[w], o->concurrency, 0, 0, 1 };
 
-            for (i = 0; i < dispatcher_count; i++)
+            for (i = 0; i < o->dispatcher_count; i++)
             {
-                columns[i].name = dispatchers[i]->name;
-                columns[i].ops = dispatchers[i];
+                columns[i].name = o->dispatchers[i]->name;
+                columns[i].ops = o->dispatchers[i];
                 columns[i].threads = o->threads[t];
                 columns[i].min_threads = columns[i].max_threads = 0;
             }
-            if (!measure_row(columns, (int)dispatcher_count, &s, o, runs))
+            if (!measure_row(columns, o->dispatcher_count, &s, o, runs))
                 status = 1;
-            for (i = 0; i < dispatcher_count; i++)
+            for (i = 0; i < o->dispatcher_count; i++)
             {
                 double rates[MAX_REPEAT], ratios[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT], low, high;
-                const char *threads_note = dispatchers[i] == &bindio_ops ? " (system's)" : "";
+                const char *threads_note = o->dispatchers[i] == &bindio_ops ? " (system's)" : "";
 
                 for (round = 0; round < o->repeat; round++)
                 {
@@ -177,11 +177,11 @@ static int run_dispatcher_table(const struct bench_options *o)
                     printf("%s\n    {\"workload\": \"%s\", \"threads\": %lu, \"dispatcher\": \"%s\", "
                            "\"completions_per_second\": %.0f, \"ratio_to_bare\": %.3f, \"ratio_low\": %.3f, "
                            "\"ratio_high\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f}", first ? "" : ",",
-                           o->workloads[w], o->threads[t], dispatchers[i]->name, median(rates, o->repeat),
+                           o->workloads[w], o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat),
                            median(ratios, o->repeat), low, high, median(p50, o->repeat), median(p99, o->repeat));
                 else
                     printf("%-10s %7lu  %-26s %14.0f %7.3f  [%.3f-%.3f] %8.1f %8.1f%s\n", o->workloads[w],
-                           o->threads[t], dispatchers[i]->name, median(rates, o->repeat), median(ratios, o->repeat),
+                           o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat), median(ratios, o->repeat),
                            low, high, median(p50, o->repeat), median(p99, o->repeat), threads_note);
                 first = FALSE;
             }
@@ -205,27 +205,33 @@ static const struct scenario policy_scenarios[] =
     { "posted, 10% block 50 ms", "posted", 64, 0, 50, 10 },
 };
 
-static int run_policy_table(const struct bench_options *o)
+static const DWORD policy_multiples[] = { 1, 2, 4, 8, 32 };
+#define POLICY_COLUMNS (1 + ARRAYSIZE(policy_multiples))
+
+/* hostiocp with the CLR's default limits, then with fixed pools of multiples of the CPUs. */
+static void set_up_policy_columns(const struct bench_options *o, struct column *columns,
+                                  char names[][32])
 {
-    static const DWORD multiples[] = { 1, 2, 4, 8, 32 };
-    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
-    struct column columns[1 + ARRAYSIZE(multiples)];
-    char names[ARRAYSIZE(multiples)][32];
-    int count = 1 + ARRAYSIZE(multiples), status = 0, round, c;
-    size_t row;
+    size_t c;
 
     columns[0].name = "default";
     columns[0].ops = &hostiocp_ops;
     columns[0].threads = o->cpus;
     columns[0].min_threads = o->cpus;
     columns[0].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
-    for (c = 1; c < count; c++)
+    for (c = 1; c < POLICY_COLUMNS; c++)
     {
-        snprintf(names[c - 1], sizeof(names[0]), "%lu fixed", multiples[c - 1] * o->cpus);
+        snprintf(names[c - 1], 32, "%lu fixed", policy_multiples[c - 1] * o->cpus);
         columns[c].name = names[c - 1];
         columns[c].ops = &hostiocp_ops;
-        columns[c].threads = columns[c].min_threads = columns[c].max_threads = multiples[c - 1] * o->cpus;
+        columns[c].threads = columns[c].min_threads = columns[c].max_threads = policy_multiples[c - 1] * o->cpus;
     }
+}
+
+static void print_policy_header(const struct bench_options *o, const struct column *columns)
+{
+    size_t c;
+
     printf("hostiocp-bench --policy (%d-bit, %lu CPUs): hostiocp with the CLR's default limits (min %lu, max %u) "
            "against hostiocp with fixed pools; %d rounds, columns interleaved round by round, each run %.1f s "
            "warm-up + %.1f s measured; cells: median completions/s\nratio: median over rounds of default / the fixed "
@@ -233,51 +239,70 @@ static int run_policy_table(const struct bench_options *o)
            "the smallest fixed pool within 0.9 of the best, + CPUs\n%-24s",
            (int)sizeof(void *) * 8, o->cpus, o->cpus, HOSTIOCP_MAX_THREADS_LIMIT, o->repeat, o->warmup, o->duration,
            "scenario");
-    for (c = 0; c < count; c++)
+    for (c = 0; c < POLICY_COLUMNS; c++)
         printf(" %9s", columns[c].name);
     printf(" %7s %15s %5s %6s %s\n", "ratio", "range", "peak", "bound", "");
+}
+
+/* One row: each column's median rate, default against the best fixed pool, round by round. */
+static void report_policy_row(const struct bench_options *o, const struct scenario *s, const struct column *columns,
+                              struct measurement runs[][MAX_COLUMNS], BOOL ok)
+{
+    double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
+    DWORD peak = 0, smallest_good = 0, bound;
+    int best_column = 1, round, c;
+
+    for (c = 0; c < (int)POLICY_COLUMNS; c++)
+    {
+        double rates[MAX_REPEAT];
+        for (round = 0; round < o->repeat; round++)
+            rates[round] = runs[round][c].rate;
+        medians[c] = median(rates, o->repeat);
+    }
+    for (c = 1; c < (int)POLICY_COLUMNS; c++)
+        if (medians[c] > best)
+        {
+            best = medians[c];
+            best_column = c;
+        }
+    for (round = 0; round < o->repeat; round++)
+    {
+        double fixed = runs[round][best_column].rate;
+        ratios[round] = fixed ? runs[round][0].rate / fixed : 0;
+        peak = max(peak, runs[round][0].peak_threads);
+    }
+    for (c = POLICY_COLUMNS - 1; c >= 1; c--)
+        if (medians[c] >= 0.9 * best)
+            smallest_good = columns[c].threads;
+    bound = 2 * smallest_good + o->cpus;
+    ratio = median(ratios, o->repeat);
+    range_of(ratios, o->repeat, &low, &high);
+    printf("%-24s", s->name);
+    for (c = 0; c < (int)POLICY_COLUMNS; c++)
+        printf(" %9.0f", medians[c]);
+    printf(" %7.3f  [%.3f-%.3f] %5lu %6lu %s\n", ratio, low, high, peak, bound,
+           !ok ? "ERRORS" : ratio >= 0.9 && peak <= bound ? "ok" : "MISSED");
+}
+
+static int run_policy_table(const struct bench_options *o)
+{
+    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
+    struct column columns[POLICY_COLUMNS];
+    char names[ARRAYSIZE(policy_multiples)][32];
+    int status = 0;
+    size_t row;
+
+    set_up_policy_columns(o, columns, names);
+    print_policy_header(o, columns);
     for (row = 0; row < ARRAYSIZE(policy_scenarios); row++)
     {
         const struct scenario *s = &policy_scenarios[row];
-        double medians[MAX_COLUMNS], ratios[MAX_REPEAT], best = 0, low, high, ratio;
-        DWORD peak = 0, smallest_good = 0, bound;
-        int best_column = 1;
         BOOL ok;
 
         if (o->scenario && !strstr(s->name, o->scenario))
             continue;
-        ok = measure_row(columns, count, s, o, runs);
-
-        for (c = 0; c < count; c++)
-        {
-            double rates[MAX_REPEAT];
-            for (round = 0; round < o->repeat; round++)
-                rates[round] = runs[round][c].rate;
-            medians[c] = median(rates, o->repeat);
-        }
-        for (c = 1; c < count; c++)
-            if (medians[c] > best)
-            {
-                best = medians[c];
-                best_column = c;
-            }
-        for (round = 0; round < o->repeat; round++)
-        {
-            double fixed = runs[round][best_column].rate;
-            ratios[round] = fixed ? runs[round][0].rate / fixed : 0;
-            peak = max(peak, runs[round][0].peak_threads);
-        }
-        for (c = count - 1; c >= 1; c--)
-            if (medians[c] >= 0.9 * best)
-                smallest_good = columns[c].threads;
-        bound = 2 * smallest_good + o->cpus;
-        ratio = median(ratios, o->repeat);
-        range_of(ratios, o->repeat, &low, &high);
-        printf("%-24s", s->name);
-        for (c = 0; c < count; c++)
-            printf(" %9.0f", medians[c]);
-        printf(" %7.3f  [%.3f-%.3f] %5lu %6lu %s\n", ratio, low, high, peak, bound,
-               !ok ? "ERRORS" : ratio >= 0.9 && peak <= bound ? "ok" : "MISSED");
+        ok = measure_row(columns, POLICY_COLUMNS, s, o, runs);
+        report_policy_row(o, s, columns, runs, ok);
         if (!ok)
             status = 1;
     }
@@ -340,107 +365,179 @@ static int bad_option(const char *option, const char *why)
     return 2;
 }
 
-static int parse_options(int argc, char **argv, struct bench_options *o)
+static void print_usage(void)
 {
+    printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
+           "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
+           "       hostiocp-bench --policy [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
+           "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
+           "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
+           "--scenario runs only the policy rows whose name contains TEXT (\"pipe\", \"256 conns\")\n"
+           "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
+           "          with --policy, 2 s of warm-up and 2 s measured\n");
+}
+
+static void set_default_options(struct bench_options *o)
+{
+    static const struct dispatcher_ops *const compared[] = { &bare_port_ops, &hostiocp_ops, &threadpool_ops, &bindio_ops };
     SYSTEM_INFO system;
-    BOOL duration_given = FALSE;
-    int i;
 
     GetSystemInfo(&system);
     o->cpus = system.dwNumberOfProcessors;
     o->repeat = 5;
     o->duration = 1.0;
     o->concurrency = 16;
-    for (i = 1; i < argc; i++)
-    {
-        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
+    memcpy(o->dispatchers, compared, sizeof(compared));
+    o->dispatcher_count = ARRAYSIZE(compared);
+}
 
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
-        {
-            printf("usage: hostiocp-bench [--workload posted|file-read|pipe|tcp]... [--threads N]... "
-                   "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
-                   "       hostiocp-bench --policy [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
-                   "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
-                   "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
-                   "--scenario runs only the policy rows whose name contains TEXT (\"pipe\", \"256 conns\")\n"
-                   "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
-                   "          with --policy, 2 s of warm-up and 2 s measured\n");
-            exit(0);
-        }
-        if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
-        if (!strcmp(arg, "--policy"))
-        {
-            o->policy = TRUE;
-            if (!duration_given)
-                o->duration = 2.0, o->warmup = 2.0;
-            continue;
-        }
-        if (!strcmp(arg, "--batched"))
-        {
-            dispatchers[dispatcher_count++] = &hostiocp_batched_ops;
-            continue;
-        }
-        if (!value)
-            return bad_option(arg, strncmp(arg, "--", 2) ? "is not an option" : "needs a value");
-        i++;
-        if (!strcmp(arg, "--scenario"))
-            o->scenario = value;
-        else if (!strcmp(arg, "--workload"))
-        {
-            if (!workload_known(value) || !strcmp(value, "file-copy"))
-                return bad_option(value, "is not a benchmark workload (posted, file-read, pipe, tcp)");
-            if (o->workload_count < 8)
-                o->workloads[o->workload_count++] = value;
-        }
-        else if (!strcmp(arg, "--threads"))
-        {
-            long n = strtol(value, &end, 10);
-            if (*end || n < 1 || n > 64)
-                return bad_option(value, "is not a thread count (1-64)");
-            if (o->thread_count < 8)
-                o->threads[o->thread_count++] = (DWORD)n;
-        }
-        else if (!strcmp(arg, "--repeat"))
-        {
-            o->repeat = (int)strtol(value, &end, 10);
-            if (*end || o->repeat < 1 || o->repeat > MAX_REPEAT)
-                return bad_option(value, "is not a round count (1-15)");
-        }
-        else if (!strcmp(arg, "--warmup"))
-        {
-            o->warmup = strtod(value, &end);
-            if (*end || o->warmup < 0 || o->warmup > 600)
-                return bad_option(value, "is not a warm-up in seconds");
-        }
-        else if (!strcmp(arg, "--duration"))
-        {
-            duration_given = TRUE;
-            o->duration = strtod(value, &end);
-            if (*end || o->duration <= 0 || o->duration > 600)
-                return bad_option(value, "is not a duration in seconds");
-        }
-        else if (!strcmp(arg, "--concurrency"))
-        {
-            long n = strtol(value, &end, 10);
-            if (*end || n < 1 || n > 10000)
-                return bad_option(value, "is not a concurrency (1-10000)");
-            o->concurrency = (DWORD)n;
-        }
-        else
-            return bad_option(arg, "is not an option");
+static BOOL parse_flag(const char *arg, struct bench_options *o)
+{
+    if (!strcmp(arg, "--json"))
+        o->json = TRUE;
+    else if (!strcmp(arg, "--policy"))
+    {
+        o->policy = TRUE;
+        if (!o->duration_given)
+            o->duration = 2.0, o->warmup = 2.0;
     }
+    else if (!strcmp(arg, "--batched"))
+    {
+        if (o->dispatcher_count < MAX_COLUMNS)
+            o->dispatchers[o->dispatcher_count++] = &hostiocp_batched_ops;
+    }
+    else
+        return FALSE;
+    return TRUE;
+}
+
+static BOOL takes_value(const char *arg)
+{
+    static const char *const names[] =
+    {
+        "--scenario", "--workload", "--threads", "--repeat", "--warmup", "--duration", "--concurrency",
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(names); i++)
+        if (!strcmp(arg, names[i]))
+            return TRUE;
+    return FALSE;
+}
+
+static int add_workload(const char *value, struct bench_options *o)
+{
+    if (!workload_known(value) || !strcmp(value, "file-copy"))
+        return bad_option(value, "is not a benchmark workload (posted, file-read, pipe, tcp)");
+    if (o->workload_count < (int)ARRAYSIZE(o->workloads))
+        o->workloads[o->workload_count++] = value;
+    return 0;
+}
+
+static int add_thread_count(const char *value, struct bench_options *o)
+{
+    char *end;
+    long n = strtol(value, &end, 10);
+
+    if (*end || n < 1 || n > 64)
+        return bad_option(value, "is not a thread count (1-64)");
+    if (o->thread_count < (int)ARRAYSIZE(o->threads))
+        o->threads[o->thread_count++] = (DWORD)n;
+    return 0;
+}
+
+static int parse_number_option(const char *arg, const char *value, struct bench_options *o)
+{
+    char *end;
+
+    if (!strcmp(arg, "--repeat"))
+    {
+        o->repeat = (int)strtol(value, &end, 10);
+        if (*end || o->repeat < 1 || o->repeat > MAX_REPEAT)
+            return bad_option(value, "is not a round count (1-15)");
+    }
+    else if (!strcmp(arg, "--warmup"))
+    {
+        o->warmup = strtod(value, &end);
+        if (*end || o->warmup < 0 || o->warmup > 600)
+            return bad_option(value, "is not a warm-up in seconds");
+    }
+    else if (!strcmp(arg, "--duration"))
+    {
+        o->duration_given = TRUE;
+        o->duration = strtod(value, &end);
+        if (*end || o->duration <= 0 || o->duration > 600)
+            return bad_option(value, "is not a duration in seconds");
+    }
+    else if (!strcmp(arg, "--concurrency"))
+    {
+        long n = strtol(value, &end, 10);
+        if (*end || n < 1 || n > MAX_CONCURRENCY)
+        {
+            char why[64];
+            snprintf(why, sizeof(why), "is not a concurrency (1-%d)", MAX_CONCURRENCY);
+            return bad_option(value, why);
+        }
+        o->concurrency = (DWORD)n;
+    }
+    return 0;
+}
+
+static int parse_value_option(const char *arg, const char *value, struct bench_options *o)
+{
+    if (!strcmp(arg, "--scenario"))
+    {
+        o->scenario = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--workload"))
+        return add_workload(value, o);
+    if (!strcmp(arg, "--threads"))
+        return add_thread_count(value, o);
+    return parse_number_option(arg, value, o);
+}
+
+static void fill_unset_lists(struct bench_options *o)
+{
+    static const char *const all[] = { "posted", "file-read", "pipe", "tcp" };
+    static const DWORD threads[] = { 1, 2, 4 };
+
     if (!o->workload_count)
     {
-        static const char *const all[] = { "posted", "file-read", "pipe", "tcp" };
-        for (i = 0; i < 4; i++)
-            o->workloads[o->workload_count++] = all[i];
+        memcpy(o->workloads, all, sizeof(all));
+        o->workload_count = ARRAYSIZE(all);
     }
     if (!o->thread_count)
     {
-        o->threads[0] = 1; o->threads[1] = 2; o->threads[2] = 4;
-        o->thread_count = 3;
+        memcpy(o->threads, threads, sizeof(threads));
+        o->thread_count = ARRAYSIZE(threads);
     }
+}
+
+static int parse_options(int argc, char **argv, struct bench_options *o)
+{
+    int i, status;
+
+    set_default_options(o);
+    for (i = 1; i < argc; i++)
+    {
+        const char *arg = argv[i];
+
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        {
+            print_usage();
+            exit(0);
+        }
+        if (parse_flag(arg, o))
+            continue;
+        if (!takes_value(arg))
+            return bad_option(arg, "is not an option");
+        if (i + 1 == argc)
+            return bad_option(arg, "needs a value");
+        if ((status = parse_value_option(arg, argv[++i], o)))
+            return status;
+    }
+    fill_unset_lists(o);
     return 0;
 }
 
@@ -453,7 +550,7 @@ int main(int argc, char **argv)
     if (status)
         return status;
     setvbuf(stdout, NULL, _IONBF, 0);
-    if (threads_unreliable_here())
+    if (threads_unreliable())
     {
         printf("hostiocp-bench: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
                "reliably; no 32-bit numbers\n");

@@ -8,12 +8,6 @@
 #include "hostiocp.h"
 #include "iobench.h"
 
-BOOL threads_unreliable_here(void)
-{
-    char value[8];
-    return sizeof(void *) == 4 && GetEnvironmentVariableA("HOSTIOCP_I386_VIA_QEMU", value, sizeof(value)) > 0;
-}
-
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads)
 {
     ZeroMemory(d, sizeof(*d));
@@ -215,22 +209,11 @@ static BOOL hostiocp_start(struct dispatcher *d)
         return hostiocp_fail(d, "GetHostOverlappedSize", hr);
     if (size > HOST_EXTENSION_ROOM)
         return hostiocp_fail(d, "GetHostOverlappedSize (too large)", E_UNEXPECTED);
-    IHostIoCompletionManager_SetCLRIoCompletionManager(h->manager, &h->clr.ICLRIoCompletionManager_iface);
-    /* ThreadPool.SetMinThreads/SetMaxThreads, as the host configured them. */
-    if (FAILED(hr = IHostIoCompletionManager_SetMinThreads(h->manager, 0)) ||
-        FAILED(hr = IHostIoCompletionManager_SetMaxThreads(h->manager, max)) ||
-        FAILED(hr = IHostIoCompletionManager_SetMinThreads(h->manager, min)))
-        return hostiocp_fail(d, "Set{Min,Max}Threads", hr);
-    if (d->batch)
-    {
-        IHostIoCpSettings *settings;
-        if (FAILED(hr = IHostIoCompletionManager_QueryInterface(h->manager, &IID_IHostIoCpSettings, (void **)&settings)))
-            return hostiocp_fail(d, "QueryInterface(IHostIoCpSettings)", hr);
-        hr = IHostIoCpSettings_SetBatchSize(settings, d->batch);
-        IHostIoCpSettings_Release(settings);
-        if (FAILED(hr))
-            return hostiocp_fail(d, "SetBatchSize", hr);
-    }
+    /* SetCLRIoCompletionManager, then ThreadPool.SetMinThreads/SetMaxThreads as the host configured them. */
+    if (FAILED(hr = activate_manager(h->manager, &h->clr.ICLRIoCompletionManager_iface, min, max)))
+        return hostiocp_fail(d, "SetCLRIoCompletionManager or Set{Min,Max}Threads", hr);
+    if (d->batch && FAILED(hr = set_batch_size(h->manager, d->batch)))
+        return hostiocp_fail(d, "SetBatchSize", hr);
     /* Thread-pool initialisation: one port for the process. */
     if (FAILED(hr = IHostIoCompletionManager_CreateIoCompletionPort(h->manager, &h->port)))
         return hostiocp_fail(d, "CreateIoCompletionPort", hr);
@@ -261,7 +244,6 @@ static BOOL hostiocp_post(struct dispatcher *d, struct request *request)
 static void hostiocp_stop(struct dispatcher *d)
 {
     struct hostiocp_dispatcher *h = d->impl;
-    IHostIoCpStatistics *statistics;
     HOSTIOCP_STATISTICS stats;
 
     if (h->port)
@@ -272,16 +254,10 @@ static void hostiocp_stop(struct dispatcher *d)
         WaitForSingleObject(markers_seen, 10000);
         d->drain_markers = h->clr.markers;
     }
-    if (h->manager && SUCCEEDED(IHostIoCompletionManager_QueryInterface(h->manager, &IID_IHostIoCpStatistics,
-                                                                         (void **)&statistics)))
+    if (h->manager && SUCCEEDED(get_statistics(h->manager, NULL, &stats)))
     {
-        stats.cbSize = sizeof(stats);
-        if (SUCCEEDED(IHostIoCpStatistics_GetStatistics(statistics, &stats)))
-        {
-            d->threads_peak = stats.ThreadsPeak;
-            d->injections = stats.ThreadsInjected;
-        }
-        IHostIoCpStatistics_Release(statistics);
+        d->threads_peak = stats.ThreadsPeak;
+        d->injections = stats.ThreadsInjected;
     }
     if (h->manager)
         IHostIoCompletionManager_Release(h->manager);

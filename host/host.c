@@ -11,6 +11,7 @@
 #include "iobench.h"
 
 #define MIN_THREADS_UNSET ((DWORD)-1)
+#define NO_UPPER_LIMIT (~0ull >> 1)
 
 struct options
 {
@@ -31,7 +32,8 @@ static void usage(FILE *out)
             "                      may be repeated (default: all)\n"
             "  --size BYTES        file size for the file workloads (default 16M; K, M, G suffixes)\n"
             "  --block BYTES       bytes per request (default 64K for files, 4K otherwise)\n"
-            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight (default 16)\n"
+            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight\n"
+            "                      (default 16, at most 10000)\n"
             "  --min-threads N     hostiocp's minimum threads (default: the CPU count, as the CLR sets it)\n"
             "  --max-threads N     hostiocp's maximum threads (default 1000, as the CLR sets it)\n"
             "  --work-us N         each callback of the posted and echo workloads spins N us of CPU\n"
@@ -67,71 +69,125 @@ static int bad_option(const char *option, const char *why)
     return 2;
 }
 
-static int parse_options(int argc, char **argv, struct options *o)
+/* The options that take a number, and the numbers each allows. */
+static const struct
 {
-    SYSTEM_INFO system;
+    const char *name;
+    ULONGLONG low, high;
+} number_options[] =
+{
+    { "--size", 65536, NO_UPPER_LIMIT },
+    { "--block", 64, 64 << 20 },
+    { "--concurrency", 1, MAX_CONCURRENCY },
+    { "--min-threads", 0, HOSTIOCP_MAX_THREADS_LIMIT },
+    { "--max-threads", 1, HOSTIOCP_MAX_THREADS_LIMIT },
+    { "--operations", 1, NO_UPPER_LIMIT },
+    { "--work-us", 0, 1000000 },
+    { "--block-ms", 0, 60000 },
+    { "--block-every", 1, 1000000 },
+};
+
+static BOOL parse_flag(const char *arg, struct options *o)
+{
+    if (!strcmp(arg, "--json")) o->json = TRUE;
+    else if (!strcmp(arg, "--quiet")) o->quiet = TRUE;
+    else if (!strcmp(arg, "--activate-only")) o->activate_only = TRUE;
+    else return FALSE;
+    return TRUE;
+}
+
+static int find_number_option(const char *arg)
+{
     int i;
 
-    GetSystemInfo(&system);
+    for (i = 0; i < (int)ARRAYSIZE(number_options); i++)
+        if (!strcmp(arg, number_options[i].name))
+            return i;
+    return -1;
+}
+
+static BOOL takes_value(const char *arg)
+{
+    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || find_number_option(arg) >= 0;
+}
+
+static void store_number(struct options *o, const char *arg, ULONGLONG number)
+{
+    if (!strcmp(arg, "--size")) o->file_size = number;
+    else if (!strcmp(arg, "--block")) o->block = (DWORD)number;
+    else if (!strcmp(arg, "--concurrency")) o->concurrency = (DWORD)number;
+    else if (!strcmp(arg, "--min-threads")) o->min_threads = (DWORD)number;
+    else if (!strcmp(arg, "--max-threads")) o->max_threads = (DWORD)number;
+    else if (!strcmp(arg, "--operations")) o->operations = (LONG64)number;
+    else if (!strcmp(arg, "--work-us")) o->work_us = (DWORD)number;
+    else if (!strcmp(arg, "--block-ms")) o->block_ms = (DWORD)number;
+    else if (!strcmp(arg, "--block-every")) o->block_every = (DWORD)number;
+}
+
+static int out_of_range(const char *arg, const char *value, ULONGLONG low, ULONGLONG high)
+{
+    char why[96];
+
+    if (high == NO_UPPER_LIMIT)
+        snprintf(why, sizeof(why), "is out of range for %s (at least %llu)", arg, low);
+    else
+        snprintf(why, sizeof(why), "is out of range for %s (%llu-%llu%s)", arg, low, high,
+                 strcmp(arg, "--block") ? "" : ", a multiple of 8");
+    return bad_option(value, why);
+}
+
+static int parse_number_option(const char *arg, const char *value, struct options *o)
+{
+    int option = find_number_option(arg);
+    ULONGLONG number;
+
+    if (!parse_size(value, &number))
+        return bad_option(value, "is not a number");
+    if (number < number_options[option].low || number > number_options[option].high ||
+        (!strcmp(arg, "--block") && number % 8))
+        return out_of_range(arg, value, number_options[option].low, number_options[option].high);
+    store_number(o, arg, number);
+    return 0;
+}
+
+static int parse_value_option(const char *arg, const char *value, struct options *o)
+{
+    char *end;
+
+    if (!strcmp(arg, "--workload"))
+    {
+        if (strcmp(value, "all") && !workload_known(value))
+            return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
+        if (o->workload_count == ARRAYSIZE(o->workloads))
+            return bad_option(arg, "is given too often");
+        o->workloads[o->workload_count++] = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--duration"))
+    {
+        o->duration = strtod(value, &end);
+        if (*end || o->duration <= 0 || o->duration > 3600)
+            return bad_option(value, "is not a duration in seconds (0-3600)");
+        return 0;
+    }
+    return parse_number_option(arg, value, o);
+}
+
+static void set_default_options(struct options *o)
+{
     o->concurrency = 16;
     o->min_threads = MIN_THREADS_UNSET;
     o->max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
     o->block_every = 1;
     o->file_size = 16 << 20;
     o->duration = 2;
-    for (i = 1; i < argc; i++)
-    {
-        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        ULONGLONG number = 0;
+}
 
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
-        {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(arg, "--json")) { o->json = TRUE; continue; }
-        if (!strcmp(arg, "--quiet")) { o->quiet = TRUE; continue; }
-        if (!strcmp(arg, "--activate-only")) { o->activate_only = TRUE; continue; }
-        if (strncmp(arg, "--", 2))
-            return bad_option(arg, "is not an option");
-        if (!value)
-            return bad_option(arg, "needs a value");
-        i++;
-        if (!strcmp(arg, "--workload"))
-        {
-            if (strcmp(value, "all") && !workload_known(value))
-                return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
-            if (o->workload_count == ARRAYSIZE(o->workloads))
-                return bad_option(arg, "is given too often");
-            o->workloads[o->workload_count++] = value;
-            continue;
-        }
-        if (!strcmp(arg, "--duration"))
-        {
-            char *end;
-            o->duration = strtod(value, &end);
-            if (*end || o->duration <= 0 || o->duration > 3600)
-                return bad_option(value, "is not a duration in seconds (0-3600)");
-            continue;
-        }
-        if (!parse_size(value, &number))
-            return bad_option(value, "is not a number");
-        if (!strcmp(arg, "--size") && number >= 65536) o->file_size = number;
-        else if (!strcmp(arg, "--block") && number >= 64 && number <= (64 << 20) && number % 8 == 0) o->block = (DWORD)number;
-        else if (!strcmp(arg, "--concurrency") && number >= 1 && number <= 100000) o->concurrency = (DWORD)number;
-        else if (!strcmp(arg, "--min-threads") && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->min_threads = (DWORD)number;
-        else if (!strcmp(arg, "--max-threads") && number >= 1 && number <= HOSTIOCP_MAX_THREADS_LIMIT) o->max_threads = (DWORD)number;
-        else if (!strcmp(arg, "--operations") && number >= 1) o->operations = (LONG64)number;
-        else if (!strcmp(arg, "--work-us") && number <= 1000000) o->work_us = (DWORD)number;
-        else if (!strcmp(arg, "--block-ms") && number <= 60000) o->block_ms = (DWORD)number;
-        else if (!strcmp(arg, "--block-every") && number >= 1 && number <= 1000000) o->block_every = (DWORD)number;
-        else if (!strcmp(arg, "--size") || !strcmp(arg, "--block") || !strcmp(arg, "--concurrency") ||
-                 !strcmp(arg, "--min-threads") || !strcmp(arg, "--max-threads") || !strcmp(arg, "--operations") ||
-                 !strcmp(arg, "--work-us") || !strcmp(arg, "--block-ms") || !strcmp(arg, "--block-every"))
-            return bad_option(value, "is out of range for that option");
-        else
-            return bad_option(arg, "is not an option");
-    }
+static int finish_options(struct options *o)
+{
+    SYSTEM_INFO system;
+
+    GetSystemInfo(&system);
     if (o->min_threads == MIN_THREADS_UNSET)
         o->min_threads = min(system.dwNumberOfProcessors, o->max_threads);
     if (o->min_threads > o->max_threads)
@@ -139,6 +195,32 @@ static int parse_options(int argc, char **argv, struct options *o)
     if (!o->workload_count)
         o->workloads[o->workload_count++] = "all";
     return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    int i, status;
+
+    set_default_options(o);
+    for (i = 1; i < argc; i++)
+    {
+        const char *arg = argv[i];
+
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        {
+            usage(stdout);
+            exit(0);
+        }
+        if (parse_flag(arg, o))
+            continue;
+        if (!takes_value(arg))
+            return bad_option(arg, "is not an option");
+        if (i + 1 == argc)
+            return bad_option(arg, "needs a value");
+        if ((status = parse_value_option(arg, argv[++i], o)))
+            return status;
+    }
+    return finish_options(o);
 }
 
 /* Without I/O: what a CLR host sees when it activates the manager. */
@@ -202,19 +284,88 @@ static void print_result(const char *workload, const struct dispatcher *d, const
         printf("           %s\n", run->detail);
 }
 
-int main(int argc, char **argv)
+static void print_header(const struct options *o)
+{
+    if (o->json)
+        printf("{\"results\": [");
+    else
+        printf("hostiocp-host (%d-bit), threads %lu..%lu, concurrency %lu\n"
+               "%-10s %10s %12s %10s %8s %8s %9s %5s %5s %6s %6s\n", (int)sizeof(void *) * 8,
+               o->min_threads, o->max_threads, o->concurrency, "workload", "completions",
+               "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
+}
+
+/* A workload's result is good if every byte was verified and the CLR's drain markers came back. */
+static int check_run(const char *name, const struct dispatcher *d, const struct run *run)
+{
+    int status = 0;
+
+    if (run->errors || run->verify_failures || (!strcmp(name, "file-copy") && !run->operations))
+        status = 1;
+    if (d->drain_markers != 2)
+    {
+        fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", name,
+                (unsigned long long)d->drain_markers);
+        status = 1;
+    }
+    return status;
+}
+
+/* Runs one workload through hostiocp and prints its result: 0 if it passed, 1 if it failed, -1 if
+ * hostiocp cannot run at all. */
+static int run_and_report(const char *name, const struct options *o, BOOL first)
+{
+    struct dispatcher d;
+    struct workload_options w = { name, o->concurrency, o->block, o->file_size, o->duration, o->operations,
+                                  !o->quiet && !o->json, o->work_us, o->block_ms, o->block_every, 0 };
+    struct run run;
+    int status = 0;
+
+    dispatcher_init(&d, &hostiocp_ops, o->max_threads);
+    d.min_threads = o->min_threads;
+    d.max_threads = o->max_threads;
+    if (!w.block)
+        w.block = strncmp(name, "file", 4) ? 4096 : 65536;
+    if (!run_workload(&d, &w, &run))
+    {
+        fprintf(stderr, "hostiocp-host: %s: %s\n", name, d.error[0] ? d.error : "the workload did not finish");
+        status = 1;
+        if (d.error[0] && strstr(d.error, "regsvr32"))
+            return -1;
+    }
+    status |= check_run(name, &d, &run);
+    print_result(name, &d, &run, o->json, first);
+    free_run(&run);
+    return status;
+}
+
+/* A workload named on the command line, where "all" stands for file-copy, pipe and tcp. */
+static int run_named(const char *name, const struct options *o, int *printed)
 {
     static const char *const all[] = { "file-copy", "pipe", "tcp" };
+    const char *const *names = !strcmp(name, "all") ? all : &name;
+    int count = !strcmp(name, "all") ? ARRAYSIZE(all) : 1, status = 0, result, i;
+
+    for (i = 0; i < count; i++)
+    {
+        if ((result = run_and_report(names[i], o, !(*printed)++)) < 0)
+            return result;
+        status |= result;
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
     struct options options = { 0 };
-    struct run run;
     WSADATA wsa;
-    int i, status = parse_options(argc, argv, &options), printed = 0;
+    int i, status = parse_options(argc, argv, &options), printed = 0, result;
 
     if (status)
         return status;
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
-    if (!options.activate_only && threads_unreliable_here())
+    if (!options.activate_only && threads_unreliable())
     {
         printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
                "reliably; activating only\n");
@@ -222,48 +373,12 @@ int main(int argc, char **argv)
     }
     if (options.activate_only)
         return activate_only();
-    if (options.json)
-        printf("{\"results\": [");
-    else
-        printf("hostiocp-host (%d-bit), threads %lu..%lu, concurrency %lu\n"
-               "%-10s %10s %12s %10s %8s %8s %9s %5s %5s %6s %6s\n", (int)sizeof(void *) * 8,
-               options.min_threads, options.max_threads, options.concurrency, "workload", "completions",
-               "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
+    print_header(&options);
     for (i = 0; i < options.workload_count; i++)
     {
-        const char *const *names = !strcmp(options.workloads[i], "all") ? all : &options.workloads[i];
-        int count = !strcmp(options.workloads[i], "all") ? ARRAYSIZE(all) : 1, j;
-
-        for (j = 0; j < count; j++)
-        {
-            struct dispatcher d;
-            struct workload_options w = { names[j], options.concurrency, options.block, options.file_size,
-                                          options.duration, options.operations, !options.quiet && !options.json,
-                                          options.work_us, options.block_ms, options.block_every, 0 };
-
-            dispatcher_init(&d, &hostiocp_ops, options.max_threads);
-            d.min_threads = options.min_threads;
-            d.max_threads = options.max_threads;
-            if (!w.block)
-                w.block = strncmp(names[j], "file", 4) ? 4096 : 65536;
-            if (!run_workload(&d, &w, &run))
-            {
-                fprintf(stderr, "hostiocp-host: %s: %s\n", names[j], d.error[0] ? d.error : "the workload did not finish");
-                status = 1;
-                if (d.error[0] && strstr(d.error, "regsvr32"))
-                    return 1;
-            }
-            if (run.errors || run.verify_failures || (!strcmp(names[j], "file-copy") && !run.operations))
-                status = 1;
-            if (d.drain_markers != 2)
-            {
-                fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", names[j],
-                        (unsigned long long)d.drain_markers);
-                status = 1;
-            }
-            print_result(names[j], &d, &run, options.json, !printed++);
-            free_run(&run);
-        }
+        if ((result = run_named(options.workloads[i], &options, &printed)) < 0)
+            return 1;
+        status |= result;
     }
     if (options.json)
         printf("\n]}\n");

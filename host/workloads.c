@@ -35,6 +35,7 @@ static struct
     HANDLE clients_done;
     DWORD work_us, block_ms, block_every;
     volatile LONG callbacks;
+    BOOL progress;
 } work;
 
 LONGLONG now_ticks(void)
@@ -552,6 +553,13 @@ static void start_echo_pair(struct request *server, struct request *client)
         client_finished(client);
 }
 
+/* Thousands of connections take seconds to set up: say how far it got. */
+static void report_connections(DWORD made, DWORD total)
+{
+    if (work.progress && (made % 1000 == 0 || made == total))
+        fprintf(stderr, "\r  connected %lu of %lu%s", made, total, made == total ? "\n" : "");
+}
+
 static BOOL start_pipes(void)
 {
     DWORD i, pairs = work.count / 2;
@@ -571,6 +579,7 @@ static BOOL start_pipes(void)
             return FALSE;
         work.requests[2 * i].channel = &work.servers[i];
         work.requests[2 * i + 1].channel = &work.clients[i];
+        report_connections(i + 1, pairs);
     }
     for (i = 0; i < pairs; i++)
         start_echo_pair(&work.requests[2 * i], &work.requests[2 * i + 1]);
@@ -634,6 +643,7 @@ static BOOL start_tcp(void)
         work.requests[2 * i + 1].channel = &work.clients[i];
         if (connect(client, (struct sockaddr *)&address, sizeof(address)))
             return FALSE;
+        report_connections(i + 1, pairs);
     }
     return TRUE;
 }
@@ -660,22 +670,28 @@ static void print_progress(struct run *run, LONGLONG start)
             (long long)run->errors);
 }
 
-BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run)
+static void init_qpc_frequency(void)
 {
-    BOOL echo = !strcmp(options->name, "pipe") || !strcmp(options->name, "tcp");
-    BOOL copy = !strcmp(options->name, "file-copy");
-    PROCESS_MEMORY_COUNTERS memory;
-    LONGLONG start, end;
-    LONG64 warm_operations = 0;
-    BOOL ok = FALSE;
+    LARGE_INTEGER frequency;
+
+    if (qpc_frequency)
+        return;
+    QueryPerformanceFrequency(&frequency);
+    qpc_frequency = frequency.QuadPart;
+}
+
+static BOOL is_echo(const char *name)
+{
+    return !strcmp(name, "pipe") || !strcmp(name, "tcp");
+}
+
+/* The shared state of one run and its requests; an echo workload has a client and a server
+ * request for each connection. */
+static void set_up_work(struct dispatcher *d, const struct workload_options *options, struct run *run)
+{
+    BOOL echo = is_echo(options->name);
     DWORD i;
 
-    if (!qpc_frequency)
-    {
-        LARGE_INTEGER frequency;
-        QueryPerformanceFrequency(&frequency);
-        qpc_frequency = frequency.QuadPart;
-    }
     ZeroMemory(run, sizeof(*run));
     ZeroMemory(&work, sizeof(work));
     run->dispatcher = d;
@@ -689,6 +705,7 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     work.work_us = options->work_us;
     work.block_ms = options->block_ms;
     work.block_every = max(options->block_every, 1);
+    work.progress = options->progress;
     if (work.work_us)
         calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
@@ -703,7 +720,81 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     }
     run->outstanding = work.count;
     run->target_operations = options->operations;
+}
 
+static BOOL start_named_workload(const char *name)
+{
+    if (!strcmp(name, "posted"))
+        return start_posted();
+    if (!strcmp(name, "file-read") || !strcmp(name, "file-copy"))
+        return start_file(!strcmp(name, "file-copy"));
+    if (!strcmp(name, "pipe"))
+        return start_pipes();
+    if (!strcmp(name, "tcp"))
+        return start_tcp();
+    return FALSE;
+}
+
+/* Waits out the warm-up and then the run; returns when the measured part began. */
+static LONGLONG wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
+                             LONG64 *warm_operations)
+{
+    /* Echo clients end by themselves; then closing them ends the servers' reads. */
+    HANDLE ended = is_echo(options->name) ? work.clients_done : run->finished;
+
+    *warm_operations = 0;
+    if (options->warmup > 0)
+    {
+        /* The warm-up is a phase of the run: its completions are not measured. */
+        WaitForSingleObject(ended, (DWORD)(options->warmup * 1000));
+        start = now_ticks();
+        *warm_operations = run->operations;
+        ZeroMemory(&run->latency, sizeof(run->latency));
+    }
+    while (WaitForSingleObject(ended, 1000) == WAIT_TIMEOUT)
+        if (options->progress)
+            print_progress(run, start);
+    return start;
+}
+
+static void close_echo_clients(struct run *run)
+{
+    DWORD i;
+
+    InterlockedExchange(&run->stopping, 1);
+    for (i = 0; i < work.count / 2; i++)
+        close_channel(&work.clients[i]);
+    WaitForSingleObject(run->finished, 30000);
+}
+
+static void record_peak_working_set(struct run *run)
+{
+    PROCESS_MEMORY_COUNTERS memory;
+
+    memory.cb = sizeof(memory);
+    if (GetProcessMemoryInfo(GetCurrentProcess(), &memory, sizeof(memory)))
+        run->peak_working_set = memory.PeakWorkingSetSize;
+}
+
+static void close_channels(void)
+{
+    DWORD i;
+
+    for (i = 0; i < work.count; i++)
+        close_channel(&work.servers[i]);
+    close_channel(&work.source);
+    close_channel(&work.target);
+    close_channel(&work.listener);
+}
+
+BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run)
+{
+    LONGLONG start, end;
+    LONG64 warm_operations;
+    BOOL ok;
+
+    init_qpc_frequency();
+    set_up_work(d, options, run);
     if (!d->ops->start(d))
     {
         if (!d->error[0])
@@ -713,59 +804,27 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     start = now_ticks();
     run->measure_from = start + (LONGLONG)(options->warmup * qpc_frequency);
     run->deadline = options->duration > 0 ? run->measure_from + (LONGLONG)(options->duration * qpc_frequency) : 0;
-    if (!strcmp(options->name, "posted"))
-        ok = start_posted();
-    else if (!strcmp(options->name, "file-read") || copy)
-        ok = start_file(copy);
-    else if (!strcmp(options->name, "pipe"))
-        ok = start_pipes();
-    else if (!strcmp(options->name, "tcp"))
-        ok = start_tcp();
-    if (!ok)
+    if (!(ok = start_named_workload(options->name)))
     {
         snprintf(d->error, sizeof(d->error), "setting up the %s workload failed: error %lu", options->name,
                  GetLastError());
         InterlockedExchange(&run->stopping, 1);
     }
-
-    if (options->warmup > 0)
-    {
-        /* The warm-up is a phase of the run: its completions are not measured. */
-        WaitForSingleObject(echo ? work.clients_done : run->finished, (DWORD)(options->warmup * 1000));
-        start = now_ticks();
-        warm_operations = run->operations;
-        ZeroMemory(&run->latency, sizeof(run->latency));
-    }
-    /* Echo clients end by themselves; then closing them ends the servers' reads. */
-    while (WaitForSingleObject(echo ? work.clients_done : run->finished, 1000) == WAIT_TIMEOUT)
-        if (options->progress)
-            print_progress(run, start);
+    start = wait_for_run(run, options, start, &warm_operations);
     end = now_ticks();
     run->measured_operations = run->operations - warm_operations;
-    if (echo)
-    {
-        InterlockedExchange(&run->stopping, 1);
-        for (i = 0; i < work.count / 2; i++)
-            close_channel(&work.clients[i]);
-        WaitForSingleObject(run->finished, 30000);
-    }
+    if (is_echo(options->name))
+        close_echo_clients(run);
     if (options->progress)
     {
         print_progress(run, start);
         fputc('\n', stderr);
     }
     run->seconds = (end - start) / (double)qpc_frequency;
-    if (copy && ok)
+    if (!strcmp(options->name, "file-copy") && ok)
         verify_copy(run);
-    memory.cb = sizeof(memory);
-    if (GetProcessMemoryInfo(GetCurrentProcess(), &memory, sizeof(memory)))
-        run->peak_working_set = memory.PeakWorkingSetSize;
-
-    for (i = 0; i < work.count; i++)
-        close_channel(&work.servers[i]);
-    close_channel(&work.source);
-    close_channel(&work.target);
-    close_channel(&work.listener);
+    record_peak_working_set(run);
+    close_channels();
     d->ops->stop(d);
     return ok && run->outstanding == 0;
 }

@@ -6,13 +6,8 @@
 #include <winternl.h>
 #include <tlhelp32.h>
 #include "case_runner.h"
+#include "check_support.h"
 #include "fakeclr.h"
-
-#define ck_assert_hr(call, expected) do { \
-    HRESULT hr_ = (call); \
-    ck_assert_msg(hr_ == (HRESULT)(expected), "%s returned 0x%08lx, expected 0x%08lx", #call, \
-                  (unsigned long)hr_, (unsigned long)(expected)); \
-} while (0)
 
 #define STRESS_PACKETS 100000
 #define WAIT_MS 60000

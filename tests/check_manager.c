@@ -5,13 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include "case_runner.h"
+#include "check_support.h"
 #include "fakeclr.h"
-
-#define ck_assert_hr(call, expected) do { \
-    HRESULT hr_ = (call); \
-    ck_assert_msg(hr_ == (HRESULT)(expected), "%s returned 0x%08lx, expected 0x%08lx", #call, \
-                  (unsigned long)hr_, (unsigned long)(expected)); \
-} while (0)
 
 static IHostIoCompletionManager *manager;
 static struct fake_clr *clr;

@@ -83,70 +83,15 @@ BOOL fake_clr_wait(struct fake_clr *clr, DWORD timeout)
     return WaitForSingleObject(clr->reached, timeout) == WAIT_OBJECT_0;
 }
 
-HRESULT create_manager(IHostIoCompletionManager **manager)
-{
-    return CoCreateInstance(&CLSID_HostIoCompletionManager, NULL, CLSCTX_INPROC_SERVER,
-                            &IID_IHostIoCompletionManager, (void **)manager);
-}
-
 HRESULT create_manager_with_clr(struct fake_clr *clr, DWORD min, DWORD max,
                                 IHostIoCompletionManager **manager, HANDLE *port)
 {
     HRESULT hr = create_manager(manager);
 
     if (SUCCEEDED(hr))
-        hr = IHostIoCompletionManager_SetCLRIoCompletionManager(*manager, &clr->ICLRIoCompletionManager_iface);
-    if (SUCCEEDED(hr))
-        hr = IHostIoCompletionManager_SetMinThreads(*manager, min);
-    if (SUCCEEDED(hr))
-        hr = IHostIoCompletionManager_SetMaxThreads(*manager, max);
+        hr = activate_manager(*manager, &clr->ICLRIoCompletionManager_iface, min, max);
     if (SUCCEEDED(hr) && port)
         hr = IHostIoCompletionManager_CreateIoCompletionPort(*manager, port);
-    return hr;
-}
-
-static HRESULT get_settings(IHostIoCompletionManager *manager, IHostIoCpSettings **settings)
-{
-    return IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpSettings, (void **)settings);
-}
-
-HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries)
-{
-    IHostIoCpSettings *settings;
-    HRESULT hr = get_settings(manager, &settings);
-
-    if (SUCCEEDED(hr))
-    {
-        hr = IHostIoCpSettings_SetBatchSize(settings, entries);
-        IHostIoCpSettings_Release(settings);
-    }
-    return hr;
-}
-
-HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds)
-{
-    IHostIoCpSettings *settings;
-    HRESULT hr = get_settings(manager, &settings);
-
-    if (SUCCEEDED(hr))
-    {
-        hr = IHostIoCpSettings_SetIdleTimeout(settings, milliseconds);
-        IHostIoCpSettings_Release(settings);
-    }
-    return hr;
-}
-
-HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats)
-{
-    IHostIoCpStatistics *statistics;
-    HRESULT hr = IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpStatistics,
-                                                         (void **)&statistics);
-    if (FAILED(hr))
-        return hr;
-    stats->cbSize = sizeof(*stats);
-    hr = port ? IHostIoCpStatistics_GetPortStatistics(statistics, port, stats)
-              : IHostIoCpStatistics_GetStatistics(statistics, stats);
-    IHostIoCpStatistics_Release(statistics);
     return hr;
 }
 
@@ -185,14 +130,4 @@ BOOL wait_for_statistics(IHostIoCompletionManager *manager, HANDLE port,
 {
     struct statistics_condition condition = { manager, port, done, arg };
     return wait_until(statistics_hold, &condition, timeout);
-}
-
-BOOL threads_unreliable(void)
-{
-#ifdef _WIN64
-    return FALSE;
-#else
-    char value[8];
-    return GetEnvironmentVariableA("HOSTIOCP_I386_VIA_QEMU", value, sizeof(value)) > 0;
-#endif
 }

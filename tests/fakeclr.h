@@ -7,6 +7,7 @@
 #include <windows.h>
 #include <ole2.h>
 #include "hostiocp.h"
+#include "manager_support.h"
 
 struct fake_clr;
 typedef void (*fake_clr_hook)(struct fake_clr *clr, DWORD error, DWORD bytes, void *overlapped);
@@ -34,21 +35,15 @@ void fake_clr_expect(struct fake_clr *clr, LONG count);
 BOOL fake_clr_wait(struct fake_clr *clr, DWORD timeout);
 
 /* Test helpers shared by every suite. */
-HRESULT create_manager(IHostIoCompletionManager **manager);
 /* A manager with the fake CLR set, min..max threads and, if port is given, one open port. */
 HRESULT create_manager_with_clr(struct fake_clr *clr, DWORD min, DWORD max,
                                 IHostIoCompletionManager **manager, HANDLE *port);
-HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries);
-HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds);
-HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats);
 /* Re-checks `done` every few milliseconds until it holds or the timeout passes. */
 BOOL wait_until(BOOL (*done)(void *context), void *context, DWORD timeout);
 /* Re-reads the statistics until `done` holds or the timeout passes. */
 BOOL wait_for_statistics(IHostIoCompletionManager *manager, HANDLE port,
                          BOOL (*done)(const HOSTIOCP_STATISTICS *stats, LONG arg), LONG arg,
                          DWORD timeout);
-/* True in a 32-bit process whose Wine runs under qemu-user, where threads are not reliable. */
-BOOL threads_unreliable(void);
 
 /* An OVERLAPPED followed by room for the host extension, as the CLR allocates it. */
 struct clr_overlapped

@@ -2,18 +2,77 @@
  * zero exit, one clear line and exit code 2 for bad options. */
 #include <windows.h>
 #include <stdio.h>
+#include <string.h>
 #define STANDALONE
 #include <wine/test.h>
 #include "support.h"
 
-static WCHAR host_path[MAX_PATH * 2];
+static WCHAR host_path[MAX_PATH * 2], bench_path[MAX_PATH * 2];
 
-static DWORD run_host(const WCHAR *arguments)
+/* host\NAME beside the folder of this test. */
+static void get_program_path(const WCHAR *name, WCHAR *path, DWORD size)
+{
+    WCHAR *slash;
+
+    GetModuleFileNameW(NULL, path, size);
+    if ((slash = wcsrchr(path, '\\')))
+        *slash = 0;
+    if ((slash = wcsrchr(path, '\\')))
+        *slash = 0;
+    lstrcatW(path, L"\\host\\");
+    lstrcatW(path, name);
+}
+
+static DWORD run_program(const WCHAR *path, const WCHAR *arguments, char *output, DWORD size)
 {
     WCHAR command[MAX_PATH * 3];
 
-    swprintf(command, ARRAYSIZE(command), L"\"%ls\" %ls", host_path, arguments);
-    return run_command(command);
+    swprintf(command, ARRAYSIZE(command), L"\"%ls\" %ls", path, arguments);
+    return output ? run_command_output(command, output, size) : run_command(command);
+}
+
+static DWORD run_host(const WCHAR *arguments)
+{
+    return run_program(host_path, arguments, NULL, 0);
+}
+
+/* The whole of what the program writes, and its exit code. */
+static void check_refusal(const WCHAR *path, const WCHAR *arguments, const char *expected)
+{
+    char output[1024];
+    DWORD code = run_program(path, arguments, output, sizeof(output));
+
+    ok(code == 2, "%s %s exited with %lu, expected 2\n", wine_dbgstr_w(wcsrchr(path, '\\') + 1),
+       wine_dbgstr_w(arguments), code);
+    ok(!strcmp(output, expected), "%s %s wrote %s, expected %s\n", wine_dbgstr_w(wcsrchr(path, '\\') + 1),
+       wine_dbgstr_w(arguments), wine_dbgstr_a(output), wine_dbgstr_a(expected));
+}
+
+static void test_unknown_options(void)
+{
+    static const char host_says[] = "hostiocp-host: --bogus is not an option; see hostiocp-host --help\n";
+    static const char bench_says[] = "hostiocp-bench: --bogus is not an option; see hostiocp-bench --help\n";
+
+    check_refusal(host_path, L"--bogus", host_says);
+    check_refusal(host_path, L"--bogus 1", host_says);
+    check_refusal(host_path, L"--quiet --bogus", host_says);
+    check_refusal(bench_path, L"--bogus", bench_says);
+    check_refusal(bench_path, L"--bogus 1", bench_says);
+    check_refusal(host_path, L"--size", "hostiocp-host: --size needs a value; see hostiocp-host --help\n");
+    check_refusal(bench_path, L"--repeat", "hostiocp-bench: --repeat needs a value; see hostiocp-bench --help\n");
+}
+
+/* More connections than the workloads can set up in a few seconds are refused at once. */
+static void test_concurrency_limit(void)
+{
+    static const char host_says[] =
+        "hostiocp-host: 10001 is out of range for --concurrency (1-10000); see hostiocp-host --help\n";
+
+    check_refusal(host_path, L"--activate-only --concurrency 10001", host_says);
+    check_refusal(host_path, L"--activate-only --concurrency 100000",
+                  "hostiocp-host: 100000 is out of range for --concurrency (1-10000); see hostiocp-host --help\n");
+    check_refusal(bench_path, L"--concurrency 10001",
+                  "hostiocp-bench: 10001 is not a concurrency (1-10000); see hostiocp-bench --help\n");
 }
 
 START_TEST(host)
@@ -23,22 +82,19 @@ START_TEST(host)
         L"--bogus", L"--workload nothing", L"--concurrency 0", L"--block 7", L"--duration -1",
         L"--min-threads 9 --max-threads 8", L"--size", L"stray",
     };
-    WCHAR *slash;
     DWORD code;
     size_t i;
 
-    GetModuleFileNameW(NULL, host_path, ARRAYSIZE(host_path));
-    if ((slash = wcsrchr(host_path, '\\')))
-        *slash = 0;
-    if ((slash = wcsrchr(host_path, '\\')))
-        *slash = 0;
-    lstrcatW(host_path, L"\\host\\hostiocp-host.exe");
+    get_program_path(L"hostiocp-host.exe", host_path, ARRAYSIZE(host_path));
+    get_program_path(L"hostiocp-bench.exe", bench_path, ARRAYSIZE(bench_path));
 
     for (i = 0; i < ARRAYSIZE(bad); i++)
     {
         code = run_host(bad[i]);
         ok(code == 2, "hostiocp-host %s exited with %lu, expected 2\n", wine_dbgstr_w(bad[i]), code);
     }
+    test_unknown_options();
+    test_concurrency_limit();
     code = run_host(L"--help");
     ok(code == 0, "--help exited with %lu\n", code);
     /* Every workload moves and checks real bytes; any error or mismatch makes the exit non-zero. */

@@ -205,45 +205,59 @@ static void test_close_with_pending_read(void)
     CloseHandle(client);
 }
 
-static void test_socket(void)
+/* A connected loopback pair; the server end is bound to the host. */
+static void connect_sockets(SOCKET *listener, SOCKET *client, SOCKET *server)
 {
-    enum { SIZE = 100000 };
     struct sockaddr_in address = { 0 };
-    int length = sizeof(address), received = 0, n;
-    SOCKET listener, client, server;
-    struct request request;
-    BYTE *data = HeapAlloc(GetProcessHeap(), 0, SIZE), *back = HeapAlloc(GetProcessHeap(), 0, SIZE);
-    WSABUF buffer;
-    DWORD flags = 0;
+    int length = sizeof(address);
 
-    listener = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    *listener = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok(!bind(listener, (struct sockaddr *)&address, sizeof(address)), "bind failed: %d\n", WSAGetLastError());
-    ok(!listen(listener, 1), "listen failed: %d\n", WSAGetLastError());
-    getsockname(listener, (struct sockaddr *)&address, &length);
-    client = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
-    ok(!connect(client, (struct sockaddr *)&address, sizeof(address)), "connect failed: %d\n", WSAGetLastError());
-    server = accept(listener, NULL, NULL);
-    ok(server != INVALID_SOCKET, "accept failed: %d\n", WSAGetLastError());
-    bind_handle((HANDLE)server, "socket");
+    ok(!bind(*listener, (struct sockaddr *)&address, sizeof(address)), "bind failed: %d\n", WSAGetLastError());
+    ok(!listen(*listener, 1), "listen failed: %d\n", WSAGetLastError());
+    getsockname(*listener, (struct sockaddr *)&address, &length);
+    *client = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    ok(!connect(*client, (struct sockaddr *)&address, sizeof(address)), "connect failed: %d\n", WSAGetLastError());
+    *server = accept(*listener, NULL, NULL);
+    ok(*server != INVALID_SOCKET, "accept failed: %d\n", WSAGetLastError());
+    bind_handle((HANDLE)*server, "socket");
+}
 
-    /* Receive through the host. */
-    init_request(&request);
-    buffer.buf = (char *)back;
-    buffer.len = 5;
-    if (WSARecv(server, &buffer, 1, NULL, &flags, &request.clr.overlapped, NULL))
+static void start_receive(SOCKET server, BYTE *buffer, DWORD size, struct request *request)
+{
+    WSABUF wsabuf = { size, (char *)buffer };
+    DWORD flags = 0;
+
+    init_request(request);
+    if (WSARecv(server, &wsabuf, 1, NULL, &flags, &request->clr.overlapped, NULL))
         ok(WSAGetLastError() == WSA_IO_PENDING, "WSARecv failed: %d\n", WSAGetLastError());
+}
+
+/* Receive through the host. */
+static void test_socket_receive(SOCKET server, SOCKET client)
+{
+    struct request request;
+    BYTE back[5];
+
+    start_receive(server, back, sizeof(back), &request);
     ok(send(client, "ping!", 5, 0) == 5, "send failed: %d\n", WSAGetLastError());
     check_completion(&request, ERROR_SUCCESS, 5, "socket receive");
     ok(!memcmp(back, "ping!", 5), "the socket delivered other bytes\n");
     free_request(&request);
+}
 
-    /* Send through the host, read it on the other side. */
+/* Send through the host, read it on the other side. */
+static void test_socket_send(SOCKET server, SOCKET client)
+{
+    enum { SIZE = 100000 };
+    BYTE *data = HeapAlloc(GetProcessHeap(), 0, SIZE), *back = HeapAlloc(GetProcessHeap(), 0, SIZE);
+    WSABUF buffer = { SIZE, (char *)data };
+    struct request request;
+    int received = 0, n;
+
     fill_pattern(data, SIZE, 3);
     init_request(&request);
-    buffer.buf = (char *)data;
-    buffer.len = SIZE;
     if (WSASend(server, &buffer, 1, NULL, 0, &request.clr.overlapped, NULL))
         ok(WSAGetLastError() == WSA_IO_PENDING, "WSASend failed: %d\n", WSAGetLastError());
     while (received < SIZE && (n = recv(client, (char *)back + received, SIZE - received, 0)) > 0)
@@ -252,22 +266,32 @@ static void test_socket(void)
     check_completion(&request, ERROR_SUCCESS, SIZE, "socket send");
     ok(!memcmp(data, back, SIZE), "the bytes sent through the host differ\n");
     free_request(&request);
+    HeapFree(GetProcessHeap(), 0, data);
+    HeapFree(GetProcessHeap(), 0, back);
+}
 
-    /* The peer closing completes a pending receive with no bytes. */
-    init_request(&request);
-    buffer.buf = (char *)back;
-    buffer.len = 16;
-    flags = 0;
-    if (WSARecv(server, &buffer, 1, NULL, &flags, &request.clr.overlapped, NULL))
-        ok(WSAGetLastError() == WSA_IO_PENDING, "WSARecv failed: %d\n", WSAGetLastError());
+/* The peer closing completes a pending receive with no bytes. */
+static void test_socket_peer_close(SOCKET server, SOCKET client)
+{
+    struct request request;
+    BYTE back[16];
+
+    start_receive(server, back, sizeof(back), &request);
     closesocket(client);
     check_completion(&request, ERROR_SUCCESS, 0, "receive after the peer closed");
     free_request(&request);
+}
 
+static void test_socket(void)
+{
+    SOCKET listener, client, server;
+
+    connect_sockets(&listener, &client, &server);
+    test_socket_receive(server, client);
+    test_socket_send(server, client);
+    test_socket_peer_close(server, client);
     closesocket(server);
     closesocket(listener);
-    HeapFree(GetProcessHeap(), 0, data);
-    HeapFree(GetProcessHeap(), 0, back);
 }
 
 /* The CLR posts its own markers: a static OVERLAPPED with no host extension and a key that Bind

@@ -49,6 +49,55 @@ DWORD run_command(const WCHAR *command_line)
     return code;
 }
 
+/* Reads the pipe until every writer has closed it: the command and its children have exited. */
+static void read_output(HANDLE pipe, char *output, DWORD size)
+{
+    char chunk[512];
+    DWORD got, kept = 0, i;
+
+    while (ReadFile(pipe, chunk, sizeof(chunk), &got, NULL) && got)
+        for (i = 0; i < got; i++)
+            if (chunk[i] != '\r' && kept + 1 < size)
+                output[kept++] = chunk[i];
+    output[kept] = 0;
+}
+
+DWORD run_command_output(const WCHAR *command_line, char *output, DWORD size)
+{
+    SECURITY_ATTRIBUTES inherit = { sizeof(inherit), NULL, TRUE };
+    STARTUPINFOW startup;
+    PROCESS_INFORMATION process;
+    WCHAR *copy = _wcsdup(command_line);
+    HANDLE reader, writer;
+    DWORD code = (DWORD)-1;
+
+    output[0] = 0;
+    if (!CreatePipe(&reader, &writer, &inherit, 0))
+        return code;
+    SetHandleInformation(reader, HANDLE_FLAG_INHERIT, 0);
+    ZeroMemory(&startup, sizeof(startup));
+    startup.cb = sizeof(startup);
+    startup.dwFlags = STARTF_USESTDHANDLES;
+    startup.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
+    startup.hStdOutput = writer;
+    startup.hStdError = writer;
+    if (CreateProcessW(NULL, copy, NULL, NULL, TRUE, 0, NULL, NULL, &startup, &process))
+    {
+        CloseHandle(writer);
+        writer = NULL;
+        read_output(reader, output, size);
+        WaitForSingleObject(process.hProcess, 120000);
+        GetExitCodeProcess(process.hProcess, &code);
+        CloseHandle(process.hThread);
+        CloseHandle(process.hProcess);
+    }
+    if (writer)
+        CloseHandle(writer);
+    CloseHandle(reader);
+    free(copy);
+    return code;
+}
+
 #ifndef DBG_PRINTEXCEPTION_C
 #define DBG_PRINTEXCEPTION_C 0x40010006
 #endif

@@ -8,6 +8,9 @@
 void get_dll_path(WCHAR *path, DWORD size);
 /* Runs a command line and returns its exit code, or -1 if it could not start. */
 DWORD run_command(const WCHAR *command_line);
+/* The same, keeping what the command wrote to stdout and stderr, without carriage returns and
+ * cut to size - 1 characters. */
+DWORD run_command_output(const WCHAR *command_line, char *output, DWORD size);
 
 /* Lines that hostiocp sent to the debugger since collect_hostiocp_trace(). */
 struct trace_counts

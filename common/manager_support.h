@@ -1,0 +1,24 @@
+/* Helpers shared by the host programs and the tests, in plain C: creating and activating a
+ * manager, its settings and statistics extensions, and whether this process can run threads. */
+#ifndef HOSTIOCP_MANAGER_SUPPORT_H
+#define HOSTIOCP_MANAGER_SUPPORT_H
+
+#include <windows.h>
+#include <ole2.h>
+#include "hostiocp.h"
+
+/* True in a 32-bit process whose Wine runs under qemu-user (HOSTIOCP_I386_VIA_QEMU, see
+ * build-aux/wine-run), where threads are not reliable. */
+BOOL threads_unreliable(void);
+
+/* A manager of its own, through CLSID_HostIoCompletionManager. */
+HRESULT create_manager(IHostIoCompletionManager **manager);
+/* What the CLR does with a new manager: hands it the CLR's callback, then sets min..max threads
+ * (lowering the minimum first, so that any max works). */
+HRESULT activate_manager(IHostIoCompletionManager *manager, ICLRIoCompletionManager *clr, DWORD min, DWORD max);
+HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries);
+HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds);
+/* The port's statistics, or the whole manager's if port is NULL. */
+HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats);
+
+#endif
