@@ -57,10 +57,10 @@ static void test_progids(void)
 {
     static const struct { const WCHAR *progid; const CLSID *clsid; } progids[] =
     {
-        { L"HostIoCp.IoCompletionManager.1", &CLSID_HostIoCompletionManager },
-        { L"HostIoCp.IoCompletionManager", &CLSID_HostIoCompletionManager },
-        { L"HostIoCp.HostControl.1", &CLSID_HostIoCpHostControl },
-        { L"HostIoCp.HostControl", &CLSID_HostIoCpHostControl },
+        { HOSTIOCP_MANAGER_PROGID, &CLSID_HostIoCompletionManager },
+        { HOSTIOCP_MANAGER_VI_PROGID, &CLSID_HostIoCompletionManager },
+        { HOSTIOCP_HOST_CONTROL_PROGID, &CLSID_HostIoCpHostControl },
+        { HOSTIOCP_HOST_CONTROL_VI_PROGID, &CLSID_HostIoCpHostControl },
     };
     IUnknown *object;
     WCHAR *progid;
@@ -83,7 +83,7 @@ static void test_progids(void)
     ok(hr == S_OK, "ProgIDFromCLSID returned %#lx\n", hr);
     if (SUCCEEDED(hr))
     {
-        ok(!lstrcmpW(progid, L"HostIoCp.IoCompletionManager.1"), "ProgID is %s\n", wine_dbgstr_w(progid));
+        ok(!lstrcmpW(progid, HOSTIOCP_MANAGER_PROGID), "ProgID is %s\n", wine_dbgstr_w(progid));
         CoTaskMemFree(progid);
     }
 }

@@ -2,15 +2,13 @@
  * and per user, in this process's bitness view, and that a failed registration leaves nothing. */
 #include <windows.h>
 #include <ole2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #define STANDALONE
 #include <wine/test.h>
 #include "hostiocp.h"
 #include "support.h"
 
-#define MANAGER_CLSID L"{198174B4-B653-4E14-A2C4-4DBC75550165}"
-#define CONTROL_CLSID L"{58AE5529-FEA8-4B5F-97BA-7B1E3BF367AB}"
-#define TYPELIB_LIBID L"{C63A41B6-E730-4DAF-B73A-2ED99B7735B0}"
 #ifdef _WIN64
 #define PLATFORM L"win64"
 #define OTHER_VIEW KEY_WOW64_32KEY
@@ -20,6 +18,22 @@
 #endif
 
 static WCHAR dll_path[MAX_PATH * 2];
+/* As StringFromGUID2 writes the IDL's GUIDs. */
+static WCHAR manager_clsid[39], control_clsid[39], typelib_libid[39];
+
+/* A key path from a format, in one of 16 buffers that are reused in turn. */
+static const WCHAR *key_path(const WCHAR *format, ...)
+{
+    static WCHAR buffers[16][512];
+    static unsigned int next;
+    WCHAR *buffer = buffers[next++ % ARRAYSIZE(buffers)];
+    va_list args;
+
+    va_start(args, format);
+    vswprintf(buffer, ARRAYSIZE(buffers[0]), format, args);
+    va_end(args);
+    return buffer;
+}
 static HMODULE dll;
 static HRESULT (WINAPI *pDllInstall)(BOOL, const WCHAR *);
 static HRESULT (WINAPI *pDllRegisterServer)(void);
@@ -67,40 +81,40 @@ static BOOL has_other_view(void)
 
 static void check_registered(HKEY hive, const char *where)
 {
-    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
        "%s: manager InprocServer32 is not %s\n", where, wine_dbgstr_w(dll_path));
-    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", L"ThreadingModel", L"Both"),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), L"ThreadingModel", L"Both"),
        "%s: ThreadingModel is not Both\n", where);
-    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\ProgID", NULL, L"HostIoCp.IoCompletionManager.1"),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\ProgID", manager_clsid), NULL, HOSTIOCP_MANAGER_PROGID),
        "%s: manager ProgID\n", where);
-    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\VersionIndependentProgID", NULL, L"HostIoCp.IoCompletionManager"),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\VersionIndependentProgID", manager_clsid), NULL, HOSTIOCP_MANAGER_VI_PROGID),
        "%s: manager VersionIndependentProgID\n", where);
-    ok(value_is(hive, L"CLSID\\" MANAGER_CLSID L"\\TypeLib", NULL, TYPELIB_LIBID), "%s: manager TypeLib\n", where);
-    ok(value_is(hive, L"HostIoCp.IoCompletionManager.1\\CLSID", NULL, MANAGER_CLSID), "%s: ProgID CLSID\n", where);
-    ok(value_is(hive, L"HostIoCp.IoCompletionManager\\CLSID", NULL, MANAGER_CLSID), "%s: VI ProgID CLSID\n", where);
-    ok(value_is(hive, L"HostIoCp.IoCompletionManager\\CurVer", NULL, L"HostIoCp.IoCompletionManager.1"),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\TypeLib", manager_clsid), NULL, typelib_libid), "%s: manager TypeLib\n", where);
+    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_PROGID), NULL, manager_clsid), "%s: ProgID CLSID\n", where);
+    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_VI_PROGID), NULL, manager_clsid), "%s: VI ProgID CLSID\n", where);
+    ok(value_is(hive, key_path(L"%ls\\CurVer", HOSTIOCP_MANAGER_VI_PROGID), NULL, HOSTIOCP_MANAGER_PROGID),
        "%s: CurVer\n", where);
-    ok(value_is(hive, L"CLSID\\" CONTROL_CLSID L"\\InprocServer32", NULL, dll_path),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), NULL, dll_path),
        "%s: host control InprocServer32\n", where);
-    ok(value_is(hive, L"CLSID\\" CONTROL_CLSID L"\\InprocServer32", L"ThreadingModel", L"Both"),
+    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), L"ThreadingModel", L"Both"),
        "%s: host control ThreadingModel\n", where);
-    ok(value_is(hive, L"HostIoCp.HostControl.1\\CLSID", NULL, CONTROL_CLSID), "%s: host control ProgID\n", where);
-    ok(value_is(hive, L"TypeLib\\" TYPELIB_LIBID L"\\1.0\\0\\" PLATFORM, NULL, dll_path), "%s: TypeLib path\n", where);
+    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_HOST_CONTROL_PROGID), NULL, control_clsid), "%s: host control ProgID\n", where);
+    ok(value_is(hive, key_path(L"TypeLib\\%ls\\1.0\\0\\" PLATFORM, typelib_libid), NULL, dll_path), "%s: TypeLib path\n", where);
     /* CLSID keys are per bitness, in HKCU as in HKLM: the other view may name the other
      * bitness's DLL, never this one.  Wine 8 shares HKCU's CLSID keys between the views. */
     if (has_other_view())
         todo_wine_if(hive == HKEY_CURRENT_USER)
-        ok(!value_in_view_is(hive, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+        ok(!value_in_view_is(hive, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
            "%s: this DLL is registered in the other bitness's view too\n", where);
 }
 
 static void check_unregistered(HKEY hive, const char *where)
 {
-    static const WCHAR *const keys[] =
+    const WCHAR *const keys[] =
     {
-        L"CLSID\\" MANAGER_CLSID, L"CLSID\\" CONTROL_CLSID, L"HostIoCp.IoCompletionManager.1",
-        L"HostIoCp.IoCompletionManager", L"HostIoCp.HostControl.1", L"HostIoCp.HostControl",
-        L"TypeLib\\" TYPELIB_LIBID,
+        key_path(L"CLSID\\%ls", manager_clsid), key_path(L"CLSID\\%ls", control_clsid), HOSTIOCP_MANAGER_PROGID,
+        HOSTIOCP_MANAGER_VI_PROGID, HOSTIOCP_HOST_CONTROL_PROGID, HOSTIOCP_HOST_CONTROL_VI_PROGID,
+        key_path(L"TypeLib\\%ls", typelib_libid),
     };
     size_t i;
 
@@ -182,7 +196,7 @@ static void test_user_round_trip(void)
     ok(code == 0, "regsvr32 /u /n /i:user exited with %lu\n", code);
     check_unregistered(HKEY_CURRENT_USER, "after per-user unregistration");
     /* The per-machine registration is untouched. */
-    ok(value_is(HKEY_LOCAL_MACHINE, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, dll_path),
+    ok(value_is(HKEY_LOCAL_MACHINE, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
        "per-user unregistration touched HKLM\n");
 }
 
@@ -258,7 +272,7 @@ static void test_both_bitnesses_from_different_folders(void)
     swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s \"%ls\"", other);
     code = run_command(command);
     ok(code == 0, "regsvr32 %s exited with %lu\n", wine_dbgstr_w(other), code);
-    ok(value_in_view_is(HKEY_LOCAL_MACHINE, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32", NULL, other),
+    ok(value_in_view_is(HKEY_LOCAL_MACHINE, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, other),
        "the other bitness is not registered in its view\n");
     swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s /u \"%ls\"", other);
     code = run_command(command);
@@ -267,7 +281,7 @@ static void test_both_bitnesses_from_different_folders(void)
     hr = pDllUnregisterServer();
     ok(hr == S_OK, "DllUnregisterServer returned %#lx\n", hr);
     check_unregistered(HKEY_LOCAL_MACHINE, "after both bitnesses unregistered");
-    ok(!key_exists(HKEY_LOCAL_MACHINE, OTHER_VIEW, L"CLSID\\" MANAGER_CLSID), "the other view kept its CLSID key\n");
+    ok(!key_exists(HKEY_LOCAL_MACHINE, OTHER_VIEW, key_path(L"CLSID\\%ls", manager_clsid)), "the other view kept its CLSID key\n");
 }
 
 static void test_dllinstall_arguments(void)
@@ -294,7 +308,7 @@ static void test_failed_registration_leaves_nothing(void)
     HRESULT hr;
 
     /* A volatile key cannot get persistent subkeys: registration fails part-way through. */
-    status = RegCreateKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\HostIoCp.HostControl.1", 0, NULL,
+    status = RegCreateKeyExW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\%ls", HOSTIOCP_HOST_CONTROL_PROGID), 0, NULL,
                              REG_OPTION_VOLATILE, KEY_ALL_ACCESS, NULL, &blocker, NULL);
     ok(!status, "RegCreateKeyEx failed: %ld\n", status);
     hr = pDllInstall(TRUE, L"user");
@@ -302,8 +316,8 @@ static void test_failed_registration_leaves_nothing(void)
     RegQueryInfoKeyW(blocker, NULL, NULL, NULL, &subkeys, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     ok(subkeys == 0, "the blocking key got %lu subkeys\n", subkeys);
     RegCloseKey(blocker);
-    ok(key_exists(HKEY_CURRENT_USER, 0, L"HostIoCp.HostControl.1"), "the key that was there is gone\n");
-    RegDeleteKeyW(HKEY_CURRENT_USER, L"Software\\Classes\\HostIoCp.HostControl.1");
+    ok(key_exists(HKEY_CURRENT_USER, 0, HOSTIOCP_HOST_CONTROL_PROGID), "the key that was there is gone\n");
+    RegDeleteKeyW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\%ls", HOSTIOCP_HOST_CONTROL_PROGID));
     check_unregistered(HKEY_CURRENT_USER, "after a failed registration");
 }
 
@@ -314,22 +328,25 @@ static void test_unregister_keeps_what_others_added(void)
     HRESULT hr = pDllInstall(TRUE, L"user");
 
     ok(hr == S_OK, "DllInstall(TRUE, user) returned %#lx\n", hr);
-    RegOpenKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID, 0, KEY_ALL_ACCESS, &key);
+    RegOpenKeyExW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\CLSID\\%ls", manager_clsid), 0, KEY_ALL_ACCESS, &key);
     RegSetValueExW(key, L"AddedByOthers", 0, REG_SZ, (const BYTE *)L"1", 2 * sizeof(WCHAR));
     RegCloseKey(key);
     hr = pDllInstall(FALSE, L"user");
     ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
-    ok(!key_exists(HKEY_CURRENT_USER, 0, L"CLSID\\" MANAGER_CLSID L"\\InprocServer32"), "InprocServer32 stayed\n");
-    ok(!RegOpenKeyExW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID, 0, KEY_ALL_ACCESS, &key),
+    ok(!key_exists(HKEY_CURRENT_USER, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid)), "InprocServer32 stayed\n");
+    ok(!RegOpenKeyExW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\CLSID\\%ls", manager_clsid), 0, KEY_ALL_ACCESS, &key),
        "a key holding someone else's value was deleted\n");
     RegQueryInfoKeyW(key, NULL, NULL, NULL, NULL, NULL, NULL, &values, NULL, NULL, NULL, NULL);
     ok(values == 1, "%lu values left, expected just the foreign one\n", values);
     RegCloseKey(key);
-    RegDeleteKeyW(HKEY_CURRENT_USER, L"Software\\Classes\\CLSID\\" MANAGER_CLSID);
+    RegDeleteKeyW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\CLSID\\%ls", manager_clsid));
 }
 
 START_TEST(registration)
 {
+    StringFromGUID2(&CLSID_HostIoCompletionManager, manager_clsid, ARRAYSIZE(manager_clsid));
+    StringFromGUID2(&CLSID_HostIoCpHostControl, control_clsid, ARRAYSIZE(control_clsid));
+    StringFromGUID2(&LIBID_HostIoCpLib, typelib_libid, ARRAYSIZE(typelib_libid));
     get_dll_path(dll_path, ARRAYSIZE(dll_path));
     trace("testing %s\n", wine_dbgstr_w(dll_path));
     dll = LoadLibraryW(dll_path);
