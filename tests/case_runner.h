@@ -16,6 +16,10 @@ struct test_case
 
 #define TEST_CASE(test) { #test, test }
 
+/* Ends the running test as skipped, saying why: its process exits with 77, which the parent
+ * counts as a skip, never as a pass. */
+void skip_test(const char *format, ...) __attribute__((format(printf, 1, 2), noreturn));
+
 /* A suite with one TCase per test, named after the test, each with the fixture. */
 Suite *suite_of_cases(const char *name, const struct test_case *cases, int count, SFun setup, SFun teardown);
 

@@ -577,6 +577,126 @@ START_TEST(idle_threads_above_minimum_retire)
 }
 END_TEST
 
+static void create_bound_pipe(IHostIoCompletionManager *manager, HANDLE port, const char *what, int i,
+                              HANDLE *server, HANDLE *client)
+{
+    WCHAR name[64];
+
+    swprintf(name, 64, L"\\\\.\\pipe\\hostiocp-%hs-%lu-%d", what, GetCurrentProcessId(), i);
+    *server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE, 1, 64, 64, 0, NULL);
+    *client = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    ck_assert(*server != INVALID_HANDLE_VALUE && *client != INVALID_HANDLE_VALUE);
+    if (manager)
+        ck_assert_hr(IHostIoCompletionManager_Bind(manager, port, *server), S_OK);
+}
+
+/* Whether GetThreadIOPendingFlag sees a read this thread has pending. */
+static BOOL system_tells_pending_io(void)
+{
+    OVERLAPPED read = { 0 };
+    HANDLE server, client;
+    BOOL pending = FALSE;
+    DWORD bytes;
+    char byte;
+
+    create_bound_pipe(NULL, NULL, "pending-flag", 0, &server, &client);
+    read.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    ck_assert(!ReadFile(server, &byte, 1, NULL, &read) && GetLastError() == ERROR_IO_PENDING);
+    ck_assert(GetThreadIOPendingFlag(GetCurrentThread(), &pending));
+    CancelIoEx(server, &read);
+    GetOverlappedResult(server, &read, &bytes, TRUE);
+    CloseHandle(read.hEvent);
+    CloseHandle(client);
+    CloseHandle(server);
+    return pending;
+}
+
+/* Two callbacks on two threads each start a pipe read; then the minimum drops to 1 and one
+ * thread retires and parks.  With its read pending it must not end, however long it idles;
+ * once the read completed, it ends after its idle timeout. */
+struct pending_readers
+{
+    HANDLE servers[2], clients[2];
+    OVERLAPPED starters[2], reads[2];
+    char buffers[2][8];
+    DWORD thread_ids[2];
+    volatile LONG inside;
+    HANDLE both_inside;
+};
+
+static void read_and_remember_thread(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct pending_readers *state = fake->context;
+    int i;
+
+    (void)error; (void)bytes;
+    for (i = 0; i < 2; i++)
+        if (overlapped == &state->starters[i])
+        {
+            state->thread_ids[i] = GetCurrentThreadId();
+            ReadFile(state->servers[i], state->buffers[i], sizeof(state->buffers[i]), NULL, &state->reads[i]);
+            if (InterlockedIncrement(&state->inside) == 2)
+                SetEvent(state->both_inside);
+            WaitForSingleObject(state->both_inside, WAIT_MS);  /* so that each read has its own thread */
+        }
+}
+
+static BOOL parked_is(const HOSTIOCP_STATISTICS *stats, LONG parked)
+{
+    return stats->ThreadsParked == (DWORD)parked;
+}
+
+START_TEST(thread_with_io_pending_does_not_end)
+{
+    struct pending_readers state = { 0 };
+    IHostIoCompletionManager *manager;
+    HANDLE port, threads[2];
+    DWORD written;
+    int i;
+
+    if (!system_tells_pending_io())
+    {
+        skip_test("GetThreadIOPendingFlag cannot tell a thread's pending I/O here (Wine answers FALSE); "
+                  "parked threads stay until Close instead");
+    }
+    manager = start(2, 2, &port);
+    ck_assert_hr(set_idle_timeout(manager, 50), S_OK);
+    for (i = 0; i < 2; i++)
+        create_bound_pipe(manager, port, "pending", i, &state.servers[i], &state.clients[i]);
+    state.both_inside = CreateEventW(NULL, TRUE, FALSE, NULL);
+    clr->hook = read_and_remember_thread;
+    clr->context = &state;
+    fake_clr_expect(clr, 2);
+    for (i = 0; i < 2; i++)
+        ck_assert(PostQueuedCompletionStatus(port, 0, 0, &state.starters[i]));
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_int_ne(state.thread_ids[0], state.thread_ids[1]);
+    for (i = 0; i < 2; i++)
+        ck_assert_ptr_nonnull(threads[i] = OpenThread(SYNCHRONIZE, FALSE, state.thread_ids[i]));
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
+    ck_assert_msg(wait_for_statistics(manager, port, parked_is, 1, 5000), "no idle thread retired");
+    /* Twenty idle timeouts: each thread has a read pending, so neither may end. */
+    ck_assert_int_eq(WaitForMultipleObjects(2, threads, FALSE, 20 * 50), WAIT_TIMEOUT);
+    fake_clr_expect(clr, 2);
+    for (i = 0; i < 2; i++)
+        ck_assert(WriteFile(state.clients[i], "abcdefgh", 8, &written, NULL));
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    for (i = 0; i < 2; i++)
+        ck_assert_int_eq(memcmp(state.buffers[i], "abcdefgh", 8), 0);
+    /* Nothing pending any more: the parked thread ends after its idle timeout. */
+    ck_assert_int_lt(WaitForMultipleObjects(2, threads, FALSE, 5000), WAIT_OBJECT_0 + 2);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    clr->hook = NULL;
+    for (i = 0; i < 2; i++)
+    {
+        CloseHandle(threads[i]);
+        CloseHandle(state.clients[i]);
+        CloseHandle(state.servers[i]);
+    }
+    CloseHandle(state.both_inside);
+}
+END_TEST
+
 /* Four callbacks each start a pipe read, then the maximum drops to 1 and three threads retire.
  * Under Wine a read completes through the thread that issued it: the reads must still arrive. */
 struct reads_in_callbacks
@@ -1147,6 +1267,7 @@ int main(int argc, char **argv)
         TEST_CASE(idle_threads_above_minimum_retire),
         TEST_CASE(lowered_maximum_retires_threads_after_callbacks),
         TEST_CASE(io_started_by_a_retired_thread_still_completes),
+        TEST_CASE(thread_with_io_pending_does_not_end),
         TEST_CASE(release_dispatches_everything_queued),
         TEST_CASE(close_dispatches_every_packet_queued_before_it),
         TEST_CASE(batched_close_is_quick),
