@@ -735,16 +735,7 @@ START_TEST(io_started_by_a_retired_thread_still_completes)
 
     manager = start(4, 4, &port);
     for (i = 0; i < 4; i++)
-    {
-        WCHAR name[64];
-
-        swprintf(name, 64, L"\\\\.\\pipe\\hostiocp-retired-%lu-%d", GetCurrentProcessId(), i);
-        state.servers[i] = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE, 1,
-                                            64, 64, 0, NULL);
-        state.clients[i] = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
-        ck_assert(state.servers[i] != INVALID_HANDLE_VALUE && state.clients[i] != INVALID_HANDLE_VALUE);
-        ck_assert_hr(IHostIoCompletionManager_Bind(manager, port, state.servers[i]), S_OK);
-    }
+        create_bound_pipe(manager, port, "retired", i, &state.servers[i], &state.clients[i]);
     state.all_inside = CreateEventW(NULL, TRUE, FALSE, NULL);
     state.go_on = CreateEventW(NULL, TRUE, FALSE, NULL);
     clr->hook = start_read_in_callback;
