@@ -1,6 +1,7 @@
 /* The DLL's entry points and module lifetime. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <winternl.h>
 #include "hostiocp_private.h"
 
@@ -9,6 +10,7 @@ BOOL NTAPI RtlIsCriticalSectionLockedByThread(RTL_CRITICAL_SECTION *section);
 
 HINSTANCE hostiocp_instance;
 BOOL hostiocp_trace_enabled;
+BOOL hostiocp_warn_enabled;
 static volatile LONG module_refs;
 static DWORD pool_tls = TLS_OUT_OF_INDEXES;
 
@@ -68,10 +70,11 @@ struct worker *current_worker(void)
     return pool_tls == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(pool_tls);
 }
 
-void hostiocp_trace_line(const char *format, ...)
+void hostiocp_debug_line(const char *marker, const char *function, const char *format, ...)
 {
     char line[512];
-    int prefix = snprintf(line, sizeof(line), "hostiocp[%04lx]: ", GetCurrentThreadId());
+    int prefix = snprintf(line, sizeof(line), "hostiocp[%04lx]: %s%s%s", GetCurrentThreadId(), marker,
+                          function ? function : "", function ? " " : "");
     va_list args;
 
     va_start(args, format);
@@ -81,11 +84,34 @@ void hostiocp_trace_line(const char *format, ...)
     OutputDebugStringA(line);
 }
 
-static BOOL trace_requested(void)
+/* Wine's debugstr_guid: "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}", or "(null)", in one of eight
+ * buffers that calls take in turn, so that a line can format a few GUIDs while other threads
+ * trace too. */
+const char *debugstr_guid(const GUID *guid)
+{
+    static char buffers[8][39];
+    static volatile LONG next;
+    char *buffer;
+
+    if (!guid)
+        return "(null)";
+    buffer = buffers[(ULONG)InterlockedIncrement(&next) % ARRAYSIZE(buffers)];
+    snprintf(buffer, sizeof(buffers[0]), "{%08lx-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x}",
+             (unsigned long)guid->Data1, guid->Data2, guid->Data3, guid->Data4[0], guid->Data4[1],
+             guid->Data4[2], guid->Data4[3], guid->Data4[4], guid->Data4[5], guid->Data4[6], guid->Data4[7]);
+    return buffer;
+}
+
+/* HOSTIOCP_TRACE=warn: warnings only; any other value but 0: trace and warnings. */
+static void read_trace_setting(void)
 {
     char value[8];
     DWORD length = GetEnvironmentVariableA("HOSTIOCP_TRACE", value, sizeof(value));
-    return length > 0 && length < sizeof(value) && strcmp(value, "0") != 0;
+
+    if (!length || length >= sizeof(value) || !strcmp(value, "0"))
+        return;
+    hostiocp_warn_enabled = TRUE;
+    hostiocp_trace_enabled = lstrcmpiA(value, "warn") != 0;
 }
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
@@ -94,7 +120,7 @@ BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
     {
         hostiocp_instance = instance;
         DisableThreadLibraryCalls(instance);
-        hostiocp_trace_enabled = trace_requested();
+        read_trace_setting();
         if ((pool_tls = TlsAlloc()) == TLS_OUT_OF_INDEXES)
             return FALSE;
         TRACE("loaded");

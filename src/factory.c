@@ -15,7 +15,7 @@ static inline struct class_factory *impl_from_IClassFactory(IClassFactory *iface
 
 static HRESULT WINAPI factory_QueryInterface(IClassFactory *iface, REFIID riid, void **out)
 {
-    TRACE("factory QueryInterface(%p, %p)", riid, out);
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
     if (!out)
         return E_POINTER;
     *out = NULL;
@@ -27,19 +27,20 @@ static HRESULT WINAPI factory_QueryInterface(IClassFactory *iface, REFIID riid, 
         IClassFactory_AddRef(iface);
         return S_OK;
     }
+    WARN("%s not implemented.", debugstr_guid(riid));
     return E_NOINTERFACE;
 }
 
 /* The class objects are static; their lifetime is the module's, kept by LockServer. */
 static ULONG WINAPI factory_AddRef(IClassFactory *iface)
 {
-    (void)iface;
+    TRACE_CALL("%p.", iface);
     return 2;
 }
 
 static ULONG WINAPI factory_Release(IClassFactory *iface)
 {
-    (void)iface;
+    TRACE_CALL("%p.", iface);
     return 1;
 }
 
@@ -48,6 +49,7 @@ static HRESULT WINAPI factory_CreateInstance(IClassFactory *iface, IUnknown *out
 {
     struct class_factory *factory = impl_from_IClassFactory(iface);
 
+    TRACE_CALL("%p, %p, %s, %p.", iface, outer, debugstr_guid(riid), out);
     if (!out)
         return E_POINTER;
     *out = NULL;
@@ -77,8 +79,7 @@ static BOOL take_back_a_lock(void)
 
 static HRESULT WINAPI factory_LockServer(IClassFactory *iface, BOOL lock)
 {
-    (void)iface;
-    TRACE("LockServer(%d)", lock);
+    TRACE_CALL("%p, %d.", iface, lock);
     if (lock)
     {
         InterlockedIncrement(&server_locks);

@@ -19,6 +19,7 @@ static HRESULT WINAPI host_control_QueryInterface(IHostControl *iface, REFIID ri
 {
     struct host_control *control = impl_from_IHostControl(iface);
 
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
     if (!out)
         return E_POINTER;
     *out = NULL;
@@ -32,21 +33,26 @@ static HRESULT WINAPI host_control_QueryInterface(IHostControl *iface, REFIID ri
     }
     if (IsEqualIID(riid, &IID_IMarshal))
         return IUnknown_QueryInterface(control->marshaler, riid, out);
+    WARN("%s not implemented.", debugstr_guid(riid));
     return E_NOINTERFACE;
 }
 
 static ULONG WINAPI host_control_AddRef(IHostControl *iface)
 {
     struct host_control *control = impl_from_IHostControl(iface);
-    return InterlockedIncrement(&control->refs);
+    ULONG refcount = InterlockedIncrement(&control->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    return refcount;
 }
 
 static ULONG WINAPI host_control_Release(IHostControl *iface)
 {
     struct host_control *control = impl_from_IHostControl(iface);
-    ULONG refs = InterlockedDecrement(&control->refs);
+    ULONG refcount = InterlockedDecrement(&control->refs);
 
-    if (!refs)
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    if (!refcount)
     {
         if (control->manager)
             IHostIoCompletionManager_Release(control->manager);
@@ -55,7 +61,7 @@ static ULONG WINAPI host_control_Release(IHostControl *iface)
         HeapFree(GetProcessHeap(), 0, control);
         module_release();
     }
-    return refs;
+    return refcount;
 }
 
 static HRESULT get_manager(struct host_control *control, IHostIoCompletionManager **out)
@@ -81,6 +87,7 @@ static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID ri
 {
     struct host_control *control = impl_from_IHostControl(iface);
 
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
     if (!out)
         return E_POINTER;
     *out = NULL;
@@ -88,6 +95,7 @@ static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID ri
         return E_INVALIDARG;
     if (IsEqualIID(riid, &IID_IHostIoCompletionManager))
         return get_manager(control, (IHostIoCompletionManager **)out);
+    WARN("manager %s not provided.", debugstr_guid(riid));
     return E_NOINTERFACE;
 }
 
@@ -95,9 +103,7 @@ static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID ri
 static HRESULT WINAPI host_control_SetAppDomainManager(IHostControl *iface, DWORD domain,
                                                        IUnknown *domain_manager)
 {
-    (void)iface;
-    (void)domain;
-    (void)domain_manager;
+    TRACE_CALL("%p, %lu, %p.", iface, domain, domain_manager);
     return S_OK;
 }
 

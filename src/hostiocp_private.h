@@ -29,10 +29,19 @@ struct worker;
 void set_current_worker(struct worker *worker);
 struct worker *current_worker(void);
 
-/* ---- tracing (dllmain.c): HOSTIOCP_TRACE=1 sends lines to OutputDebugString ---- */
+/* ---- tracing (dllmain.c): lines to OutputDebugString, "hostiocp[tid]: " first ----
+ * HOSTIOCP_TRACE=1 turns on TRACE and WARN lines, HOSTIOCP_TRACE=warn only WARN lines; both are
+ * read once, when the DLL loads.  TRACE(...) prints its line as it is; TRACE_CALL(...), for a
+ * COM method's entry, and WARN(...) name the function first, as Wine's debug channels do, and
+ * WARN lines say "warn: " before it. */
 extern BOOL hostiocp_trace_enabled;
-void hostiocp_trace_line(const char *format, ...) __attribute__((format(printf, 1, 2)));
-#define TRACE(...) do { if (hostiocp_trace_enabled) hostiocp_trace_line(__VA_ARGS__); } while (0)
+extern BOOL hostiocp_warn_enabled;
+void hostiocp_debug_line(const char *marker, const char *function, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *debugstr_guid(const GUID *guid);
+#define TRACE(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", NULL, __VA_ARGS__); } while (0)
+#define TRACE_CALL(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", __func__, __VA_ARGS__); } while (0)
+#define WARN(...) do { if (hostiocp_warn_enabled) hostiocp_debug_line("warn: ", __func__, __VA_ARGS__); } while (0)
 
 /* ---- objects (manager.c, hostcontrol.c) ---- */
 HRESULT manager_create(IUnknown *outer, REFIID riid, void **out);

@@ -29,10 +29,9 @@ static inline struct manager *impl_from_IHostIoCpSettings(IHostIoCpSettings *ifa
     return CONTAINING_RECORD(iface, struct manager, IHostIoCpSettings_iface);
 }
 
-static HRESULT WINAPI manager_QueryInterface(IHostIoCompletionManager *iface, REFIID riid, void **out)
+/* QueryInterface for all three interfaces; E_NOINTERFACE is for the caller to warn about. */
+static HRESULT query_interface(struct manager *manager, REFIID riid, void **out)
 {
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-
     if (!out)
         return E_POINTER;
     *out = NULL;
@@ -52,10 +51,24 @@ static HRESULT WINAPI manager_QueryInterface(IHostIoCompletionManager *iface, RE
     return S_OK;
 }
 
+static HRESULT WINAPI manager_QueryInterface(IHostIoCompletionManager *iface, REFIID riid, void **out)
+{
+    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
+    HRESULT hr;
+
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
+    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
+        WARN("%s not implemented.", debugstr_guid(riid));
+    return hr;
+}
+
 static ULONG WINAPI manager_AddRef(IHostIoCompletionManager *iface)
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-    return InterlockedIncrement(&manager->refs);
+    ULONG refcount = InterlockedIncrement(&manager->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    return refcount;
 }
 
 static void manager_destroy(struct manager *manager)
@@ -71,18 +84,19 @@ static void manager_destroy(struct manager *manager)
 static ULONG WINAPI manager_Release(IHostIoCompletionManager *iface)
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-    ULONG refs = InterlockedDecrement(&manager->refs);
+    ULONG refcount = InterlockedDecrement(&manager->refs);
 
-    if (!refs)
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    if (!refcount)
         manager_destroy(manager);
-    return refs;
+    return refcount;
 }
 
 static HRESULT WINAPI manager_CreateIoCompletionPort(IHostIoCompletionManager *iface, HANDLE *port)
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("CreateIoCompletionPort(%p)", port);
+    TRACE_CALL("%p, %p.", iface, port);
     if (!port)
         return E_POINTER;
     *port = NULL;
@@ -93,7 +107,7 @@ static HRESULT WINAPI manager_CloseIoCompletionPort(IHostIoCompletionManager *if
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("CloseIoCompletionPort(%p)", port);
+    TRACE_CALL("%p, %p.", iface, port);
     if (!port || port == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
     return engine_close_port(manager->engine, port);
@@ -103,7 +117,7 @@ static HRESULT WINAPI manager_SetMaxThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("SetMaxThreads(%lu)", count);
+    TRACE_CALL("%p, %lu.", iface, count);
     return engine_set_max_threads(manager->engine, count);
 }
 
@@ -111,7 +125,7 @@ static HRESULT WINAPI manager_GetMaxThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("GetMaxThreads(%p)", count);
+    TRACE_CALL("%p, %p.", iface, count);
     if (!count)
         return E_POINTER;
     *count = engine_max_threads(manager->engine);
@@ -122,7 +136,7 @@ static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *ifac
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("GetAvailableThreads(%p)", count);
+    TRACE_CALL("%p, %p.", iface, count);
     if (!count)
         return E_POINTER;
     *count = engine_available_threads(manager->engine);
@@ -131,8 +145,7 @@ static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *ifac
 
 static HRESULT WINAPI manager_GetHostOverlappedSize(IHostIoCompletionManager *iface, DWORD *size)
 {
-    (void)iface;
-    TRACE("GetHostOverlappedSize(%p)", size);
+    TRACE_CALL("%p, %p.", iface, size);
     if (!size)
         return E_POINTER;
     *size = sizeof(HOSTIOCP_OVERLAPPED_EXTENSION);
@@ -144,7 +157,7 @@ static HRESULT WINAPI manager_SetCLRIoCompletionManager(IHostIoCompletionManager
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("SetCLRIoCompletionManager(%p)", clr);
+    TRACE_CALL("%p, %p.", iface, clr);
     if (!clr)
         return E_POINTER;
     return engine_set_clr(manager->engine, clr);
@@ -155,7 +168,7 @@ static HRESULT WINAPI manager_InitializeHostOverlapped(IHostIoCompletionManager 
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
     HOSTIOCP_OVERLAPPED_EXTENSION extension;
 
-    TRACE("InitializeHostOverlapped(%p)", overlapped);
+    TRACE_CALL("%p, %p.", iface, overlapped);
     if (!overlapped)
         return E_POINTER;
     extension.Tag = HOSTIOCP_OVERLAPPED_TAG;
@@ -170,7 +183,7 @@ static HRESULT WINAPI manager_Bind(IHostIoCompletionManager *iface, HANDLE port,
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("Bind(%p, %p)", port, handle);
+    TRACE_CALL("%p, %p, %p.", iface, port, handle);
     if (!handle || handle == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
     return engine_bind(manager->engine, port, handle);
@@ -180,7 +193,7 @@ static HRESULT WINAPI manager_SetMinThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("SetMinThreads(%lu)", count);
+    TRACE_CALL("%p, %lu.", iface, count);
     return engine_set_min_threads(manager->engine, count);
 }
 
@@ -188,7 +201,7 @@ static HRESULT WINAPI manager_GetMinThreads(IHostIoCompletionManager *iface, DWO
 {
     struct manager *manager = impl_from_IHostIoCompletionManager(iface);
 
-    TRACE("GetMinThreads(%p)", count);
+    TRACE_CALL("%p, %p.", iface, count);
     if (!count)
         return E_POINTER;
     *count = engine_min_threads(manager->engine);
@@ -216,19 +229,32 @@ static const IHostIoCompletionManagerVtbl manager_vtbl =
 static HRESULT WINAPI statistics_QueryInterface(IHostIoCpStatistics *iface, REFIID riid, void **out)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    return manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
+    HRESULT hr;
+
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
+    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
+        WARN("%s not implemented.", debugstr_guid(riid));
+    return hr;
 }
 
 static ULONG WINAPI statistics_AddRef(IHostIoCpStatistics *iface)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    return manager_AddRef(&manager->IHostIoCompletionManager_iface);
+    ULONG refcount = InterlockedIncrement(&manager->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    return refcount;
 }
 
 static ULONG WINAPI statistics_Release(IHostIoCpStatistics *iface)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    return manager_Release(&manager->IHostIoCompletionManager_iface);
+    ULONG refcount = InterlockedDecrement(&manager->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    if (!refcount)
+        manager_destroy(manager);
+    return refcount;
 }
 
 /* Callers built against version 1.0 pass the smaller structure; they get its fields only. */
@@ -254,11 +280,11 @@ static HRESULT copy_statistics(HRESULT hr, const HOSTIOCP_STATISTICS *all, HOSTI
 static HRESULT WINAPI statistics_GetStatistics(IHostIoCpStatistics *iface, HOSTIOCP_STATISTICS *stats)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    HRESULT hr = check_statistics_buffer(stats);
     HOSTIOCP_STATISTICS all;
+    HRESULT hr;
 
-    TRACE("GetStatistics(%p)", stats);
-    if (FAILED(hr))
+    TRACE_CALL("%p, %p.", iface, stats);
+    if (FAILED(hr = check_statistics_buffer(stats)))
         return hr;
     return copy_statistics(engine_statistics(manager->engine, &all), &all, stats);
 }
@@ -267,11 +293,11 @@ static HRESULT WINAPI statistics_GetPortStatistics(IHostIoCpStatistics *iface, H
                                                    HOSTIOCP_STATISTICS *stats)
 {
     struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    HRESULT hr = check_statistics_buffer(stats);
     HOSTIOCP_STATISTICS all;
+    HRESULT hr;
 
-    TRACE("GetPortStatistics(%p, %p)", port, stats);
-    if (FAILED(hr))
+    TRACE_CALL("%p, %p, %p.", iface, port, stats);
+    if (FAILED(hr = check_statistics_buffer(stats)))
         return hr;
     if (!port || port == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
@@ -290,26 +316,39 @@ static const IHostIoCpStatisticsVtbl statistics_vtbl =
 static HRESULT WINAPI settings_QueryInterface(IHostIoCpSettings *iface, REFIID riid, void **out)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    return manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
+    HRESULT hr;
+
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
+    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
+        WARN("%s not implemented.", debugstr_guid(riid));
+    return hr;
 }
 
 static ULONG WINAPI settings_AddRef(IHostIoCpSettings *iface)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    return manager_AddRef(&manager->IHostIoCompletionManager_iface);
+    ULONG refcount = InterlockedIncrement(&manager->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    return refcount;
 }
 
 static ULONG WINAPI settings_Release(IHostIoCpSettings *iface)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    return manager_Release(&manager->IHostIoCompletionManager_iface);
+    ULONG refcount = InterlockedDecrement(&manager->refs);
+
+    TRACE_CALL("%p, refcount %lu.", iface, refcount);
+    if (!refcount)
+        manager_destroy(manager);
+    return refcount;
 }
 
 static HRESULT WINAPI settings_SetIdleTimeout(IHostIoCpSettings *iface, DWORD milliseconds)
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
-    TRACE("SetIdleTimeout(%lu)", milliseconds);
+    TRACE_CALL("%p, %lu.", iface, milliseconds);
     return engine_set_idle_timeout(manager->engine, milliseconds);
 }
 
@@ -317,7 +356,7 @@ static HRESULT WINAPI settings_GetIdleTimeout(IHostIoCpSettings *iface, DWORD *m
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
-    TRACE("GetIdleTimeout(%p)", milliseconds);
+    TRACE_CALL("%p, %p.", iface, milliseconds);
     if (!milliseconds)
         return E_POINTER;
     *milliseconds = engine_idle_timeout(manager->engine);
@@ -328,7 +367,7 @@ static HRESULT WINAPI settings_SetBatchSize(IHostIoCpSettings *iface, DWORD entr
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
-    TRACE("SetBatchSize(%lu)", entries);
+    TRACE_CALL("%p, %lu.", iface, entries);
     return engine_set_batch_size(manager->engine, entries);
 }
 
@@ -336,7 +375,7 @@ static HRESULT WINAPI settings_GetBatchSize(IHostIoCpSettings *iface, DWORD *ent
 {
     struct manager *manager = impl_from_IHostIoCpSettings(iface);
 
-    TRACE("GetBatchSize(%p)", entries);
+    TRACE_CALL("%p, %p.", iface, entries);
     if (!entries)
         return E_POINTER;
     *entries = engine_batch_size(manager->engine);

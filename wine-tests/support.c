@@ -1,3 +1,4 @@
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,10 +105,18 @@ DWORD run_command_output(const WCHAR *command_line, char *output, DWORD size)
 
 struct trace_counts hostiocp_trace;
 
+static struct
+{
+    char text[256];
+    volatile LONG complete;
+} trace_log[TRACE_LOG_LINES];
+static volatile LONG trace_log_next;
+
 static LONG CALLBACK collect_debug_output(EXCEPTION_POINTERS *pointers)
 {
     const EXCEPTION_RECORD *record = pointers->ExceptionRecord;
     const char *text;
+    LONG slot;
 
     if (record->ExceptionCode != DBG_PRINTEXCEPTION_C || record->NumberParameters < 2)
         return EXCEPTION_CONTINUE_SEARCH;
@@ -119,6 +128,13 @@ static LONG CALLBACK collect_debug_output(EXCEPTION_POINTERS *pointers)
             InterlockedIncrement(&hostiocp_trace.oncomplete);
         if (strstr(text, "manager") && strstr(text, "created"))
             InterlockedIncrement(&hostiocp_trace.created);
+        if (strstr(text, "]: warn: "))
+            InterlockedIncrement(&hostiocp_trace.warn);
+        if ((slot = InterlockedIncrement(&trace_log_next) - 1) < TRACE_LOG_LINES)
+        {
+            lstrcpynA(trace_log[slot].text, text, sizeof(trace_log[slot].text));
+            InterlockedExchange(&trace_log[slot].complete, 1);
+        }
     }
     return EXCEPTION_CONTINUE_SEARCH;
 }
@@ -126,4 +142,33 @@ static LONG CALLBACK collect_debug_output(EXCEPTION_POINTERS *pointers)
 void *collect_hostiocp_trace(void)
 {
     return AddVectoredExceptionHandler(1, collect_debug_output);
+}
+
+LONG hostiocp_trace_mark(void)
+{
+    LONG next = InterlockedCompareExchange(&trace_log_next, 0, 0);
+    return next < TRACE_LOG_LINES ? next : TRACE_LOG_LINES;
+}
+
+LONG hostiocp_trace_count(LONG mark, ...)
+{
+    LONG end = hostiocp_trace_mark(), count = 0, i;
+    char thread[32];
+
+    snprintf(thread, sizeof(thread), "hostiocp[%04lx]: ", GetCurrentThreadId());
+    for (i = mark; i < end; i++)
+    {
+        const char *text = trace_log[i].text, *needle;
+        BOOL match;
+        va_list args;
+
+        if (!InterlockedCompareExchange(&trace_log[i].complete, 0, 0) || strncmp(text, thread, strlen(thread)))
+            continue;
+        va_start(args, mark);
+        for (match = TRUE; match && (needle = va_arg(args, const char *));)
+            match = strstr(text, needle) != NULL;
+        va_end(args);
+        count += match;
+    }
+    return count;
 }

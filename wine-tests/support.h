@@ -18,10 +18,17 @@ struct trace_counts
     volatile LONG lines;
     volatile LONG oncomplete;
     volatile LONG created;
+    volatile LONG warn;         /* lines with the "warn: " marker */
 };
 extern struct trace_counts hostiocp_trace;
 /* Collects OutputDebugString output as a debugger sees it (DBG_PRINTEXCEPTION_C); returns the
- * handler for RemoveVectoredExceptionHandler. */
+ * handler for RemoveVectoredExceptionHandler.  The first TRACE_LOG_LINES lines are kept. */
+#define TRACE_LOG_LINES 4096
 void *collect_hostiocp_trace(void);
+/* A mark for hostiocp_trace_count: the lines kept so far. */
+LONG hostiocp_trace_mark(void);
+/* The kept lines since mark that the calling thread sent and that contain every one of the
+ * strings given (NULL ends the list). */
+LONG hostiocp_trace_count(LONG mark, ...);
 
 #endif

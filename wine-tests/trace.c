@@ -1,6 +1,10 @@
-/* Conformance: HOSTIOCP_TRACE=1 sends a trace to the debugger (OutputDebugString), including
- * one line per OnComplete. The test collects it the way a debugger sees it: as the
- * DBG_PRINTEXCEPTION_C that OutputDebugStringA raises. */
+/* Conformance: HOSTIOCP_TRACE sends a trace to the debugger (OutputDebugString).  With 1, every
+ * COM method traces its entry with the interface pointer and its arguments, AddRef and Release
+ * the new reference count, each OnComplete gives one line, and an interface or a host manager
+ * that hostiocp does not provide gives a warn line naming its IID.  With "warn" only the warn
+ * lines come.  The test collects the trace the way a debugger sees it: as the
+ * DBG_PRINTEXCEPTION_C that OutputDebugStringA raises.  hostiocp reads HOSTIOCP_TRACE when it
+ * loads, so the "warn" case runs in a child process: this program again, as "trace warn". */
 #include <windows.h>
 #include <ole2.h>
 #include <stdio.h>
@@ -8,6 +12,170 @@
 #include <wine/test.h>
 #include "fakeclr.h"
 #include "support.h"
+
+/* An interface that no hostiocp object has. */
+static const GUID IID_test_unknown = {0x6f1cd0e3, 0x0ee2, 0x4d58, {0x9a, 0x41, 0x2b, 0x73, 0x5c, 0x1e, 0x88, 0x07}};
+#define IID_TEST_UNKNOWN_STR "{6f1cd0e3-0ee2-4d58-9a41-2b735c1e8807}"
+/* IID_IHostTaskManager: a host manager that the CLR asks for and hostiocp does not provide. */
+static const GUID IID_IHostTaskManager = {0x997ff24c, 0x43b7, 0x4352, {0x86, 0x67, 0x0d, 0xc0, 0x4f, 0xaf, 0xd3, 0x54}};
+#define IID_IHOSTTASKMANAGER_STR "{997ff24c-43b7-4352-8667-0dc04fafd354}"
+
+static const char *ptr(const void *pointer)
+{
+    static char buffers[4][32];
+    static int next;
+    char *buffer = buffers[next++ % 4];
+
+    sprintf(buffer, "%p", pointer);
+    return buffer;
+}
+
+static IHostControl *create_host_control(void)
+{
+    IHostControl *control = NULL;
+    HRESULT hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+                                  (void **)&control);
+
+    ok(hr == S_OK, "CoCreateInstance(CLSID_HostIoCpHostControl) returned %#lx\n", hr);
+    return control;
+}
+
+/* What the calling thread's lines since mark say; only this thread's lines are counted, so the
+ * engine's threads cannot change the numbers. */
+static void test_unsupported_interface(IHostIoCompletionManager *manager, BOOL traced)
+{
+    char entry[128];
+    void *out = (void *)0xdeadbeef;
+    LONG mark = hostiocp_trace_mark();
+    HRESULT hr;
+
+    hr = IHostIoCompletionManager_QueryInterface(manager, &IID_test_unknown, &out);
+    ok(hr == E_NOINTERFACE, "QueryInterface returned %#lx\n", hr);
+    ok(!out, "QueryInterface gave %p\n", out);
+    ok(hostiocp_trace_count(mark, "]: warn: ", NULL) == 1, "%ld warn lines\n",
+       hostiocp_trace_count(mark, "]: warn: ", NULL));
+    ok(hostiocp_trace_count(mark, "]: warn: manager_QueryInterface " IID_TEST_UNKNOWN_STR " not implemented.",
+                            NULL) == 1, "no warn line names " IID_TEST_UNKNOWN_STR "\n");
+    sprintf(entry, "]: manager_QueryInterface %s, " IID_TEST_UNKNOWN_STR ", %s.", ptr(manager), ptr(&out));
+    ok(hostiocp_trace_count(mark, entry, NULL) == (traced ? 1 : 0), "%ld lines with \"%s\"\n",
+       hostiocp_trace_count(mark, entry, NULL), entry);
+    /* The entry line and the warn line. */
+    ok(hostiocp_trace_count(mark, NULL) == (traced ? 2 : 1), "%ld lines\n", hostiocp_trace_count(mark, NULL));
+}
+
+static void test_set_max_threads(IHostIoCompletionManager *manager, BOOL traced)
+{
+    char entry[128];
+    LONG mark = hostiocp_trace_mark();
+    HRESULT hr;
+
+    /* The line comes on entry, whether or not 7 is above the minimum (the CPU count). */
+    hr = IHostIoCompletionManager_SetMaxThreads(manager, 7);
+    ok(hr == S_OK || hr == E_INVALIDARG, "SetMaxThreads returned %#lx\n", hr);
+    sprintf(entry, "]: manager_SetMaxThreads %s, 7.", ptr(manager));
+    ok(hostiocp_trace_count(mark, entry, NULL) == (traced ? 1 : 0), "%ld lines with \"%s\"\n",
+       hostiocp_trace_count(mark, entry, NULL), entry);
+    ok(hostiocp_trace_count(mark, NULL) == (traced ? 1 : 0), "%ld lines\n", hostiocp_trace_count(mark, NULL));
+}
+
+static void test_unprovided_host_manager(BOOL traced)
+{
+    IHostControl *control = create_host_control();
+    void *out = (void *)0xdeadbeef;
+    char entry[128];
+    LONG mark;
+    HRESULT hr;
+
+    if (!control)
+        return;
+    mark = hostiocp_trace_mark();
+    hr = IHostControl_GetHostManager(control, &IID_IHostTaskManager, &out);
+    ok(hr == E_NOINTERFACE, "GetHostManager returned %#lx\n", hr);
+    ok(!out, "GetHostManager gave %p\n", out);
+    ok(hostiocp_trace_count(mark, "]: warn: host_control_GetHostManager manager " IID_IHOSTTASKMANAGER_STR
+                            " not provided.", NULL) == 1, "no warn line names " IID_IHOSTTASKMANAGER_STR "\n");
+    sprintf(entry, "]: host_control_GetHostManager %s, " IID_IHOSTTASKMANAGER_STR ", %s.", ptr(control), ptr(&out));
+    ok(hostiocp_trace_count(mark, entry, NULL) == (traced ? 1 : 0), "%ld lines with \"%s\"\n",
+       hostiocp_trace_count(mark, entry, NULL), entry);
+    ok(hostiocp_trace_count(mark, NULL) == (traced ? 2 : 1), "%ld lines\n", hostiocp_trace_count(mark, NULL));
+
+    /* The manager that is provided gives no warning. */
+    mark = hostiocp_trace_mark();
+    hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, &out);
+    ok(hr == S_OK, "GetHostManager(IID_IHostIoCompletionManager) returned %#lx\n", hr);
+    if (SUCCEEDED(hr))
+        IUnknown_Release((IUnknown *)out);
+    ok(hostiocp_trace_count(mark, "]: warn: ", NULL) == 0, "%ld warn lines\n",
+       hostiocp_trace_count(mark, "]: warn: ", NULL));
+    IHostControl_Release(control);
+}
+
+/* A second interface of the manager traces with its own pointer, and AddRef and Release with
+ * the reference count after the call. */
+static void test_statistics_interface(IHostIoCompletionManager *manager)
+{
+    IHostIoCpStatistics *stats;
+    char line[160];
+    LONG mark = hostiocp_trace_mark();
+    HRESULT hr;
+
+    hr = IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpStatistics, (void **)&stats);
+    ok(hr == S_OK, "QueryInterface(IID_IHostIoCpStatistics) returned %#lx\n", hr);
+    if (FAILED(hr))
+        return;
+    sprintf(line, "]: statistics_AddRef %s, refcount 2.", ptr(stats));
+    ok(hostiocp_trace_count(mark, line, NULL) == 1, "no line with \"%s\"\n", line);
+    /* QueryInterface's entry and the AddRef it makes; no warning. */
+    ok(hostiocp_trace_count(mark, NULL) == 2, "%ld lines\n", hostiocp_trace_count(mark, NULL));
+
+    mark = hostiocp_trace_mark();
+    IHostIoCpStatistics_Release(stats);
+    sprintf(line, "]: statistics_Release %s, refcount 1.", ptr(stats));
+    ok(hostiocp_trace_count(mark, line, NULL) == 1, "no line with \"%s\"\n", line);
+    ok(hostiocp_trace_count(mark, NULL) == 1, "%ld lines\n", hostiocp_trace_count(mark, NULL));
+}
+
+/* The child: HOSTIOCP_TRACE=warn. */
+static void test_warn_only(void)
+{
+    IHostIoCompletionManager *manager;
+    void *handler;
+    HRESULT hr;
+
+    handler = collect_hostiocp_trace();
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    hr = create_manager(&manager);
+    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
+    if (SUCCEEDED(hr))
+    {
+        ok(hostiocp_trace.created == 0, "%ld lines announced the manager\n", hostiocp_trace.created);
+        test_unsupported_interface(manager, FALSE);
+        test_set_max_threads(manager, FALSE);
+        test_unprovided_host_manager(FALSE);
+        ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    }
+    /* The two warn lines above and nothing else: not "loaded", no entry, no AddRef. */
+    ok(hostiocp_trace.warn == 2, "%ld warn lines\n", hostiocp_trace.warn);
+    ok(hostiocp_trace.lines == hostiocp_trace.warn, "%ld lines, %ld of them warn lines\n", hostiocp_trace.lines,
+       hostiocp_trace.warn);
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
+static void run_warn_only_child(void)
+{
+    WCHAR path[MAX_PATH], command_line[MAX_PATH + 32];
+    DWORD code;
+
+    GetModuleFileNameW(NULL, path, ARRAY_SIZE(path));
+    lstrcpyW(command_line, L"\"");
+    lstrcatW(command_line, path);
+    lstrcatW(command_line, L"\" trace warn");
+    SetEnvironmentVariableA("HOSTIOCP_TRACE", "warn");
+    code = run_command(command_line);
+    ok(code == 0, "with HOSTIOCP_TRACE=warn: exit code %lu (failures in the child)\n", code);
+    SetEnvironmentVariableA("HOSTIOCP_TRACE", "1");
+}
 
 START_TEST(trace)
 {
@@ -17,6 +185,15 @@ START_TEST(trace)
     HANDLE port;
     HRESULT hr;
     void *handler;
+    char **argv;
+    int argc;
+
+    argc = winetest_get_mainargs(&argv);
+    if (argc >= 3 && !strcmp(argv[2], "warn"))
+    {
+        test_warn_only();
+        return;
+    }
 
     /* Read once, when the DLL loads: set it before COM loads hostiocp. */
     SetEnvironmentVariableA("HOSTIOCP_TRACE", "1");
@@ -28,8 +205,27 @@ START_TEST(trace)
     ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
     if (FAILED(hr))
         return;
-    ok(hostiocp_trace.lines >= 2, "%ld trace lines after loading and creating\n", hostiocp_trace.lines);
+    /* Loading says "loaded".  CoCreateInstance goes through the class factory, whose
+     * QueryInterface, AddRef and Release COM calls as it likes, but always in pairs, and its
+     * CreateInstance; that creates the manager, whose own QueryInterface for the caller's IID
+     * traces with the AddRef it makes (refcount 2), then the Release of the creation reference
+     * (refcount 1), then the line that announces it: 3 manager_ lines and one "created". */
+    ok(hostiocp_trace_count(0, "]: loaded", NULL) == 1, "no \"loaded\" line\n");
+    ok(hostiocp_trace_count(0, "]: factory_CreateInstance ", "{8bde9d80-ec06-41d6-83e6-22580effcc20}, ", NULL) == 1,
+       "no CreateInstance line naming IID_IHostIoCompletionManager\n");
+    ok(hostiocp_trace_count(0, "]: factory_AddRef ", NULL) == hostiocp_trace_count(0, "]: factory_Release ", NULL),
+       "%ld factory AddRef lines, %ld Release lines\n", hostiocp_trace_count(0, "]: factory_AddRef ", NULL),
+       hostiocp_trace_count(0, "]: factory_Release ", NULL));
+    ok(hostiocp_trace_count(0, "]: manager_", NULL) == 3, "%ld manager_ lines after creating\n",
+       hostiocp_trace_count(0, "]: manager_", NULL));
+    ok(hostiocp_trace_count(0, "]: manager_AddRef ", ", refcount 2.", NULL) == 1, "no AddRef to 2\n");
+    ok(hostiocp_trace_count(0, "]: manager_Release ", ", refcount 1.", NULL) == 1, "no Release to 1\n");
     ok(hostiocp_trace.created == 1, "%ld lines announced the manager\n", hostiocp_trace.created);
+    ok(hostiocp_trace.warn == 0, "%ld warn lines after creating\n", hostiocp_trace.warn);
+    test_unsupported_interface(manager, TRUE);
+    test_statistics_interface(manager);
+    test_set_max_threads(manager, TRUE);
+    test_unprovided_host_manager(TRUE);
     if (threads_unreliable())
         skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
     else
@@ -45,9 +241,12 @@ START_TEST(trace)
         ok(fake_clr_wait(clr, 30000), "completions did not arrive\n");
     }
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    /* One line per OnComplete: the COM lines (entries, AddRef, Release) do not count as such. */
     ok(hostiocp_trace.oncomplete == clr->calls, "%ld OnComplete lines for %ld calls\n", hostiocp_trace.oncomplete, clr->calls);
-    trace("%ld trace lines\n", hostiocp_trace.lines);
+    trace("%ld trace lines, %ld warn lines\n", hostiocp_trace.lines, hostiocp_trace.warn);
     fake_clr_destroy(clr);
     CoUninitialize();
     RemoveVectoredExceptionHandler(handler);
+
+    run_warn_only_child();
 }
