@@ -129,13 +129,40 @@ static BOOL measure_row(const struct column *columns, int count, const struct sc
 
 /* ---- the dispatcher comparison: each against the bare loop, by round ---- */
 
+/* One dispatcher's line of a row: its median rate and its ratio to the bare loop (column 0). */
+static void report_dispatcher(const struct bench_options *o, int w, int t, int i,
+                              struct measurement runs[][MAX_COLUMNS], BOOL first)
+{
+    double rates[MAX_REPEAT], ratios[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT], low, high;
+    const char *threads_note = o->dispatchers[i] == &bindio_ops ? " (system's)" : "";
+    int round;
+
+    for (round = 0; round < o->repeat; round++)
+    {
+        rates[round] = runs[round][i].rate;
+        ratios[round] = runs[round][0].rate ? runs[round][i].rate / runs[round][0].rate : 0;
+        p50[round] = runs[round][i].p50;
+        p99[round] = runs[round][i].p99;
+    }
+    range_of(ratios, o->repeat, &low, &high);
+    if (o->json)
+        printf("%s\n    {\"workload\": \"%s\", \"threads\": %lu, \"dispatcher\": \"%s\", "
+               "\"completions_per_second\": %.0f, \"ratio_to_bare\": %.3f, \"ratio_low\": %.3f, "
+               "\"ratio_high\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f}", first ? "" : ",",
+               o->workloads[w], o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat),
+               median(ratios, o->repeat), low, high, median(p50, o->repeat), median(p99, o->repeat));
+    else
+        printf("%-10s %7lu  %-26s %14.0f %7.3f  [%.3f-%.3f] %8.1f %8.1f%s\n", o->workloads[w],
+               o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat), median(ratios, o->repeat),
+               low, high, median(p50, o->repeat), median(p99, o->repeat), threads_note);
+}
+
 static int run_dispatcher_table(const struct bench_options *o)
 {
     struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
     struct column columns[MAX_COLUMNS];
-    int status = 0, w, t, round;
+    int status = 0, w, t, i;
     BOOL first = TRUE;
-    int i;
 
     if (o->json)
         printf("{\"bits\": %d, \"rounds\": %d, \"duration\": %.2f, \"concurrency\": %lu, \"results\": [",
@@ -160,31 +187,8 @@ static int run_dispatcher_table(const struct bench_options *o)
             }
             if (!measure_row(columns, o->dispatcher_count, &s, o, runs))
                 status = 1;
-            for (i = 0; i < o->dispatcher_count; i++)
-            {
-                double rates[MAX_REPEAT], ratios[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT], low, high;
-                const char *threads_note = o->dispatchers[i] == &bindio_ops ? " (system's)" : "";
-
-                for (round = 0; round < o->repeat; round++)
-                {
-                    rates[round] = runs[round][i].rate;
-                    ratios[round] = runs[round][0].rate ? runs[round][i].rate / runs[round][0].rate : 0;
-                    p50[round] = runs[round][i].p50;
-                    p99[round] = runs[round][i].p99;
-                }
-                range_of(ratios, o->repeat, &low, &high);
-                if (o->json)
-                    printf("%s\n    {\"workload\": \"%s\", \"threads\": %lu, \"dispatcher\": \"%s\", "
-                           "\"completions_per_second\": %.0f, \"ratio_to_bare\": %.3f, \"ratio_low\": %.3f, "
-                           "\"ratio_high\": %.3f, \"p50_us\": %.1f, \"p99_us\": %.1f}", first ? "" : ",",
-                           o->workloads[w], o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat),
-                           median(ratios, o->repeat), low, high, median(p50, o->repeat), median(p99, o->repeat));
-                else
-                    printf("%-10s %7lu  %-26s %14.0f %7.3f  [%.3f-%.3f] %8.1f %8.1f%s\n", o->workloads[w],
-                           o->threads[t], o->dispatchers[i]->name, median(rates, o->repeat), median(ratios, o->repeat),
-                           low, high, median(p50, o->repeat), median(p99, o->repeat), threads_note);
-                first = FALSE;
-            }
+            for (i = 0; i < o->dispatcher_count; i++, first = FALSE)
+                report_dispatcher(o, w, t, i, runs, first);
         }
     if (o->json)
         printf("\n  ]");
