@@ -47,7 +47,7 @@ struct pool
 {
     volatile LONG refs;               /* the owner's, one per thread and the monitor's */
     HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
-    ULONG_PTR bind_key, control_key;
+    ULONG_PTR bind_key, control_key, retire_key;
     ICLRIoCompletionManager *clr;     /* the pool's own reference, until no thread can call it */
     const struct pool_limits *limits; /* the engine's: it outlives the pool */
     struct thread_tally *tally;
@@ -58,6 +58,7 @@ struct pool
     volatile LONG target;             /* written by the monitor only */
     volatile LONG peak;
     volatile LONG queued;             /* the monitor's last look at the port */
+    volatile LONG retire_packets;     /* posted to wake idle threads above the limit, not yet taken */
 
     SRWLOCK lock;
     CONDITION_VARIABLE changed;       /* a thread or the monitor ended */
@@ -264,6 +265,8 @@ static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERL
     {
         if (entry->lpCompletionKey == pool->control_key)
             worker->stop_packets++;
+        else if (entry->lpCompletionKey == pool->retire_key)
+            InterlockedDecrement(&pool->retire_packets);  /* the loop sees whether this thread is in excess */
         else
             InterlockedIncrement64(&worker->counts.wakeups);
         return;
@@ -501,6 +504,24 @@ static DWORD WINAPI dispatch_thread(void *arg)
     FreeLibraryAndExitThread(hostiocp_instance, 0);
 }
 
+/* Threads above the limit retire between callbacks; idle ones wait on the port, so a packet of
+ * ours wakes as many of them as are in excess, rather than leaving them to their idle timeout. */
+static void wake_threads_in_excess(struct pool *pool)
+{
+    LONG counts = pool->counts, limit = max(min(pool->target, pool->limits->max_threads), floor_of(pool->limits));
+    LONG wanted = min(threads_of(counts) - limit, threads_of(counts) - busy_of(counts)) - pool->retire_packets;
+
+    for (; wanted > 0 && !pool->stopping; wanted--)
+    {
+        InterlockedIncrement(&pool->retire_packets);
+        if (!PostQueuedCompletionStatus(pool->port, 0, pool->retire_key, NULL))
+        {
+            InterlockedDecrement(&pool->retire_packets);
+            break;
+        }
+    }
+}
+
 /* ---- the monitor: samples the pool for the controller and starts the threads it asks for ---- */
 
 static LONG queue_depth(HANDLE port)
@@ -567,6 +588,7 @@ static void monitor_tick(struct pool *pool)
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
+    wake_threads_in_excess(pool);
     /* Threads come when there is work for them; idle ones go after the idle timeout. */
     if (sample.queued > 0 || sample.busy >= sample.threads)
     {
@@ -646,6 +668,7 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     pool->refs = 1;
     pool->bind_key = (ULONG_PTR)pool;
     pool->control_key = (ULONG_PTR)pool + 1;
+    pool->retire_key = (ULONG_PTR)pool + 2;
     pool->clr = clr;
     ICLRIoCompletionManager_AddRef(clr);
     pool->limits = limits;
@@ -680,6 +703,7 @@ void pool_limits_changed(struct pool *pool)
     LONG missing = pool->limits->min_threads - threads_of(pool->counts);
 
     SetEvent(pool->monitor_nudge);
+    wake_threads_in_excess(pool);
     if (missing > 0)
         unpark(pool, missing);
     while (threads_of(pool->counts) < pool->limits->min_threads &&

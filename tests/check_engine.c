@@ -769,27 +769,57 @@ START_TEST(io_started_by_a_retired_thread_still_completes)
 }
 END_TEST
 
-START_TEST(lowered_maximum_retires_threads_after_callbacks)
+/* Idle threads above a lowered maximum do not wait out their idle timeout (10 s here). */
+START_TEST(lowered_maximum_retires_idle_threads_promptly)
 {
-    static OVERLAPPED requests[50];
     IHostIoCompletionManager *manager;
     HOSTIOCP_STATISTICS stats;
+    LARGE_INTEGER began;
     HANDLE port;
 
     manager = start(4, 4, &port);
+    ck_assert_hr(set_idle_timeout(manager, 10000), S_OK);
+    ck_assert(wait_for_statistics(manager, port, threads_are, 4, 5000));
+    began = clock_now();
+    ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 1), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 2), S_OK);
+    ck_assert_msg(wait_for_statistics(manager, port, threads_are, 2, 5000), "idle threads above the maximum stayed");
+    printf("idle threads above a lowered maximum retired in %.1f ms\n", milliseconds_since(began));
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsRetired, 2);
+    ck_assert_int_eq(stats.WakeupPackets, 0);  /* the pool's own packets are not others' */
+    ck_assert_int_eq(stats.CompletionsDispatched, 0);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+}
+END_TEST
+
+START_TEST(lowered_maximum_retires_threads_after_callbacks)
+{
+    static OVERLAPPED requests[4];
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    struct blocking blocking;
+    HANDLE port;
+
+    init_blocking(&blocking, 4);
+    manager = start(4, 4, &port);
+    fake_clr_expect(clr, 4);
+    post_packets(port, requests, 4);
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
     /* The minimum goes down with the maximum, so that the policy cannot go below 2 either. */
     ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 2), S_OK);
     ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 2), S_OK);
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
-    ck_assert_int_eq(stats.ThreadsTotal, 4);  /* idle threads wait; busy ones leave after their callback */
-    fake_clr_expect(clr, 50);
-    post_packets(port, requests, 50);
+    ck_assert_int_eq(stats.ThreadsTotal, 4);  /* a thread inside a callback finishes it first */
+    ck_assert_int_eq(stats.ThreadsBusy, 4);
+    SetEvent(blocking.release);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_msg(wait_for_statistics(manager, port, threads_are, 2, 10000), "threads above the new maximum stayed");
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
     ck_assert_int_eq(stats.ThreadsRetired, 2);
-    ck_assert_int_eq(stats.CompletionsDispatched, 50);
+    ck_assert_int_eq(stats.CompletionsDispatched, 4);
     ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    free_blocking(&blocking);
 }
 END_TEST
 
@@ -1257,6 +1287,7 @@ int main(int argc, char **argv)
         TEST_CASE(maximum_is_never_exceeded),
         TEST_CASE(idle_threads_above_minimum_retire),
         TEST_CASE(lowered_maximum_retires_threads_after_callbacks),
+        TEST_CASE(lowered_maximum_retires_idle_threads_promptly),
         TEST_CASE(io_started_by_a_retired_thread_still_completes),
         TEST_CASE(thread_with_io_pending_does_not_end),
         TEST_CASE(release_dispatches_everything_queued),
