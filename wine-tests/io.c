@@ -297,31 +297,53 @@ static void test_socket(void)
 /* The CLR posts its own markers: a static OVERLAPPED with no host extension and a key that Bind
  * never gave out.  Placed at the very end of a page followed by an inaccessible one, any read
  * past the OVERLAPPED would fault. */
+/* What OnComplete reported for the marker; the completions before it are others' business. */
+static struct
+{
+    OVERLAPPED *overlapped;
+    volatile LONG calls;
+    DWORD error, bytes;
+    HANDLE done;
+} marker_seen;
+
+static void record_marker(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    (void)fake;
+    if (overlapped != marker_seen.overlapped)
+        return;
+    marker_seen.error = error;
+    marker_seen.bytes = bytes;
+    InterlockedIncrement(&marker_seen.calls);
+    SetEvent(marker_seen.done);
+}
+
 static void test_foreign_packets(void)
 {
     SYSTEM_INFO system;
     BYTE *pages;
-    OVERLAPPED *marker;
     HOSTIOCP_STATISTICS before, after;
     DWORD old;
 
     GetSystemInfo(&system);
     pages = VirtualAlloc(NULL, system.dwPageSize * 2, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
     VirtualProtect(pages + system.dwPageSize, system.dwPageSize, PAGE_NOACCESS, &old);
-    marker = (OVERLAPPED *)(pages + system.dwPageSize - sizeof(OVERLAPPED));
+    marker_seen.overlapped = (OVERLAPPED *)(pages + system.dwPageSize - sizeof(OVERLAPPED));
+    marker_seen.calls = 0;
+    marker_seen.done = CreateEventW(NULL, TRUE, FALSE, NULL);
     get_statistics(manager, port, &before);
 
-    clr->hook = NULL;
-    fake_clr_expect(clr, 1);
-    ok(PostQueuedCompletionStatus(port, 0, (ULONG_PTR)0xc1c1c1c1, marker), "PostQueuedCompletionStatus failed\n");
-    ok(fake_clr_wait(clr, WAIT_MS), "the foreign packet was not dispatched\n");
-    ok(clr->last_overlapped == marker, "OnComplete got %p, not the posted %p\n", clr->last_overlapped, marker);
-    ok(clr->last_error == ERROR_SUCCESS && clr->last_bytes == 0, "error %lu, bytes %lu\n",
-       clr->last_error, clr->last_bytes);
+    clr->hook = record_marker;
+    ok(PostQueuedCompletionStatus(port, 0, (ULONG_PTR)0xc1c1c1c1, marker_seen.overlapped),
+       "PostQueuedCompletionStatus failed\n");
+    ok(WaitForSingleObject(marker_seen.done, WAIT_MS) == WAIT_OBJECT_0, "the foreign packet was not dispatched\n");
+    ok(marker_seen.calls == 1, "the marker was dispatched %ld times\n", marker_seen.calls);
+    ok(marker_seen.error == ERROR_SUCCESS && marker_seen.bytes == 0, "error %lu, bytes %lu\n",
+       marker_seen.error, marker_seen.bytes);
     get_statistics(manager, port, &after);
     ok(after.ForeignPackets == before.ForeignPackets + 1, "foreign packets %s -> %s\n",
        wine_dbgstr_longlong(before.ForeignPackets), wine_dbgstr_longlong(after.ForeignPackets));
     clr->hook = record_completion;
+    CloseHandle(marker_seen.done);
     VirtualFree(pages, 0, MEM_RELEASE);
 }
 
