@@ -121,6 +121,7 @@ BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
         hostiocp_instance = instance;
         DisableThreadLibraryCalls(instance);
         read_trace_setting();
+        fault_init();
         if ((pool_tls = TlsAlloc()) == TLS_OUT_OF_INDEXES)
             return FALSE;
         TRACE("loaded");

@@ -33,7 +33,7 @@ static void engine_release(void *context)
 
 struct engine *engine_create(void)
 {
-    struct engine *engine = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*engine));
+    struct engine *engine = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*engine));
     SYSTEM_INFO system;
 
     if (!engine)
@@ -86,7 +86,7 @@ static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
 
     if (!engine->clr)
         return HOST_E_CLRNOTAVAILABLE;
-    if (!(open_port = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*open_port))))
+    if (!(open_port = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*open_port))))
         return E_OUTOFMEMORY;
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
     if (FAILED(hr = pool_create(engine->clr, &engine->limits, &engine->tally, engine_release, engine, &open_port->pool)))
@@ -224,7 +224,7 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
         hr = create_port_locked(engine, &open_port);
     if (SUCCEEDED(hr))
     {
-        if (CreateIoCompletionPort(handle, open_port->handle, open_port->bind_key, 0))
+        if (create_completion_port(handle, open_port->handle, open_port->bind_key, 0))
             InterlockedIncrement64(&open_port->bound);
         else
             hr = HRESULT_FROM_WIN32(GetLastError());

@@ -123,7 +123,7 @@ HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out)
 
     if (outer)
         return CLASS_E_NOAGGREGATION;
-    if (!(control = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*control))))
+    if (!(control = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*control))))
         return E_OUTOFMEMORY;
     control->IHostControl_iface.lpVtbl = &host_control_vtbl;
     control->refs = 1;

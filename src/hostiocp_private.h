@@ -43,6 +43,16 @@ const char *debugstr_guid(const GUID *guid);
 #define TRACE_CALL(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", __func__, __VA_ARGS__); } while (0)
 #define WARN(...) do { if (hostiocp_warn_enabled) hostiocp_debug_line("warn: ", __func__, __VA_ARGS__); } while (0)
 
+/* ---- the system calls that can fail (fault.c): tests can make the Nth call of each fail ---- */
+enum fault_site { FAULT_CREATE_PORT, FAULT_CREATE_THREAD, FAULT_HEAP_ALLOC, FAULT_REGISTRY, FAULT_POST, FAULT_SITE_COUNT };
+void fault_init(void);
+void *heap_alloc(DWORD flags, SIZE_T size);
+HANDLE create_completion_port(HANDLE file, HANDLE port, ULONG_PTR key, DWORD threads);
+HANDLE create_thread(LPTHREAD_START_ROUTINE start, void *arg);
+BOOL post_packet(HANDLE port, DWORD bytes, ULONG_PTR key, OVERLAPPED *overlapped);
+/* ERROR_SUCCESS, or the error a registry call is to fail with before it is made. */
+LONG registry_fault(void);
+
 /* ---- objects (manager.c, hostcontrol.c) ---- */
 HRESULT manager_create(IUnknown *outer, REFIID riid, void **out);
 HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out);

@@ -400,7 +400,7 @@ HRESULT manager_create(IUnknown *outer, REFIID riid, void **out)
 
     if (outer)
         return CLASS_E_NOAGGREGATION;
-    if (!(manager = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*manager))))
+    if (!(manager = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*manager))))
         return E_OUTOFMEMORY;
     manager->IHostIoCompletionManager_iface.lpVtbl = &manager_vtbl;
     manager->IHostIoCpStatistics_iface.lpVtbl = &statistics_vtbl;

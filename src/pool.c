@@ -197,7 +197,7 @@ static BOOL start_thread(struct pool *pool, LONG limit)
         return FALSE;
     }
     pool_add_ref(pool);
-    if ((thread = CreateThread(NULL, 0, dispatch_thread, pool, 0, NULL)))
+    if ((thread = create_thread(dispatch_thread, pool)))
     {
         CloseHandle(thread);
         return TRUE;
@@ -325,7 +325,7 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
 
     worker->count = worker->next_entry = 0;
     if (batch > 1 && !worker->batch)
-        worker->batch = HeapAlloc(GetProcessHeap(), 0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
+        worker->batch = heap_alloc(0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
     if (batch > 1 && worker->batch)
     {
         worker->entries = worker->batch;
@@ -381,13 +381,28 @@ static void add_counters(struct port_counters *sum, const struct port_counters *
     sum->batched += read64(&counts->batched);
 }
 
+/* Every thread ends on a stop packet of its own, so one that cannot be posted now (the system
+ * is out of resources) is tried again until it is: giving up would leave a thread waiting on
+ * the port for ever. */
+static void post_stop_packet(struct pool *pool)
+{
+    DWORD delay = 1;
+
+    while (!post_packet(pool->port, 0, pool->control_key, NULL))
+    {
+        WARN("port %p: a stop packet could not be posted (error %lu); trying again", pool->port, GetLastError());
+        Sleep(delay);  /* back-off before the retry, not synchronisation */
+        delay = min(delay * 2, 100);
+    }
+}
+
 static void worker_leave(struct pool *pool, struct worker *worker)
 {
     LONG extra;
 
     /* A batch can hold several stop packets: the others' go back to the port for them. */
     for (extra = worker->stop_packets - 1; extra > 0 && !pool->stopped; extra--)
-        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+        post_stop_packet(pool);
     HeapFree(GetProcessHeap(), 0, worker->batch);
     AcquireSRWLockExclusive(&pool->lock);
     add_counters(&pool->ended_threads, &worker->counts);
@@ -514,7 +529,7 @@ static void wake_threads_in_excess(struct pool *pool)
     for (; wanted > 0 && !pool->stopping; wanted--)
     {
         InterlockedIncrement(&pool->retire_packets);
-        if (!PostQueuedCompletionStatus(pool->port, 0, pool->retire_key, NULL))
+        if (!post_packet(pool->port, 0, pool->retire_key, NULL))
         {
             InterlockedDecrement(&pool->retire_packets);
             break;
@@ -589,6 +604,9 @@ static void monitor_tick(struct pool *pool)
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
     wake_threads_in_excess(pool);
+    /* A thread that could not start when the pool or the minimum asked for it is started again. */
+    while (threads_of(pool->counts) < sample.floor && start_thread(pool, sample.floor))
+        ;
     /* Threads come when there is work for them; idle ones go after the idle timeout. */
     if (sample.queued > 0 || sample.busy >= sample.threads)
     {
@@ -629,7 +647,7 @@ static BOOL start_monitor(struct pool *pool)
     module_add_ref();
     pool_add_ref(pool);
     pool->monitors = 1;
-    if ((thread = CreateThread(NULL, 0, monitor_thread, pool, 0, NULL)))
+    if ((thread = create_thread(monitor_thread, pool)))
     {
         CloseHandle(thread);
         return TRUE;
@@ -651,14 +669,14 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     LONG initial;
     HRESULT hr;
 
-    if (!(pool = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*pool))))
+    if (!(pool = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*pool))))
     {
         on_destroy(context);
         return E_OUTOFMEMORY;
     }
     GetSystemInfo(&system);
     /* The kernel then runs no more threads than CPUs at once where it can (not under Wine). */
-    if (!(pool->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, system.dwNumberOfProcessors)))
+    if (!(pool->port = create_completion_port(INVALID_HANDLE_VALUE, NULL, 0, system.dwNumberOfProcessors)))
     {
         hr = HRESULT_FROM_WIN32(GetLastError());
         HeapFree(GetProcessHeap(), 0, pool);
@@ -777,7 +795,7 @@ void pool_stop(struct pool *pool)
     if (pool->monitor_wake)
         SetEvent(pool->monitor_wake);
     for (i = 0; i < threads; i++)
-        PostQueuedCompletionStatus(pool->port, 0, pool->control_key, NULL);
+        post_stop_packet(pool);
     if (pool->abandoned)
         return;
     if (own)

@@ -156,14 +156,18 @@ static DWORD string_size(const WCHAR *text)
 
 static LONG open_classes(enum registration_scope scope, REGSAM access, HKEY *classes)
 {
-    return RegOpenKeyExW(scope_hive(scope), L"Software\\Classes", 0, access, classes);
+    LONG status = registry_fault();
+
+    return status ? status : RegOpenKeyExW(scope_hive(scope), L"Software\\Classes", 0, access, classes);
 }
 
 /* A new user profile may have no Software\Classes yet; it is the system's key, not ours. */
 static LONG create_classes(enum registration_scope scope, HKEY *classes)
 {
-    return RegCreateKeyExW(scope_hive(scope), L"Software\\Classes", 0, NULL, REG_OPTION_NON_VOLATILE,
-                           KEY_READ | KEY_WRITE, NULL, classes, NULL);
+    LONG status = registry_fault();
+
+    return status ? status : RegCreateKeyExW(scope_hive(scope), L"Software\\Classes", 0, NULL,
+                                             REG_OPTION_NON_VOLATILE, KEY_READ | KEY_WRITE, NULL, classes, NULL);
 }
 
 /* Creates a key one component at a time so that the journal knows which ones are new. */
@@ -184,8 +188,9 @@ static LONG create_key_journalled(HKEY classes, const WCHAR *path, struct journa
             return ERROR_BUFFER_OVERFLOW;
         memcpy(partial, path, length * sizeof(WCHAR));
         partial[length] = 0;
-        status = RegCreateKeyExW(classes, partial, 0, NULL, REG_OPTION_NON_VOLATILE,
-                                 KEY_READ | KEY_WRITE, NULL, key, &disposition);
+        if (!(status = registry_fault()))
+            status = RegCreateKeyExW(classes, partial, 0, NULL, REG_OPTION_NON_VOLATILE,
+                                     KEY_READ | KEY_WRITE, NULL, key, &disposition);
         if (status)
             return status;
         if (disposition == REG_CREATED_NEW_KEY)
@@ -216,13 +221,14 @@ static LONG remember_old_value(HKEY key, const struct reg_entry *entry, struct j
     old->entry = entry;
     old->data = NULL;
     old->size = 0;
-    status = RegQueryValueExW(key, entry->name, NULL, &old->type, NULL, &old->size);
+    if (!(status = registry_fault()))
+        status = RegQueryValueExW(key, entry->name, NULL, &old->type, NULL, &old->size);
     old->existed = status == ERROR_SUCCESS;
     if (status != ERROR_SUCCESS && status != ERROR_FILE_NOT_FOUND)
         return status;
     if (old->existed && old->size)
     {
-        if (!(old->data = HeapAlloc(GetProcessHeap(), 0, old->size)))
+        if (!(old->data = heap_alloc(0, old->size)))
             return ERROR_OUTOFMEMORY;
         status = RegQueryValueExW(key, entry->name, NULL, &old->type, old->data, &old->size);
         if (status)
@@ -278,6 +284,8 @@ static LONG write_entry(HKEY classes, const struct reg_entry *entry,
         return status;
     status = remember_old_value(key, entry, journal);
     if (!status)
+        status = registry_fault();
+    if (!status)
         status = RegSetValueExW(key, entry->name, 0, REG_SZ, (const BYTE *)data, string_size(data));
     RegCloseKey(key);
     return status;
@@ -296,7 +304,7 @@ HRESULT register_server(enum registration_scope scope)
         return hr;
     if ((status = create_classes(scope, &classes)))
         return HRESULT_FROM_WIN32(status);
-    if (!(journal = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*journal))))
+    if (!(journal = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*journal))))
     {
         RegCloseKey(classes);
         return E_OUTOFMEMORY;
@@ -337,12 +345,13 @@ static LONG remove_value_if_ours(HKEY classes, const struct reg_entry *entry,
 
     if ((status = entry_key(entry, path)))
         return status;
-    status = RegOpenKeyExW(classes, path, 0, KEY_READ | KEY_SET_VALUE, &key);
+    if (!(status = registry_fault()))
+        status = RegOpenKeyExW(classes, path, 0, KEY_READ | KEY_SET_VALUE, &key);
     if (status == ERROR_FILE_NOT_FOUND)
         return ERROR_SUCCESS;
     if (status)
         return status;
-    if (value_is_ours(key, entry, entry_data(entry, paths, guid)))
+    if (value_is_ours(key, entry, entry_data(entry, paths, guid)) && !(status = registry_fault()))
         status = RegDeleteValueW(key, entry->name);
     RegCloseKey(key);
     return status == ERROR_FILE_NOT_FOUND ? ERROR_SUCCESS : status;
