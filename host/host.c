@@ -233,6 +233,20 @@ static int parse_options(int argc, char **argv, struct options *o)
     return finish_options(o);
 }
 
+/* The manifest that --manifest activated, if any. */
+static const char *manifest_in_use;
+
+static void report_not_registered(const char *what)
+{
+    if (manifest_in_use)
+        fprintf(stderr, "hostiocp-host: %s%shostiocp's classes are not in %s (REGDB_E_CLASSNOTREG)\n", what ? what : "",
+                what ? ": " : "", manifest_in_use);
+    else
+        fprintf(stderr, "hostiocp-host: %s%shostiocp is not registered for %d-bit processes: run `regsvr32 "
+                "hostiocp.dll` with the %d-bit DLL\n", what ? what : "", what ? ": " : "", (int)sizeof(void *) * 8,
+                (int)sizeof(void *) * 8);
+}
+
 /* Without I/O: what a CLR host sees when it activates the manager, and which hostiocp.dll serves it. */
 static int activate_only(void)
 {
@@ -246,8 +260,7 @@ static int activate_only(void)
     if (FAILED(hr))
     {
         if (hr == REGDB_E_CLASSNOTREG)
-            fprintf(stderr, "hostiocp-host: hostiocp is not registered for %d-bit processes: run `regsvr32 "
-                    "hostiocp.dll` with the %d-bit DLL\n", (int)sizeof(void *) * 8, (int)sizeof(void *) * 8);
+            report_not_registered(NULL);
         else
             fprintf(stderr, "hostiocp-host: CoCreateInstance failed: 0x%08lx\n", (unsigned long)hr);
         return 1;
@@ -341,10 +354,13 @@ static int run_and_report(const char *name, const struct options *o, BOOL first)
         w.block = strncmp(name, "file", 4) ? 4096 : 65536;
     if (!run_workload(&d, &w, &run))
     {
+        if (d.error[0] && strstr(d.error, "regsvr32"))
+        {
+            report_not_registered(name);
+            return -1;
+        }
         fprintf(stderr, "hostiocp-host: %s: %s\n", name, d.error[0] ? d.error : "the workload did not finish");
         status = 1;
-        if (d.error[0] && strstr(d.error, "regsvr32"))
-            return -1;
     }
     status |= check_run(name, &d, &run);
     print_result(name, &d, &run, o->json, first);
@@ -431,6 +447,7 @@ int main(int argc, char **argv)
         return status;
     if (options.manifest && !(context = activate_manifest(options.manifest, &cookie)))
         return 1;
+    manifest_in_use = options.manifest;
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
     status = run_host(&options);
