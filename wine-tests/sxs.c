@@ -99,20 +99,22 @@ static void remove_tree(const WCHAR *path)
     ok(RemoveDirectoryW(path), "cannot remove %s: %lu\n", wine_dbgstr_w(path), GetLastError());
 }
 
-/* The DLL's file version, which the manifest must give as the assembly's version. */
+/* The DLL's file version, which the manifest must give as the assembly's version: the
+ * VS_FIXEDFILEINFO that follows the "VS_VERSION_INFO" key of its version resource. */
 static void get_assembly_version(const WCHAR *dll)
 {
-    VS_FIXEDFILEINFO *info = NULL;
-    UINT length = 0;
-    DWORD size = GetFileVersionInfoSizeW(dll, NULL);
-    void *data = HeapAlloc(GetProcessHeap(), 0, size ? size : 1);
+    HMODULE module = LoadLibraryExW(dll, NULL, LOAD_LIBRARY_AS_DATAFILE);
+    HRSRC resource = module ? FindResourceW(module, MAKEINTRESOURCEW(VS_VERSION_INFO), (const WCHAR *)RT_VERSION) : NULL;
+    const BYTE *data = resource ? LoadResource(module, resource) : NULL;
+    const VS_FIXEDFILEINFO *info = data ? (const VS_FIXEDFILEINFO *)(data + 40) : NULL;
 
-    ok(size && GetFileVersionInfoW(dll, 0, size, data) && VerQueryValueW(data, L"\\", (void **)&info, &length),
+    ok(info && SizeofResource(module, resource) >= 40 + sizeof(*info) && info->dwSignature == VS_FFI_SIGNATURE,
        "%s has no version resource: %lu\n", wine_dbgstr_w(dll), GetLastError());
-    if (info)
+    if (info && info->dwSignature == VS_FFI_SIGNATURE)
         snprintf(assembly_version, sizeof(assembly_version), "%u.%u.%u.%u", HIWORD(info->dwFileVersionMS),
                  LOWORD(info->dwFileVersionMS), HIWORD(info->dwFileVersionLS), LOWORD(info->dwFileVersionLS));
-    HeapFree(GetProcessHeap(), 0, data);
+    if (module)
+        FreeLibrary(module);
 }
 
 /* Where this process loaded hostiocp.dll from, or "" if it has not. */
