@@ -1,5 +1,6 @@
-/* hostiocp-host: a CLR-faithful host. It activates CLSID_HostIoCpHostControl through COM, takes
- * the I/O completion manager from IHostControl::GetHostManager and plays the CLR's part
+/* hostiocp-host: a CLR-faithful host. It activates CLSID_HostIoCpHostControl through COM (as
+ * registered, or registration-free with --manifest: an activation context made from
+ * hostiocp.manifest is active around activation), takes the I/O completion manager from IHostControl::GetHostManager and plays the CLR's part
  * (GetHostOverlappedSize, SetCLRIoCompletionManager, CreateIoCompletionPort once, Bind per
  * handle, InitializeHostOverlapped per request, drain markers) while real overlapped I/O runs
  * through it and every byte is checked. */
@@ -17,6 +18,7 @@ struct options
 {
     const char *workloads[8];
     int workload_count;
+    const char *manifest;
     DWORD concurrency, block, min_threads, max_threads, work_us, block_ms, block_every;
     ULONGLONG file_size;
     double duration;
@@ -43,7 +45,9 @@ static void usage(FILE *out)
             "  --operations N      stop after N completions instead\n"
             "  --json              print the results as JSON\n"
             "  --quiet             no progress line\n"
-            "  --activate-only     activate and report the manager, move no I/O\n");
+            "  --activate-only     activate and report the manager, move no I/O\n"
+            "  --manifest PATH     activate hostiocp registration-free, from the assembly manifest at\n"
+            "                      PATH (hostiocp.manifest beside hostiocp.dll), not from the registry\n");
 }
 
 static BOOL parse_size(const char *text, ULONGLONG *value)
@@ -108,7 +112,8 @@ static int find_number_option(const char *arg)
 
 static BOOL takes_value(const char *arg)
 {
-    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || find_number_option(arg) >= 0;
+    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || !strcmp(arg, "--manifest") ||
+           find_number_option(arg) >= 0;
 }
 
 static void store_number(struct options *o, const char *arg, ULONGLONG number)
@@ -161,6 +166,11 @@ static int parse_value_option(const char *arg, const char *value, struct options
         if (o->workload_count == ARRAYSIZE(o->workloads))
             return bad_option(arg, "is given too often");
         o->workloads[o->workload_count++] = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--manifest"))
+    {
+        o->manifest = value;
         return 0;
     }
     if (!strcmp(arg, "--duration"))
@@ -223,11 +233,26 @@ static int parse_options(int argc, char **argv, struct options *o)
     return finish_options(o);
 }
 
-/* Without I/O: what a CLR host sees when it activates the manager. */
+/* The manifest that --manifest activated, if any. */
+static const char *manifest_in_use;
+
+static void report_not_registered(const char *what)
+{
+    if (manifest_in_use)
+        fprintf(stderr, "hostiocp-host: %s%shostiocp's classes are not in %s (REGDB_E_CLASSNOTREG)\n", what ? what : "",
+                what ? ": " : "", manifest_in_use);
+    else
+        fprintf(stderr, "hostiocp-host: %s%shostiocp is not registered for %d-bit processes: run `regsvr32 "
+                "hostiocp.dll` with the %d-bit DLL\n", what ? what : "", what ? ": " : "", (int)sizeof(void *) * 8,
+                (int)sizeof(void *) * 8);
+}
+
+/* Without I/O: what a CLR host sees when it activates the manager, and which hostiocp.dll serves it. */
 static int activate_only(void)
 {
     IHostIoCompletionManager *manager;
     IHostControl *control;
+    WCHAR dll[MAX_PATH] = L"";
     DWORD size = 0, min = 0, max = 0, available = 0;
     HRESULT hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
                                   (void **)&control);
@@ -235,8 +260,7 @@ static int activate_only(void)
     if (FAILED(hr))
     {
         if (hr == REGDB_E_CLASSNOTREG)
-            fprintf(stderr, "hostiocp-host: hostiocp is not registered for %d-bit processes: run `regsvr32 "
-                    "hostiocp.dll` with the %d-bit DLL\n", (int)sizeof(void *) * 8, (int)sizeof(void *) * 8);
+            report_not_registered(NULL);
         else
             fprintf(stderr, "hostiocp-host: CoCreateInstance failed: 0x%08lx\n", (unsigned long)hr);
         return 1;
@@ -248,9 +272,11 @@ static int activate_only(void)
         IHostIoCompletionManager_GetMinThreads(manager, &min);
         IHostIoCompletionManager_GetMaxThreads(manager, &max);
         IHostIoCompletionManager_GetAvailableThreads(manager, &available);
+        GetModuleFileNameW(GetModuleHandleW(L"hostiocp.dll"), dll, ARRAYSIZE(dll));
         printf("%d-bit process: IHostControl::GetHostManager -> IHostIoCompletionManager %p\n"
-               "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n",
-               (int)sizeof(void *) * 8, (void *)manager, size, min, max, available);
+               "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n"
+               "  served by %ls\n",
+               (int)sizeof(void *) * 8, (void *)manager, size, min, max, available, dll);
         IHostIoCompletionManager_Release(manager);
     }
     else
@@ -328,10 +354,13 @@ static int run_and_report(const char *name, const struct options *o, BOOL first)
         w.block = strncmp(name, "file", 4) ? 4096 : 65536;
     if (!run_workload(&d, &w, &run))
     {
+        if (d.error[0] && strstr(d.error, "regsvr32"))
+        {
+            report_not_registered(name);
+            return -1;
+        }
         fprintf(stderr, "hostiocp-host: %s: %s\n", name, d.error[0] ? d.error : "the workload did not finish");
         status = 1;
-        if (d.error[0] && strstr(d.error, "regsvr32"))
-            return -1;
     }
     status |= check_run(name, &d, &run);
     print_result(name, &d, &run, o->json, first);
@@ -355,36 +384,79 @@ static int run_named(const char *name, const struct options *o, int *printed)
     return status;
 }
 
-int main(int argc, char **argv)
+/* The workloads, or activation only, as the options say. */
+static int run_host(struct options *options)
 {
-    struct options options = { 0 };
-    WSADATA wsa;
-    int i, status = parse_options(argc, argv, &options), printed = 0, result;
+    int i, status = 0, printed = 0, result;
 
-    if (status)
-        return status;
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    WSAStartup(MAKEWORD(2, 2), &wsa);
-    if (!options.activate_only && threads_unreliable())
+    if (!options->activate_only && threads_unreliable())
     {
         printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
                "reliably; activating only\n");
-        options.activate_only = TRUE;
+        options->activate_only = TRUE;
     }
-    if (options.activate_only)
+    if (options->activate_only)
         return activate_only();
-    print_header(&options);
-    for (i = 0; i < options.workload_count; i++)
+    print_header(options);
+    for (i = 0; i < options->workload_count; i++)
     {
-        if ((result = run_named(options.workloads[i], &options, &printed)) < 0)
+        if ((result = run_named(options->workloads[i], options, &printed)) < 0)
             return 1;
         status |= result;
     }
-    if (options.json)
+    if (options->json)
         printf("\n]}\n");
     else
         printf("%s\n", status ? "FAILED: see the errors above" : "all bytes verified");
+    return status;
+}
+
+/* Registration-free activation: the activation context of hostiocp's assembly manifest, active
+ * on this thread, which makes every activation of hostiocp's classes. */
+static HANDLE activate_manifest(const char *path, ULONG_PTR *cookie)
+{
+    ACTCTXA actctx = { 0 };
+    HANDLE context;
+
+    actctx.cbSize = sizeof(actctx);
+    actctx.lpSource = path;
+    if ((context = CreateActCtxA(&actctx)) == INVALID_HANDLE_VALUE)
+    {
+        fprintf(stderr, "hostiocp-host: %s is not a manifest this %d-bit process can use (CreateActCtx failed "
+                "with error %lu)\n", path, (int)sizeof(void *) * 8, GetLastError());
+        return NULL;
+    }
+    if (!ActivateActCtx(context, cookie))
+    {
+        fprintf(stderr, "hostiocp-host: ActivateActCtx failed with error %lu\n", GetLastError());
+        ReleaseActCtx(context);
+        return NULL;
+    }
+    return context;
+}
+
+int main(int argc, char **argv)
+{
+    struct options options = { 0 };
+    HANDLE context = NULL;
+    ULONG_PTR cookie = 0;
+    WSADATA wsa;
+    int status = parse_options(argc, argv, &options);
+
+    if (status)
+        return status;
+    if (options.manifest && !(context = activate_manifest(options.manifest, &cookie)))
+        return 1;
+    manifest_in_use = options.manifest;
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    WSAStartup(MAKEWORD(2, 2), &wsa);
+    status = run_host(&options);
     WSACleanup();
     CoUninitialize();
+    if (context)
+    {
+        DeactivateActCtx(0, cookie);
+        ReleaseActCtx(context);
+    }
     return status;
 }

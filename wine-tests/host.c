@@ -75,6 +75,59 @@ static void test_concurrency_limit(void)
                   "hostiocp-bench: 10001 is not a concurrency (1-10000); see hostiocp-bench --help\n");
 }
 
+/* --manifest: the classes come from the DLL beside the manifest, not from the registered one; a
+ * manifest that cannot be used is one clear line and exit code 1. */
+static void test_manifest_option(void)
+{
+    WCHAR build[MAX_PATH], folder[MAX_PATH], source[MAX_PATH], target[MAX_PATH], arguments[MAX_PATH * 2];
+    char output[4096], expected[MAX_PATH * 2];
+    static const WCHAR *const files[] = { L"hostiocp.dll", L"hostiocp.manifest" };
+    DWORD code;
+    size_t i;
+
+    lstrcpyW(build, host_path);
+    *wcsrchr(build, '\\') = 0;
+    *wcsrchr(build, '\\') = 0;
+    GetTempPathW(MAX_PATH, folder);
+    swprintf(folder + lstrlenW(folder), MAX_PATH - lstrlenW(folder), L"hostiocp-manifest-%lu", GetCurrentProcessId());
+    ok(CreateDirectoryW(folder, NULL), "cannot make %s: %lu\n", wine_dbgstr_w(folder), GetLastError());
+    for (i = 0; i < ARRAYSIZE(files); i++)
+    {
+        swprintf(source, MAX_PATH, L"%ls\\%ls", build, files[i]);
+        swprintf(target, MAX_PATH, L"%ls\\%ls", folder, files[i]);
+        ok(CopyFileW(source, target, TRUE), "cannot copy %s: %lu\n", wine_dbgstr_w(source), GetLastError());
+    }
+
+    swprintf(arguments, ARRAYSIZE(arguments), L"--manifest \"%ls\\hostiocp.manifest\" --activate-only", folder);
+    code = run_program(host_path, arguments, output, sizeof(output));
+    ok(code == 0, "hostiocp-host %s exited with %lu: %s\n", wine_dbgstr_w(arguments), code, output);
+    snprintf(expected, sizeof(expected), "  served by %ls\\hostiocp.dll\n", folder);
+    ok(strstr(output, expected) != NULL, "hostiocp-host --manifest: %s, expected %s\n", wine_dbgstr_a(output),
+       wine_dbgstr_a(expected));
+    /* Without it, the registered DLL. */
+    code = run_program(host_path, L"--activate-only", output, sizeof(output));
+    ok(code == 0, "hostiocp-host --activate-only exited with %lu: %s\n", code, output);
+    snprintf(expected, sizeof(expected), "  served by %ls\\hostiocp.dll\n", build);
+    ok(strstr(output, expected) != NULL, "hostiocp-host: %s, expected %s\n", wine_dbgstr_a(output),
+       wine_dbgstr_a(expected));
+
+    for (i = 0; i < ARRAYSIZE(files); i++)
+    {
+        swprintf(target, MAX_PATH, L"%ls\\%ls", folder, files[i]);
+        ok(DeleteFileW(target), "cannot delete %s: %lu\n", wine_dbgstr_w(target), GetLastError());
+    }
+    swprintf(arguments, ARRAYSIZE(arguments), L"--manifest \"%ls\\hostiocp.manifest\" --activate-only", folder);
+    code = run_program(host_path, arguments, output, sizeof(output));
+    snprintf(expected, sizeof(expected), "hostiocp-host: %ls\\hostiocp.manifest is not a manifest this %d-bit "
+             "process can use (CreateActCtx failed with error %u)\n", folder, (int)sizeof(void *) * 8,
+             (unsigned)ERROR_FILE_NOT_FOUND);
+    ok(code == 1, "hostiocp-host with no manifest at the path exited with %lu\n", code);
+    ok(!strcmp(output, expected), "hostiocp-host with no manifest at the path wrote %s, expected %s\n",
+       wine_dbgstr_a(output), wine_dbgstr_a(expected));
+    ok(RemoveDirectoryW(folder), "cannot remove %s: %lu\n", wine_dbgstr_w(folder), GetLastError());
+    check_refusal(host_path, L"--manifest", "hostiocp-host: --manifest needs a value; see hostiocp-host --help\n");
+}
+
 START_TEST(host)
 {
     static const WCHAR *const bad[] =
@@ -95,6 +148,7 @@ START_TEST(host)
     }
     test_unknown_options();
     test_concurrency_limit();
+    test_manifest_option();
     code = run_host(L"--help");
     ok(code == 0, "--help exited with %lu\n", code);
     /* Every workload moves and checks real bytes; any error or mismatch makes the exit non-zero. */
