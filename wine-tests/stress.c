@@ -16,8 +16,6 @@
 #include <winsock2.h>
 #include <windows.h>
 #include <ole2.h>
-#include <winternl.h>
-#include <tlhelp32.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,26 +596,12 @@ static void release_manager(ULONG64 *rng)
             }
 }
 
-static LONG threads_in_this_process(void)
-{
-    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
-    THREADENTRY32 entry;
-    LONG count = 0;
-    BOOL more;
-
-    entry.dwSize = sizeof(entry);
-    for (more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
-        count += entry.th32OwnerProcessID == GetCurrentProcessId();
-    CloseHandle(snapshot);
-    return count;
-}
-
 static LONG threads_before_epoch;
 
 static BOOL back_to_threads_before(void *unused)
 {
     (void)unused;
-    return threads_in_this_process() == threads_before_epoch;
+    return process_threads() == threads_before_epoch;
 }
 
 static BOOL dll_unloadable(void)
@@ -639,7 +623,7 @@ static void run_epoch(ULONG64 epoch)
     HRESULT hr;
     int d, i;
 
-    threads_before_epoch = threads_in_this_process();
+    threads_before_epoch = process_threads();
     ZeroMemory(&model, sizeof(model));
     for (i = 0; i < 2; i++)
     {
@@ -682,7 +666,7 @@ static void run_epoch(ULONG64 epoch)
             if (model.ports[d][i].handle)
                 free_port_resources(&model.ports[d][i]);
     if (!wait_until(back_to_threads_before, NULL, 10000))
-        violation("%ld threads of hostiocp outlived their manager", threads_in_this_process() - threads_before_epoch);
+        violation("%ld threads of hostiocp outlived their manager", process_threads() - threads_before_epoch);
     for (i = 0; i < 2; i++)
     {
         if (model.clrs[i]->refs != 1)
@@ -706,61 +690,11 @@ struct footprint
     SIZE_T private_bytes;
 };
 
-/* SystemHandleInformation's entries, as the system has them on both bitnesses. */
-struct handle_entry
-{
-    ULONG process;
-    BYTE type, flags;
-    USHORT value;
-    void *object;
-    ACCESS_MASK access;
-};
-
-/* GetProcessHandleCount, or where it answers 0 (Wine 8), the system's list of handles. */
-static DWORD handles_of_this_process(void)
-{
-    ULONG size = 1 << 20, i;
-    struct { ULONG count; struct handle_entry entries[1]; } *list = NULL;
-    DWORD count = 0;
-    NTSTATUS status;
-
-    if (GetProcessHandleCount(GetCurrentProcess(), &count) && count)
-        return count;
-    do
-    {
-        HeapFree(GetProcessHeap(), 0, list);
-        list = HeapAlloc(GetProcessHeap(), 0, size *= 2);
-        status = NtQuerySystemInformation(SystemHandleInformation, list, size, NULL);
-    } while (status == (NTSTATUS)0xc0000004 /* STATUS_INFO_LENGTH_MISMATCH */);
-    for (i = 0; !status && i < list->count; i++)
-        count += list->entries[i].process == GetCurrentProcessId();
-    HeapFree(GetProcessHeap(), 0, list);
-    return count;
-}
-
-/* Committed private memory, region by region: what "private bytes" counts. */
-static SIZE_T private_bytes(void)
-{
-    MEMORY_BASIC_INFORMATION region;
-    const BYTE *address = NULL;
-    SIZE_T total = 0;
-
-    while (VirtualQuery(address, &region, sizeof(region)))
-    {
-        if (region.State == MEM_COMMIT && region.Type == MEM_PRIVATE)
-            total += region.RegionSize;
-        address = (const BYTE *)region.BaseAddress + region.RegionSize;
-        if (!address)
-            break;
-    }
-    return total;
-}
-
 static void measure_footprint(struct footprint *footprint)
 {
-    footprint->handles = handles_of_this_process();
-    footprint->threads = threads_in_this_process();
-    footprint->private_bytes = private_bytes();
+    footprint->handles = process_handles();
+    footprint->threads = process_threads();
+    footprint->private_bytes = process_private_bytes();
 }
 
 static DWORD setting(const char *name, DWORD fallback)

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <winternl.h>
+#include <tlhelp32.h>
 #include "support.h"
 
 /* wine/test.h needs this Wine-internal helper, which mingw-w64's ntdll does not export. */
@@ -172,3 +174,68 @@ LONG hostiocp_trace_count(LONG mark, ...)
     }
     return count;
 }
+
+LONG process_threads(void)
+{
+    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    THREADENTRY32 entry;
+    LONG count = 0;
+    BOOL more;
+
+    entry.dwSize = sizeof(entry);
+    for (more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
+        count += entry.th32OwnerProcessID == GetCurrentProcessId();
+    CloseHandle(snapshot);
+    return count;
+}
+
+/* SystemHandleInformation's entries, as the system has them on both bitnesses. */
+struct handle_entry
+{
+    ULONG process;
+    BYTE type, flags;
+    USHORT value;
+    void *object;
+    ACCESS_MASK access;
+};
+
+/* GetProcessHandleCount, or where it answers 0 (Wine 8), the system's list of handles. */
+DWORD process_handles(void)
+{
+    ULONG size = 1 << 20, i;
+    struct { ULONG count; struct handle_entry entries[1]; } *list = NULL;
+    DWORD count = 0;
+    NTSTATUS status;
+
+    if (GetProcessHandleCount(GetCurrentProcess(), &count) && count)
+        return count;
+    do
+    {
+        HeapFree(GetProcessHeap(), 0, list);
+        list = HeapAlloc(GetProcessHeap(), 0, size *= 2);
+        status = NtQuerySystemInformation(SystemHandleInformation, list, size, NULL);
+    } while (status == (NTSTATUS)0xc0000004 /* STATUS_INFO_LENGTH_MISMATCH */);
+    for (i = 0; !status && i < list->count; i++)
+        count += list->entries[i].process == GetCurrentProcessId();
+    HeapFree(GetProcessHeap(), 0, list);
+    return count;
+}
+
+/* Committed private memory, region by region: what "private bytes" counts. */
+SIZE_T process_private_bytes(void)
+{
+    MEMORY_BASIC_INFORMATION region;
+    const BYTE *address = NULL;
+    SIZE_T total = 0;
+
+    while (VirtualQuery(address, &region, sizeof(region)))
+    {
+        if (region.State == MEM_COMMIT && region.Type == MEM_PRIVATE)
+            total += region.RegionSize;
+        address = (const BYTE *)region.BaseAddress + region.RegionSize;
+        if (!address)
+            break;
+    }
+    return total;
+}
+
