@@ -12,6 +12,7 @@
 
 #define MIN_THREADS_UNSET ((DWORD)-1)
 #define NO_UPPER_LIMIT (~0ull >> 1)
+#define GUID_TEXT_LENGTH 39
 
 struct options
 {
@@ -22,6 +23,7 @@ struct options
     double duration;
     LONG64 operations;
     BOOL json, quiet, activate_only;
+    const char *progid;
 };
 
 static void usage(FILE *out)
@@ -43,7 +45,10 @@ static void usage(FILE *out)
             "  --operations N      stop after N completions instead\n"
             "  --json              print the results as JSON\n"
             "  --quiet             no progress line\n"
-            "  --activate-only     activate and report the manager, move no I/O\n");
+            "  --activate-only     activate and report the manager, move no I/O\n"
+            "  --progid PROGID     activate the class this ProgID names (CLSIDFromProgID) instead of\n"
+            "                      CLSID_HostIoCpHostControl: one of HostIoCp.HostControl[.1], or with\n"
+            "                      --activate-only also HostIoCp.IoCompletionManager[.1]\n");
 }
 
 static BOOL parse_size(const char *text, ULONGLONG *value)
@@ -108,7 +113,8 @@ static int find_number_option(const char *arg)
 
 static BOOL takes_value(const char *arg)
 {
-    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || find_number_option(arg) >= 0;
+    return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || !strcmp(arg, "--progid") ||
+           find_number_option(arg) >= 0;
 }
 
 static void store_number(struct options *o, const char *arg, ULONGLONG number)
@@ -161,6 +167,11 @@ static int parse_value_option(const char *arg, const char *value, struct options
         if (o->workload_count == ARRAYSIZE(o->workloads))
             return bad_option(arg, "is given too often");
         o->workloads[o->workload_count++] = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--progid"))
+    {
+        o->progid = value;
         return 0;
     }
     if (!strcmp(arg, "--duration"))
@@ -223,14 +234,46 @@ static int parse_options(int argc, char **argv, struct options *o)
     return finish_options(o);
 }
 
-/* Without I/O: what a CLR host sees when it activates the manager. */
+/* The class --progid names, as COM resolves it; only hostiocp's classes are accepted. */
+static int resolve_progid(const char *progid, BOOL activate_only)
+{
+    static CLSID clsid;
+    WCHAR name[256], text[GUID_TEXT_LENGTH];
+    HRESULT hr;
+
+    if (!MultiByteToWideChar(CP_ACP, 0, progid, -1, name, ARRAYSIZE(name)))
+        return bad_option(progid, "is not a ProgID");
+    if (FAILED(hr = CLSIDFromProgID(name, &clsid)))
+    {
+        fprintf(stderr, "hostiocp-host: CLSIDFromProgID(%s) failed: 0x%08lx (not registered for %d-bit processes?)\n",
+                progid, (unsigned long)hr, (int)sizeof(void *) * 8);
+        return 1;
+    }
+    StringFromGUID2(&clsid, text, ARRAYSIZE(text));
+    printf("%d-bit process: ProgID %s -> CLSID %ls\n", (int)sizeof(void *) * 8, progid, text);
+    if (!IsEqualCLSID(&clsid, &CLSID_HostIoCpHostControl) &&
+        !(activate_only && IsEqualCLSID(&clsid, &CLSID_HostIoCompletionManager)))
+    {
+        fprintf(stderr, "hostiocp-host: %s names %ls, not a class this program can host%s\n", progid, text,
+                activate_only ? "" : " (the manager's ProgID needs --activate-only)");
+        return 2;
+    }
+    hostiocp_host_control_class = &clsid;
+    return 0;
+}
+
+/* Without I/O: what a CLR host sees when it activates the manager (or, named by --progid, the
+ * manager class itself). */
 static int activate_only(void)
 {
-    IHostIoCompletionManager *manager;
-    IHostControl *control;
+    IHostIoCompletionManager *manager = NULL;
+    IHostControl *control = NULL;
     DWORD size = 0, min = 0, max = 0, available = 0;
-    HRESULT hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
-                                  (void **)&control);
+    BOOL direct = IsEqualCLSID(hostiocp_host_control_class, &CLSID_HostIoCompletionManager);
+    HRESULT hr = direct ? CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER,
+                                           &IID_IHostIoCompletionManager, (void **)&manager)
+                        : CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER,
+                                           &IID_IHostControl, (void **)&control);
 
     if (FAILED(hr))
     {
@@ -240,6 +283,18 @@ static int activate_only(void)
         else
             fprintf(stderr, "hostiocp-host: CoCreateInstance failed: 0x%08lx\n", (unsigned long)hr);
         return 1;
+    }
+    if (direct)
+    {
+        IHostIoCompletionManager_GetHostOverlappedSize(manager, &size);
+        IHostIoCompletionManager_GetMinThreads(manager, &min);
+        IHostIoCompletionManager_GetMaxThreads(manager, &max);
+        IHostIoCompletionManager_GetAvailableThreads(manager, &available);
+        printf("%d-bit process: CoCreateInstance -> IHostIoCompletionManager %p\n"
+               "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n",
+               (int)sizeof(void *) * 8, (void *)manager, size, min, max, available);
+        IHostIoCompletionManager_Release(manager);
+        return 0;
     }
     hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&manager);
     if (SUCCEEDED(hr))
@@ -365,6 +420,8 @@ int main(int argc, char **argv)
         return status;
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
+    if (options.progid && (status = resolve_progid(options.progid, options.activate_only)))
+        return status;
     if (!options.activate_only && threads_unreliable())
     {
         printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
