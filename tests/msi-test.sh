@@ -169,7 +169,7 @@ reference() {
             printf 'view %s: < regsvr32, > msiexec\n%s\n' "$view" "$d"; status=1
         fi
         n=$(grep -c '^\[' "$work/msi-added.$view")
-        echo "view $view: $n keys under HKLM\\Software\\Classes, the same as regsvr32's"
+        echo "view $view: the package added $n keys under HKLM\\Software\\Classes"
         [ "$n" -gt 20 ] || { echo "too few keys"; status=1; }
     done
     return $status
