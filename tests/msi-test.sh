@@ -61,10 +61,11 @@ msiexec() { # $1 = /i | /x, $2 = package
     [ "$msi_code" = 0 ]
 }
 
-# HKLM\Software in both views and the files on C:, as sorted text.  Windows Installer's own
-# containers (Software\Classes\Installer\{Features,Products,UpgradeCodes} and the like) appear
-# empty once msiexec has run at all; they are its state, not the package's, and only the keys
-# under them count.
+# HKLM\Software in both views and everything on C:, as sorted text.  Windows Installer's own
+# containers (Software\Classes\Installer\{Features,Products,UpgradeCodes},
+# Software\Microsoft\Windows\CurrentVersion\Installer\{UpgradeCodes,UserData\S-1-5-18\...}) stay
+# behind, empty, once msiexec has run at all; they are its state, not the package's: left out
+# while empty, any key under them counts.
 snapshot() { # $1 = name
     for view in 64 32; do
         "$WINE" reg export 'HKLM\Software' "$work/$1.$view.reg" /reg:$view /y >/dev/null 2>&1 ||
@@ -76,8 +77,10 @@ snapshot() { # $1 = name
                 { print }' > "$work/$1.$view.txt"
         rm -f "$work/$1.$view.reg"
     done
-    (cd "$C" && find . \( -path ./windows/temp -o -path './users/*/Temp' -o -path ./windows/Installer \) -prune \
-        -o -printf '%y %p %s\n' | LC_ALL=C sort) > "$work/$1.files"
+    # Every file and directory, with the files' sizes; msiexec's cache folder C:\windows\Installer
+    # counts only once it holds something.
+    (cd "$C" && find . \( -type d -printf 'd %p\n' \) -o -printf '%y %p %s\n' | LC_ALL=C sort |
+        grep -vx 'd ./windows/Installer') > "$work/$1.files"
 }
 # Keys (with their values) in $2's view $3 that are not in $1's, as .reg text.
 added_keys() {
