@@ -1,12 +1,16 @@
 #!/bin/sh
-# hostiocp.sh demo | check | bench
+# hostiocp.sh demo | check | bench | msi
 #
 # Installs what is missing (build-aux/setup-deps.sh), configures and builds hostiocp for
 # x86_64-w64-mingw32 and i686-w64-mingw32 in build/<target>, registers the DLL in each build's
 # private Wine prefix, then:
 #   demo   runs the host program in a 64-bit and a 32-bit process;
 #   check  runs `make check` for both targets and prints a pass/fail summary;
-#   bench  runs the benchmark (make bench) for both targets.
+#   bench  runs the benchmark (make bench) for both targets;
+#   msi    builds the Windows Installer package build/hostiocp-<version>.msi from both builds
+#          (build-aux/make-msi.sh, with wixl).
+# check also builds the package and tests it under Wine in a fresh prefix (tests/msi-test.sh),
+# when both targets are built.
 # Idempotent: a second run only rebuilds what changed.
 set -eu
 cd "$(dirname "$0")"
@@ -18,8 +22,8 @@ command=${1:-demo}
 shift 2>/dev/null || true
 
 case $command in
-    demo|check|bench) ;;
-    *) echo "usage: $0 demo|check|bench" >&2; exit 2 ;;
+    demo|check|bench|msi) ;;
+    *) echo "usage: $0 demo|check|bench|msi" >&2; exit 2 ;;
 esac
 
 log() { printf 'hostiocp: %s\n' "$*" >&2; }
@@ -50,8 +54,24 @@ for target in $TARGETS; do
     build_target "$target"
 done
 
+VERSION=$(sed -n 's/^AC_INIT(\[hostiocp\], *\[\([^]]*\)\].*/\1/p' configure.ac)
+MSI=build/hostiocp-$VERSION.msi
+both_targets() {
+    case " $TARGETS " in *" x86_64-w64-mingw32 "*) ;; *) return 1 ;; esac
+    case " $TARGETS " in *" i686-w64-mingw32 "*) ;; *) return 1 ;; esac
+}
+build_msi() {
+    log "building $MSI"
+    sh build-aux/make-msi.sh "$MSI" "$VERSION" build/x86_64-w64-mingw32 build/i686-w64-mingw32 >/dev/null
+}
+
 status=0
 case $command in
+msi)
+    both_targets || { log "the package needs both x86_64-w64-mingw32 and i686-w64-mingw32 builds"; exit 1; }
+    build_msi || status=1
+    [ $status -ne 0 ] || echo "$MSI"
+    ;;
 demo)
     for target in $TARGETS; do
         log "running the host program ($target)"
@@ -80,8 +100,29 @@ check)
             tail -n 40 "build/$target/check.out"; failed=$((failed + 1))
         fi
     done
+    if both_targets; then
+        log "Windows Installer package: build and test under Wine"
+        msi_status=0
+        if build_msi >build/msi-test.out 2>&1; then
+            WINE=wine HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template" \
+                sh tests/msi-test.sh "$MSI" build/x86_64-w64-mingw32 build/i686-w64-mingw32 build/msi-test \
+                >>build/msi-test.out 2>&1 || msi_status=$?
+        else
+            msi_status=1
+        fi
+        grep -E '^(PASS|FAIL|SKIP):' build/msi-test.out | sed 's|^|  [msi] |' || true
+        p=$(grep -c '^PASS:' build/msi-test.out || true) f=$(grep -c '^FAIL:' build/msi-test.out || true)
+        passed=$((passed + p)); failed=$((failed + f))
+        if [ "$msi_status" -eq 77 ]; then skipped=$((skipped + 1))
+        elif [ "$msi_status" -ne 0 ]; then
+            [ "$f" -gt 0 ] || failed=$((failed + 1))
+            status=1; cat build/msi-test.out
+        fi
+    else
+        log "not testing the Windows Installer package: it needs both targets"
+    fi
     [ "$skipped" -eq 0 ] || grep -h '^SKIP:\|Tests skipped\|skipping\|qemu-user' build/*/tests/*.log build/*/wine-tests/*.log 2>/dev/null | sort -u | sed 's/^/hostiocp: skipped: /' >&2
-    echo "hostiocp: test programs for $TARGETS"
+    echo "hostiocp: test programs for $TARGETS$(both_targets && echo ", and the Windows Installer package")"
     echo "$passed passed, $failed failed, $skipped skipped"
     ;;
 esac

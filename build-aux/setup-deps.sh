@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs everything hostiocp needs to build and test on Debian 12, idempotently:
-# apt packages (MinGW-w64 for both targets, widl, Wine 32+64, autotools), check cross-built
+# apt packages (MinGW-w64 for both targets, widl, Wine 32+64, autotools, wixl for the Windows
+# Installer package, python3-yaml for the workflow check), check cross-built
 # for both MinGW targets from Debian's source package, and wine/test.h from Debian's wine
 # source package.  Third-party code goes to $HOSTIOCP_CACHE, never into the source tree.
 set -eu
@@ -19,7 +20,7 @@ need_root() {
 
 PACKAGES="gcc-mingw-w64-x86-64-win32 gcc-mingw-w64-i686-win32 mingw-w64-tools mingw-w64-x86-64-dev
 mingw-w64-i686-dev libwine-dev wine wine64 autoconf automake pkg-config make dpkg-dev xz-utils
-ca-certificates qemu-user-static"
+ca-certificates qemu-user-static wixl python3 python3-yaml"
 
 missing_packages() {
     for p in $PACKAGES wine32:i386; do

@@ -187,6 +187,8 @@ static BOOL hostiocp_fail(struct dispatcher *d, const char *what, HRESULT hr)
     return FALSE;
 }
 
+const CLSID *hostiocp_host_control_class = &CLSID_HostIoCpHostControl;
+
 static BOOL hostiocp_start(struct dispatcher *d)
 {
     struct hostiocp_dispatcher *h = calloc(1, sizeof(*h));
@@ -198,7 +200,7 @@ static BOOL hostiocp_start(struct dispatcher *d)
     h->clr.ICLRIoCompletionManager_iface.lpVtbl = &clr_vtbl;
     if (!markers_seen)
         markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
-    hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+    hr = CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
                           (void **)&h->control);
     if (FAILED(hr))
         return hostiocp_fail(d, "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);

@@ -13,6 +13,7 @@
 
 #define MIN_THREADS_UNSET ((DWORD)-1)
 #define NO_UPPER_LIMIT (~0ull >> 1)
+#define GUID_TEXT_LENGTH 39
 
 struct options
 {
@@ -24,6 +25,7 @@ struct options
     double duration;
     LONG64 operations;
     BOOL json, quiet, activate_only;
+    const char *progid;
 };
 
 static void usage(FILE *out)
@@ -47,7 +49,10 @@ static void usage(FILE *out)
             "  --quiet             no progress line\n"
             "  --activate-only     activate and report the manager, move no I/O\n"
             "  --manifest PATH     activate hostiocp registration-free, from the assembly manifest at\n"
-            "                      PATH (hostiocp.manifest beside hostiocp.dll), not from the registry\n");
+            "                      PATH (hostiocp.manifest beside hostiocp.dll), not from the registry\n"
+            "  --progid PROGID     activate the class this ProgID names (CLSIDFromProgID) instead of\n"
+            "                      CLSID_HostIoCpHostControl: one of HostIoCp.HostControl[.1], or with\n"
+            "                      --activate-only also HostIoCp.IoCompletionManager[.1]\n");
 }
 
 static BOOL parse_size(const char *text, ULONGLONG *value)
@@ -113,6 +118,7 @@ static int find_number_option(const char *arg)
 static BOOL takes_value(const char *arg)
 {
     return !strcmp(arg, "--workload") || !strcmp(arg, "--duration") || !strcmp(arg, "--manifest") ||
+           !strcmp(arg, "--progid") ||
            find_number_option(arg) >= 0;
 }
 
@@ -171,6 +177,11 @@ static int parse_value_option(const char *arg, const char *value, struct options
     if (!strcmp(arg, "--manifest"))
     {
         o->manifest = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--progid"))
+    {
+        o->progid = value;
         return 0;
     }
     if (!strcmp(arg, "--duration"))
@@ -247,15 +258,61 @@ static void report_not_registered(const char *what)
                 (int)sizeof(void *) * 8);
 }
 
-/* Without I/O: what a CLR host sees when it activates the manager, and which hostiocp.dll serves it. */
-static int activate_only(void)
+/* The class --progid names, as COM resolves it; only hostiocp's classes are accepted. */
+static int resolve_progid(const char *progid, BOOL activate_only)
 {
-    IHostIoCompletionManager *manager;
-    IHostControl *control;
+    static CLSID clsid;
+    WCHAR name[256], text[GUID_TEXT_LENGTH];
+    HRESULT hr;
+
+    if (!MultiByteToWideChar(CP_ACP, 0, progid, -1, name, ARRAYSIZE(name)))
+        return bad_option(progid, "is not a ProgID");
+    if (FAILED(hr = CLSIDFromProgID(name, &clsid)))
+    {
+        fprintf(stderr, "hostiocp-host: CLSIDFromProgID(%s) failed: 0x%08lx (not registered for %d-bit processes?)\n",
+                progid, (unsigned long)hr, (int)sizeof(void *) * 8);
+        return 1;
+    }
+    StringFromGUID2(&clsid, text, ARRAYSIZE(text));
+    printf("%d-bit process: ProgID %s -> CLSID %ls\n", (int)sizeof(void *) * 8, progid, text);
+    if (!IsEqualCLSID(&clsid, &CLSID_HostIoCpHostControl) &&
+        !(activate_only && IsEqualCLSID(&clsid, &CLSID_HostIoCompletionManager)))
+    {
+        fprintf(stderr, "hostiocp-host: %s names %ls, not a class this program can host%s\n", progid, text,
+                activate_only ? "" : " (the manager's ProgID needs --activate-only)");
+        return 2;
+    }
+    hostiocp_host_control_class = &clsid;
+    return 0;
+}
+
+static void report_manager(const char *how, IHostIoCompletionManager *manager)
+{
     WCHAR dll[MAX_PATH] = L"";
     DWORD size = 0, min = 0, max = 0, available = 0;
-    HRESULT hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
-                                  (void **)&control);
+
+    IHostIoCompletionManager_GetHostOverlappedSize(manager, &size);
+    IHostIoCompletionManager_GetMinThreads(manager, &min);
+    IHostIoCompletionManager_GetMaxThreads(manager, &max);
+    IHostIoCompletionManager_GetAvailableThreads(manager, &available);
+    GetModuleFileNameW(GetModuleHandleW(L"hostiocp.dll"), dll, ARRAYSIZE(dll));
+    printf("%d-bit process: %s -> IHostIoCompletionManager %p\n"
+           "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n"
+           "  served by %ls\n",
+           (int)sizeof(void *) * 8, how, (void *)manager, size, min, max, available, dll);
+}
+
+/* Without I/O: what a CLR host sees when it activates the manager (or, named by --progid, the
+ * manager class itself), and which hostiocp.dll serves it. */
+static int activate_only(void)
+{
+    IHostIoCompletionManager *manager = NULL;
+    IHostControl *control = NULL;
+    BOOL direct = IsEqualCLSID(hostiocp_host_control_class, &CLSID_HostIoCompletionManager);
+    HRESULT hr = direct ? CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER,
+                                           &IID_IHostIoCompletionManager, (void **)&manager)
+                        : CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER,
+                                           &IID_IHostControl, (void **)&control);
 
     if (FAILED(hr))
     {
@@ -265,18 +322,16 @@ static int activate_only(void)
             fprintf(stderr, "hostiocp-host: CoCreateInstance failed: 0x%08lx\n", (unsigned long)hr);
         return 1;
     }
+    if (direct)
+    {
+        report_manager("CoCreateInstance", manager);
+        IHostIoCompletionManager_Release(manager);
+        return 0;
+    }
     hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&manager);
     if (SUCCEEDED(hr))
     {
-        IHostIoCompletionManager_GetHostOverlappedSize(manager, &size);
-        IHostIoCompletionManager_GetMinThreads(manager, &min);
-        IHostIoCompletionManager_GetMaxThreads(manager, &max);
-        IHostIoCompletionManager_GetAvailableThreads(manager, &available);
-        GetModuleFileNameW(GetModuleHandleW(L"hostiocp.dll"), dll, ARRAYSIZE(dll));
-        printf("%d-bit process: IHostControl::GetHostManager -> IHostIoCompletionManager %p\n"
-               "  host overlapped extension %lu bytes, threads min %lu max %lu available %lu\n"
-               "  served by %ls\n",
-               (int)sizeof(void *) * 8, (void *)manager, size, min, max, available, dll);
+        report_manager("IHostControl::GetHostManager", manager);
         IHostIoCompletionManager_Release(manager);
     }
     else
@@ -389,6 +444,8 @@ static int run_host(struct options *options)
 {
     int i, status = 0, printed = 0, result;
 
+    if (options->progid && (status = resolve_progid(options->progid, options->activate_only)))
+        return status;
     if (!options->activate_only && threads_unreliable())
     {
         printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "

@@ -114,6 +114,8 @@ struct workload_options
 };
 
 extern LONGLONG qpc_frequency;
+/* The class the hostiocp dispatchers activate: CLSID_HostIoCpHostControl, or what --progid named. */
+extern const CLSID *hostiocp_host_control_class;
 LONGLONG now_ticks(void);
 
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes);
