@@ -706,7 +706,7 @@ static DWORD setting(const char *name, DWORD fallback)
 
 START_TEST(stress)
 {
-    struct footprint start = { 0 }, end;
+    struct footprint start = { 0 }, quarter = { 0 }, end;
     DWORD seconds = setting("HOSTIOCP_STRESS_SECONDS", 5), began;
     ULONG64 epoch;
     WSADATA wsa;
@@ -730,19 +730,26 @@ START_TEST(stress)
             trace("epoch %I64u: %lu ms\n", epoch, GetTickCount() - epoch_began);
         if (epoch == 1)
             measure_footprint(&start);  /* after warm-up: the first managers loaded what stays */
+        if (!quarter.threads && GetTickCount() - began >= seconds * 250)
+            measure_footprint(&quarter);  /* the heap has grown to what the run needs */
     }
     measure_footprint(&end);
     ok(!violations, "%ld violations; the first: %s; replay with HOSTIOCP_STRESS_SEED=%I64u\n", violations,
        first_violation, run_seed);
     trace("%I64u epochs, %I64d operations, %I64d completions, %I64d port open/close cycles in %.1f s\n", epoch,
           total_operations, total_completions, total_port_cycles, (GetTickCount() - began) / 1000.0);
-    trace("after warm-up -> end: handles %lu -> %lu, threads %ld -> %ld, private bytes %lu KiB -> %lu KiB\n",
-          start.handles, end.handles, start.threads, end.threads, (DWORD)(start.private_bytes / 1024),
+    if (!quarter.threads)
+        quarter = end;
+    trace("after warm-up -> a quarter of the run -> end: handles %lu -> %lu -> %lu, threads %ld -> %ld -> %ld, "
+          "private bytes %lu -> %lu -> %lu KiB\n", start.handles, quarter.handles, end.handles, start.threads,
+          quarter.threads, end.threads, (DWORD)(start.private_bytes / 1024), (DWORD)(quarter.private_bytes / 1024),
           (DWORD)(end.private_bytes / 1024));
     ok(end.threads == start.threads, "threads grew from %ld to %ld\n", start.threads, end.threads);
     ok(end.handles <= start.handles + 16, "handles grew from %lu to %lu\n", start.handles, end.handles);
     ok(end.private_bytes <= start.private_bytes + 4 * 1024 * 1024, "private bytes grew from %lu KiB to %lu KiB\n",
        (DWORD)(start.private_bytes / 1024), (DWORD)(end.private_bytes / 1024));
+    ok(end.private_bytes <= quarter.private_bytes + 1024 * 1024, "private bytes grew from %lu KiB at a quarter of "
+       "the run to %lu KiB\n", (DWORD)(quarter.private_bytes / 1024), (DWORD)(end.private_bytes / 1024));
     ok(GetModuleHandleW(L"hostiocp.dll") == NULL, "hostiocp.dll is loaded after the run\n");
     WSACleanup();
     CoUninitialize();
