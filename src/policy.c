@@ -1,9 +1,9 @@
 /* The thread-count controller.  It finds the count by measuring, as hill climbing does, but with
  * coarse steps that a noisy, shared machine can resolve: from the current target it tries
  * twice as many threads for one measurement window, then half as many, and keeps a change only
- * when the completion rate says so (up: at least 25 % better in one window pair, or 5 % over
+ * when the completion rate says so (up: at least 20 % better in one window pair, or 5 % over
  * two; down: over two window pairs, no worse than 97 % of the best rate of the round).  After a
- * small gain (5-10 %), or a probe up that did not pay in two searches, it does not try that
+ * modest gain (5-20 %), or a probe up that did not pay in two searches, it does not try that
  * count or more again until the rate shifts: returns diminish, and every probe costs threads.
  * One search is not enough to give up on a count: a single window pair can be 10 % off on a
  * shared machine, which is as much as a doubling may gain.  A probe down
@@ -26,9 +26,8 @@
 #define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
 #define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
-#define CLEAR_GAIN            1.25
+#define CLEAR_GAIN            1.20
 #define GAIN                  1.05
-#define SMALL_GAIN            1.10   /* a doubling that gains less ends the search up */
 #define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
 #define CLEAR_LOSS            0.85
 #define LOSS                  0.97
@@ -232,8 +231,8 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         policy->moved_up = TRUE;
         policy->base_rate = rate;
         policy->round_best = max(policy->round_best, rate);
-        if (policy->pairs == 2 && ratio < SMALL_GAIN)
-            policy->ceiling = policy->target * 2;  /* returns diminish: the next doubling will not pay */
+        if (policy->pairs == 2)
+            policy->ceiling = policy->target * 2;  /* a modest gain: the next doubling will not pay */
         if (!begin_probe(policy, sample, +1, decision))
             settle(policy, sample, TRUE);
         return;

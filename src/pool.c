@@ -519,11 +519,12 @@ static DWORD WINAPI dispatch_thread(void *arg)
     FreeLibraryAndExitThread(hostiocp_instance, 0);
 }
 
-/* Threads above the limit retire between callbacks; idle ones wait on the port, so a packet of
- * ours wakes as many of them as are in excess, rather than leaving them to their idle timeout. */
-static void wake_threads_in_excess(struct pool *pool)
+/* Threads above a lowered maximum retire between callbacks; idle ones wait on the port, so a
+ * packet of ours wakes as many of them as are in excess, rather than leaving them to their idle
+ * timeout.  (Not for the controller's target: its probes would park and unpark threads.) */
+static void wake_threads_above_maximum(struct pool *pool)
 {
-    LONG counts = pool->counts, limit = max(min(pool->target, pool->limits->max_threads), floor_of(pool->limits));
+    LONG counts = pool->counts, limit = max(pool->limits->max_threads, floor_of(pool->limits));
     LONG wanted = min(threads_of(counts) - limit, threads_of(counts) - busy_of(counts)) - pool->retire_packets;
 
     for (; wanted > 0 && !pool->stopping; wanted--)
@@ -603,7 +604,7 @@ static void monitor_tick(struct pool *pool)
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
-    wake_threads_in_excess(pool);
+    wake_threads_above_maximum(pool);  /* again: those that were still starting were busy */
     /* A thread that could not start when the pool or the minimum asked for it is started again. */
     while (threads_of(pool->counts) < sample.floor && start_thread(pool, sample.floor))
         ;
@@ -721,7 +722,7 @@ void pool_limits_changed(struct pool *pool)
     LONG missing = pool->limits->min_threads - threads_of(pool->counts);
 
     SetEvent(pool->monitor_nudge);
-    wake_threads_in_excess(pool);
+    wake_threads_above_maximum(pool);
     if (missing > 0)
         unpark(pool, missing);
     while (threads_of(pool->counts) < pool->limits->min_threads &&
