@@ -370,6 +370,19 @@ static void free_port_resources(struct port_model *port)
     InterlockedIncrement64(&total_port_cycles);
 }
 
+/* Posts a request whose callback closes its port or releases the manager, and waits for that
+ * call to return. */
+static struct request *call_from_callback(struct port_model *port, enum request_kind kind, ULONG64 *rng)
+{
+    struct request *request;
+
+    post_request(port, kind, rng);
+    request = port->requests;
+    if (WaitForSingleObject(request->done, WAIT_MS) != WAIT_OBJECT_0)
+        violation("%s from a callback did not return", kind == CLOSER ? "Close" : "Release");
+    return request;
+}
+
 /* Real I/O of the port is complete before it closes; posted packets may still be queued, and
  * Close must dispatch each of them once before it returns. */
 static void close_port(struct port_model *port, BOOL from_callback, ULONG64 *rng)
@@ -382,15 +395,7 @@ static void close_port(struct port_model *port, BOOL from_callback, ULONG64 *rng
     for (i = random_below(rng, 8); i; i--)
         post_request(port, random_below(rng, 4) ? POSTED : BLOCKING, rng);
     if (from_callback)
-    {
-        struct request *closer;
-
-        post_request(port, CLOSER, rng);
-        closer = port->requests;
-        if (WaitForSingleObject(closer->done, WAIT_MS) != WAIT_OBJECT_0)
-            violation("Close from a callback did not return");
-        hr = closer->hr;
-    }
+        hr = call_from_callback(port, CLOSER, rng)->hr;
     else
     {
         hr = IHostIoCompletionManager_CloseIoCompletionPort(model.manager, port->handle);
@@ -569,15 +574,7 @@ static void release_manager(ULONG64 *rng)
             if (model.ports[d][i].handle)
                 last = &model.ports[d][i];
     if (last && random_below(rng, 2))
-    {
-        struct request *releaser;
-
-        post_request(last, RELEASER, rng);
-        releaser = last->requests;
-        if (WaitForSingleObject(releaser->done, WAIT_MS) != WAIT_OBJECT_0)
-            violation("Release from a callback did not return");
-        refs = releaser->refs;
-    }
+        refs = call_from_callback(last, RELEASER, rng)->refs;
     else
     {
         refs = IHostIoCompletionManager_Release(model.manager);
