@@ -40,6 +40,7 @@ struct worker
     OVERLAPPED_ENTRY single;
     OVERLAPPED_ENTRY *batch;          /* room for HOSTIOCP_MAX_BATCH_SIZE, allocated on first use */
     LONG stop_packets;                /* our stop packets this thread has taken */
+    LONG retire_packets;              /* ... and retire packets, not yet taken off pool->retire_packets */
     BOOL slot_released;               /* it retired: its count was already taken off */
 };
 
@@ -266,7 +267,7 @@ static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERL
         if (entry->lpCompletionKey == pool->control_key)
             worker->stop_packets++;
         else if (entry->lpCompletionKey == pool->retire_key)
-            InterlockedDecrement(&pool->retire_packets);  /* the loop sees whether this thread is in excess */
+            worker->retire_packets++;  /* the loop sees whether this thread is in excess */
         else
             InterlockedIncrement64(&worker->counts.wakeups);
         return;
@@ -483,9 +484,20 @@ static LONG unpark(struct pool *pool, LONG wanted)
     return max(count, 0);
 }
 
+/* A retire packet stays counted until its thread has left the count or chosen to stay, so that
+ * the monitor does not post another for the same excess in between. */
+static void settle_retire_packets(struct pool *pool, struct worker *worker)
+{
+    if (worker->retire_packets)
+        InterlockedExchangeAdd(&pool->retire_packets, -worker->retire_packets);
+    worker->retire_packets = 0;
+}
+
 /* Dispatches until the thread retires (TRUE) or ends (FALSE). */
 static BOOL serve_port(struct pool *pool, struct worker *worker)
 {
+    BOOL left;
+
     while (!pool->stopped)
     {
         if (!dequeue(pool, worker))
@@ -496,7 +508,9 @@ static BOOL serve_port(struct pool *pool, struct worker *worker)
         InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
         if (worker->stop_packets || pool->stopped)
             return FALSE;
-        if (leave_if(pool, worker, excess_may_leave))
+        left = leave_if(pool, worker, excess_may_leave);
+        settle_retire_packets(pool, worker);
+        if (left)
         {
             TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->counts));
             return TRUE;

@@ -786,7 +786,7 @@ START_TEST(lowered_maximum_retires_idle_threads_promptly)
     ck_assert_msg(wait_for_statistics(manager, port, threads_are, 2, 5000), "idle threads above the maximum stayed");
     printf("idle threads above a lowered maximum retired in %.1f ms\n", milliseconds_since(began));
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
-    ck_assert_int_eq(stats.ThreadsRetired, 2);
+    ck_assert_int_ge(stats.ThreadsRetired, 2);  /* the policy may also park and bring back threads */
     ck_assert_int_eq(stats.WakeupPackets, 0);  /* the pool's own packets are not others' */
     ck_assert_int_eq(stats.CompletionsDispatched, 0);
     ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
