@@ -552,6 +552,17 @@ static void wake_threads_above_maximum(struct pool *pool)
     }
 }
 
+/* Parked threads first, then new ones, up to the minimum (and at least one listener). */
+static void grow_to_minimum(struct pool *pool)
+{
+    LONG floor = floor_of(pool->limits), missing = floor - threads_of(pool->counts);
+
+    if (missing > 0)
+        unpark(pool, missing);
+    while (threads_of(pool->counts) < floor && start_thread(pool, floor))
+        ;
+}
+
 /* ---- the monitor: samples the pool for the controller and starts the threads it asks for ---- */
 
 static LONG queue_depth(HANDLE port)
@@ -619,9 +630,7 @@ static void monitor_tick(struct pool *pool)
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
     wake_threads_above_maximum(pool);  /* again: those that were still starting were busy */
-    /* A thread that could not start when the pool or the minimum asked for it is started again. */
-    while (threads_of(pool->counts) < sample.floor && start_thread(pool, sample.floor))
-        ;
+    grow_to_minimum(pool);  /* again: a thread may have failed to start */
     /* Threads come when there is work for them; idle ones go after the idle timeout. */
     if (sample.queued > 0 || sample.busy >= sample.threads)
     {
@@ -733,15 +742,9 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
 
 void pool_limits_changed(struct pool *pool)
 {
-    LONG missing = pool->limits->min_threads - threads_of(pool->counts);
-
     SetEvent(pool->monitor_nudge);
     wake_threads_above_maximum(pool);
-    if (missing > 0)
-        unpark(pool, missing);
-    while (threads_of(pool->counts) < pool->limits->min_threads &&
-           start_thread(pool, pool->limits->min_threads))
-        ;
+    grow_to_minimum(pool);
 }
 
 static struct worker *own_worker(struct pool *pool)
