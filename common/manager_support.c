@@ -1,4 +1,5 @@
 #include "manager_support.h"
+#include <tlhelp32.h>
 
 BOOL threads_unreliable(void)
 {
@@ -72,4 +73,20 @@ HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_
               : IHostIoCpStatistics_GetStatistics(statistics, stats);
     IHostIoCpStatistics_Release(statistics);
     return hr;
+}
+
+LONG process_threads(void)
+{
+    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    THREADENTRY32 entry;
+    LONG count = 0;
+    BOOL more;
+
+    if (snapshot == INVALID_HANDLE_VALUE)
+        return -1;
+    entry.dwSize = sizeof(entry);
+    for (more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
+        count += entry.th32OwnerProcessID == GetCurrentProcessId();
+    CloseHandle(snapshot);
+    return count;
 }

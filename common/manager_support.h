@@ -10,6 +10,8 @@
 /* True in a 32-bit process whose Wine runs under qemu-user (HOSTIOCP_I386_VIA_QEMU, see
  * build-aux/wine-run), where threads are not reliable. */
 BOOL threads_unreliable(void);
+/* The threads this process has now (a Toolhelp snapshot), or -1 if there is no snapshot. */
+LONG process_threads(void);
 
 /* A manager of its own, through CLSID_HostIoCompletionManager. */
 HRESULT create_manager(IHostIoCompletionManager **manager);

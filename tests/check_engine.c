@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <winternl.h>
-#include <tlhelp32.h>
 #include "case_runner.h"
 #include "check_support.h"
 #include "fakeclr.h"
@@ -15,38 +14,24 @@
 static struct fake_clr *clr;
 static LONG threads_before;  /* of this process, before the test started any manager */
 
-static LONG threads_in_this_process(void)
-{
-    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
-    THREADENTRY32 entry;
-    LONG count = 0;
-
-    ck_assert_ptr_ne(snapshot, INVALID_HANDLE_VALUE);
-    entry.dwSize = sizeof(entry);
-    for (BOOL more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
-        count += entry.th32OwnerProcessID == GetCurrentProcessId();
-    CloseHandle(snapshot);
-    return count;
-}
-
 static BOOL no_thread_of_ours_left(void *unused)
 {
     (void)unused;
-    return threads_in_this_process() == threads_before;
+    return process_threads() == threads_before;
 }
 
 /* Once every thread hostiocp started has gone, no late OnComplete can come. */
 static void check_no_thread_of_ours_left(void)
 {
     ck_assert_msg(wait_until(no_thread_of_ours_left, NULL, 5000), "%ld threads of hostiocp are still there",
-                  threads_in_this_process() - threads_before);
+                  process_threads() - threads_before);
 }
 
 static void setup(void)
 {
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     clr = fake_clr_create();
-    threads_before = threads_in_this_process();
+    ck_assert_int_ge(threads_before = process_threads(), 1);
 }
 
 static void teardown(void)

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <winternl.h>
-#include <tlhelp32.h>
 #include "support.h"
 
 /* wine/test.h needs this Wine-internal helper, which mingw-w64's ntdll does not export. */
@@ -172,20 +171,6 @@ LONG hostiocp_trace_count(LONG mark, ...)
         va_end(args);
         count += match;
     }
-    return count;
-}
-
-LONG process_threads(void)
-{
-    HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
-    THREADENTRY32 entry;
-    LONG count = 0;
-    BOOL more;
-
-    entry.dwSize = sizeof(entry);
-    for (more = Thread32First(snapshot, &entry); more; more = Thread32Next(snapshot, &entry))
-        count += entry.th32OwnerProcessID == GetCurrentProcessId();
-    CloseHandle(snapshot);
     return count;
 }
 

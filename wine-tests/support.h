@@ -31,9 +31,8 @@ LONG hostiocp_trace_mark(void);
  * strings given (NULL ends the list). */
 LONG hostiocp_trace_count(LONG mark, ...);
 
-/* This process's threads, its handles (GetProcessHandleCount, or where that answers 0, as under
- * Wine 8, the system's handle list) and its committed private memory. */
-LONG process_threads(void);
+/* This process's handles (GetProcessHandleCount, or where that answers 0, as under Wine 8, the
+ * system's handle list) and its committed private memory; its threads: manager_support.h. */
 DWORD process_handles(void);
 SIZE_T process_private_bytes(void);
 
