@@ -81,8 +81,7 @@ struct histogram
 struct run
 {
     struct dispatcher *dispatcher;
-    LONGLONG deadline;               /* QPC ticks; 0: count only */
-    LONGLONG measure_from;           /* QPC ticks: the warm-up ends */
+    volatile LONG64 deadline;        /* QPC ticks, set once the workload is set up; 0: none yet */
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
     volatile LONG64 bytes;

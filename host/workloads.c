@@ -114,10 +114,12 @@ void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
 
 static BOOL keep_going(struct run *run)
 {
+    LONGLONG deadline = InterlockedCompareExchange64(&run->deadline, 0, 0);  /* whole, on 32-bit too */
+
     if (run->stopping)
         return FALSE;
     if ((run->target_operations && run->operations >= run->target_operations) ||
-        (run->deadline && now_ticks() >= run->deadline))
+        (deadline && now_ticks() >= deadline))
         InterlockedExchange(&run->stopping, 1);
     return !run->stopping;
 }
@@ -801,15 +803,18 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
             snprintf(d->error, sizeof(d->error), "%s could not start: error %lu", d->ops->name, GetLastError());
         return FALSE;
     }
-    start = now_ticks();
-    run->measure_from = start + (LONGLONG)(options->warmup * qpc_frequency);
-    run->deadline = options->duration > 0 ? run->measure_from + (LONGLONG)(options->duration * qpc_frequency) : 0;
     if (!(ok = start_named_workload(options->name)))
     {
         snprintf(d->error, sizeof(d->error), "setting up the %s workload failed: error %lu", options->name,
                  GetLastError());
         InterlockedExchange(&run->stopping, 1);
     }
+    /* The warm-up and the measured part begin once the workload is set up: thousands of
+     * connections, or many threads starting, can take seconds. */
+    start = now_ticks();
+    if (options->duration > 0)
+        InterlockedExchange64(&run->deadline,
+                              start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
     start = wait_for_run(run, options, start, &warm_operations);
     end = now_ticks();
     run->measured_operations = run->operations - warm_operations;

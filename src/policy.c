@@ -1,18 +1,21 @@
 /* The thread-count controller.  It finds the count by measuring, as hill climbing does, but with
  * coarse steps that a noisy, shared machine can resolve: from the current target it tries
  * twice as many threads for one measurement window, then half as many, and keeps a change only
- * when the completion rate says so (up: at least 20 % better in one window pair, or 5 % over
- * two; down: over two window pairs, no worse than 97 % of the best rate of the round).  After a
- * modest gain (5-20 %), or a probe up that did not pay in two searches, it does not try that
- * count or more again until the rate shifts: returns diminish, and every probe costs threads.
- * One search is not enough to give up on a count: a single window pair can be 10 % off on a
- * shared machine, which is as much as a doubling may gain.  A probe down
- * that cost throughput is not repeated either, so a settled pool stops probing until its rate
- * moves by 30 % for two windows in a row, the limits change or it starves.  Between searches it holds the
- * target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
- * the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads in the
- * window before (packets queued or every thread busy), and never above the most work seen at
- * once in that window (threads busy plus packets queued): more threads would find nothing to do.
+ * when the completion rate says so.  Up: 50 % better in one window pair (blocking callbacks), or
+ * 5 % better over two, because one pair can be 20 % off on a shared machine.  Down: over two
+ * window pairs, no worse than 97 % of the best rate of the round.  After a modest gain (5-20 %
+ * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
+ * in two searches, it does not try that count or more again until the rate shifts: returns
+ * diminish, every probe costs threads, and a count that a doubling improves by less than 11 %
+ * is already within 0.9 of the doubled count's rate.  One search
+ * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
+ * a doubling may gain.  A probe down that cost throughput is not repeated either, so a settled
+ * pool stops probing until its rate moves by 30 % for two windows in a row, the limits change
+ * or it starves.  Between searches it holds the target for 0.5 s, doubling up to 8 s while
+ * nothing changes, and searches again at once when the rate shifts by 30 %.  A probe up is tried
+ * only when the pool was short of threads in the window before (packets queued or every thread
+ * busy), and never above the most work seen at once in that window (threads busy plus packets
+ * queued): more threads would find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once,
@@ -26,7 +29,9 @@
 #define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
 #define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
-#define CLEAR_GAIN            1.20
+#define FAST_GAIN             1.50   /* in one window pair: no second pair needed */
+#define CLEAR_GAIN            1.20   /* over two or three: the next doubling may pay too */
+#define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
 #define GAIN                  1.05
 #define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
 #define CLEAR_LOSS            0.85
@@ -212,36 +217,30 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
     settle(policy, sample, FALSE);
 }
 
-static void second_pair(struct policy *policy, const struct policy_sample *sample)
+static void another_pair(struct policy *policy, const struct policy_sample *sample)
 {
     policy->phase = MEASURE_REBASE;
     restart_window(policy, sample, TRUE);
 }
 
-static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
-                     struct policy_decision *decision)
+static void raise_target(struct policy *policy, const struct policy_sample *sample, double rate, BOOL modest,
+                         struct policy_decision *decision)
 {
-    double ratio = policy->probe_sum / policy->base_sum;
+    report(decision, POLICY_RAISED, policy->target, policy->probe, policy->base_sum / policy->pairs,
+           policy->probe_sum / policy->pairs);
+    policy->target = policy->probe;
+    policy->moved_up = TRUE;
+    policy->base_rate = rate;
+    policy->round_best = max(policy->round_best, rate);
+    if (modest)
+        policy->ceiling = policy->target * 2;  /* the next doubling will not pay */
+    if (!begin_probe(policy, sample, +1, decision))
+        settle(policy, sample, TRUE);
+}
 
-    if ((policy->pairs == 1 && ratio >= CLEAR_GAIN) || (policy->pairs == 2 && ratio >= GAIN))
-    {
-        report(decision, POLICY_RAISED, policy->target, policy->probe, policy->base_sum / policy->pairs,
-               policy->probe_sum / policy->pairs);
-        policy->target = policy->probe;
-        policy->moved_up = TRUE;
-        policy->base_rate = rate;
-        policy->round_best = max(policy->round_best, rate);
-        if (policy->pairs == 2)
-            policy->ceiling = policy->target * 2;  /* a modest gain: the next doubling will not pay */
-        if (!begin_probe(policy, sample, +1, decision))
-            settle(policy, sample, TRUE);
-        return;
-    }
-    if (policy->pairs == 1 && ratio >= UNCLEAR)
-    {
-        second_pair(policy, sample);
-        return;
-    }
+static void keep_target_below_probe(struct policy *policy, const struct policy_sample *sample,
+                                    struct policy_decision *decision)
+{
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs,
            policy->probe_sum / policy->pairs);
     if (policy->doubted == policy->probe)
@@ -255,6 +254,28 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         restart_window(policy, sample, TRUE);
         settle(policy, sample, policy->moved_up);
     }
+}
+
+static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
+                     struct policy_decision *decision)
+{
+    double ratio = policy->probe_sum / policy->base_sum;
+
+    if (policy->pairs == 1)
+    {
+        if (ratio >= FAST_GAIN)
+            raise_target(policy, sample, rate, FALSE, decision);
+        else if (ratio >= UNCLEAR)
+            another_pair(policy, sample);
+        else
+            keep_target_below_probe(policy, sample, decision);
+    }
+    else if (policy->pairs == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
+        another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
+    else if (ratio >= GAIN)
+        raise_target(policy, sample, rate, ratio < CLEAR_GAIN, decision);
+    else
+        keep_target_below_probe(policy, sample, decision);
 }
 
 static void judge_down(struct policy *policy, const struct policy_sample *sample, double rate,
@@ -274,7 +295,7 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
     }
     if (policy->pairs == 1 && probe_mean >= CLEAR_LOSS * policy->round_best)
     {
-        second_pair(policy, sample);
+        another_pair(policy, sample);
         return;
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs, probe_mean);

@@ -17,6 +17,7 @@ struct model
     BOOL saturated;             /* packets wait whenever the pool is short of threads */
     double noise;               /* relative, per tick */
     LONG in_flight;             /* requests: those without a thread wait on the port */
+    double drift;               /* relative, over 100 ms stretches: a shared machine */
 };
 
 static double rate_from_points(const struct model *model, LONG threads)
@@ -45,13 +46,19 @@ struct outcome
     double rate_after_2s;       /* mean over seconds 2-4 */
 };
 
-static ULONG noise_state;
+static ULONG noise_state = 1;
 static double simulated_seconds;
+
+/* Uniform in [-1, 1). */
+static double next_noise(void)
+{
+    noise_state = noise_state * 1103515245 + 12345;
+    return ((noise_state >> 8) & 0xffff) / 32768.0 - 1.0;
+}
 
 static double noisy(double value, double noise)
 {
-    noise_state = noise_state * 1103515245 + 12345;
-    return value * (1.0 + noise * (((noise_state >> 8) & 0xffff) / 32768.0 - 1.0));
+    return value * (1.0 + noise * next_noise());
 }
 
 static void simulate(const struct model *model, LONG floor, LONG max, double seconds, struct outcome *out)
@@ -61,15 +68,17 @@ static void simulate(const struct model *model, LONG floor, LONG max, double sec
     struct policy_decision decision;
     double completions = 0, second_half = 0, early = 0;
     LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i;
+    double drift = 1.0;
 
-    noise_state = 1;
     out->peak = threads;
     for (i = 0; i < ticks; i++)
     {
         double rate;
 
         simulated_seconds = i * POLICY_TICK_MS / 1000.0;
-        rate = noisy(model->rate(model, threads), model->noise);
+        if (i % (100 / POLICY_TICK_MS) == 0)
+            drift = 1.0 + model->drift * next_noise();
+        rate = drift * noisy(model->rate(model, threads), model->noise);
 
         completions += rate * POLICY_TICK_MS / 1000.0;
         if (i >= ticks / 2)
@@ -122,6 +131,7 @@ static void check_model(const struct model *model)
     LONG smallest_good = 0;
 
     fixed_pools(model, &best, &smallest_good);
+    noise_state = 1;
     simulate(model, CPUS, 1000, 30, &out);
     printf("%-22s target %3ld, peak %3ld, mean rate %.0f/s = %.2f of the best fixed pool (%.0f/s); "
            "bound on peak %ld\n", model->name, out.final_target, out.peak, out.mean_rate, out.mean_rate / best,
@@ -137,28 +147,83 @@ static const double echo_falling[10] = { 21e3, 27e3, 26e3, 25e3, 23e3, 20e3, 17e
 
 START_TEST(finds_many_threads_where_they_pay)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_do_not_pay)
 {
-    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64 };
+    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_cost)
 {
-    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256 };
+    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0 };
     check_model(&model);
 }
 END_TEST
 
-/* 8 threads gain 11 % over 4 (30 us callbacks, measured), but for the first 0.8 s something
- * else on the machine takes a fifth of the time whenever 8 or more threads run. */
+/* 8 threads gain 11 % over 4 (30 us callbacks, measured), or 8 %: then 4 is within 0.9 of the
+ * best and may be doubled once, but not twice. */
 static const double heavy_posted_measured[10] = { 10e3, 24e3, 35.5e3, 39.5e3, 37.3e3, 37.5e3, 37.5e3, 37e3, 36e3, 35e3 };
+static const double little_more_at_8[10] = { 10e3, 24e3, 36e3, 38.9e3, 39e3, 38.5e3, 38e3, 37e3, 36e3, 35e3 };
+
+/* The same workloads on a machine whose speed wanders by up to 10 % from one 100 ms to the next,
+ * as the benchmark's machine does: over many runs (seeds), every one must keep both bounds, the
+ * rate over the run's 2 s to 6 s and the peak over the whole run (the benchmark's 2 s of warm-up
+ * and 2 s measured, and more). */
+static int check_model_on_a_noisy_machine(const struct model *model)
+{
+    enum { RUNS = 60 };
+    struct outcome out;
+    double best;
+    LONG smallest_good = 0, worst_peak = 0;
+    double worst_share = 1;
+    int run, misses = 0;
+
+    fixed_pools(model, &best, &smallest_good);
+    for (run = 0; run < RUNS; run++)
+    {
+        noise_state = 1000 + run;
+        simulate(model, CPUS, 1000, 8, &out);
+        worst_peak = max(worst_peak, out.peak);
+        worst_share = min(worst_share, out.mean_rate / best);
+        if (out.mean_rate < 0.9 * best || out.peak > 2 * smallest_good + CPUS)
+        {
+            printf("%-22s seed %d: target %ld, peak %ld, rate %.2f of the best\n", model->name, 1000 + run,
+                   out.final_target, out.peak, out.mean_rate / best);
+            misses++;
+        }
+    }
+    printf("%-22s on a noisy machine: %d of %d runs missed; worst peak %ld (bound %ld), worst rate %.2f of the best\n",
+           model->name, misses, RUNS, worst_peak, 2 * smallest_good + CPUS, worst_share);
+    return misses;
+}
+
+START_TEST(keeps_its_bounds_on_a_noisy_machine)
+{
+    static const struct model models[] =
+    {
+        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06 },
+        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06 },
+        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06 },
+        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06 },
+        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06 },
+    };
+    int misses = 0;
+    size_t i;
+
+    for (i = 0; i < sizeof(models) / sizeof(models[0]); i++)
+        misses += check_model_on_a_noisy_machine(&models[i]);
+    ck_assert_msg(!misses, "%d runs missed a bound", misses);
+}
+END_TEST
+
+/* The 11 % workload, but for the first 0.8 s something else on the machine takes a fifth of the
+ * time whenever 8 or more threads run. */
 
 static double rate_disturbed_at_first(const struct model *model, LONG threads)
 {
@@ -168,9 +233,10 @@ static double rate_disturbed_at_first(const struct model *model, LONG threads)
 
 START_TEST(tries_again_a_count_that_measured_low_once)
 {
-    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64 };
+    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0 };
     struct outcome out;
 
+    noise_state = 1;
     simulate(&model, CPUS, 1000, 10, &out);
     printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
     ck_assert_int_eq(out.final_target, 8);
@@ -180,10 +246,11 @@ END_TEST
 
 START_TEST(grows_fast_for_blocking_callbacks)
 {
-    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64 };
+    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0 };
     struct outcome out;
 
     check_model(&model);
+    noise_state = 1;
     simulate(&model, CPUS, 1000, 6, &out);
     printf("blocking 50 ms: seconds 2-4 at %.0f/s (ideal 1280/s)\n", out.rate_after_2s);
     ck_assert_msg(out.rate_after_2s >= 0.5 * 1280, "seconds 2-4 ran at %.0f/s", out.rate_after_2s);
@@ -199,7 +266,7 @@ static double rate_tenth_blocking(const struct model *model, LONG threads)
 
 START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
 {
-    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64 };
+    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0 };
     check_model(&model);
 }
 END_TEST
@@ -207,9 +274,10 @@ END_TEST
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
-    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0 };
+    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0 };
     struct outcome out;
 
+    noise_state = 1;
     simulate(&model, 1, 1000, 10, &out);
     ck_assert_int_eq(out.final_target, CPUS);
     ck_assert_int_eq(out.peak, CPUS);
@@ -247,7 +315,7 @@ END_TEST
 
 START_TEST(target_follows_the_limits_at_once)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0 };
     struct policy *policy = policy_create(2);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
@@ -288,6 +356,7 @@ int main(void)
     tcase_add_test(models, finds_many_threads_where_they_pay);
     tcase_add_test(models, stays_low_where_more_threads_do_not_pay);
     tcase_add_test(models, stays_low_where_more_threads_cost);
+    tcase_add_test(models, keeps_its_bounds_on_a_noisy_machine);
     tcase_add_test(models, tries_again_a_count_that_measured_low_once);
     tcase_add_test(models, grows_fast_for_blocking_callbacks);
     tcase_add_test(models, grows_fast_when_a_tenth_of_callbacks_block);
