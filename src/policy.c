@@ -7,7 +7,11 @@
  * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
  * in two searches, it does not try that count or more again until the rate shifts: returns
  * diminish, every probe costs threads, and a count that a doubling improves by less than 11 %
- * is already within 0.9 of the doubled count's rate.  One search
+ * is already within 0.9 of the doubled count's rate.  From 8 threads per CPU, only a 50 % gain
+ * lets it climb on: that many threads pay when callbacks wait, and then a doubling nearly doubles
+ * the rate, while smaller gains there come and go with the scheduler (measured under Wine on 2
+ * CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a benchmark, and at
+ * 81,100-82,500/s in its two others).  One search
  * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
  * a doubling may gain.  A probe down that cost throughput is not repeated either, so a settled
  * pool stops probing until its rate moves by 30 % for two windows in a row, the limits change
@@ -32,6 +36,7 @@
 #define FAST_GAIN             1.50   /* in one window pair: no second pair needed */
 #define CLEAR_GAIN            1.20   /* over two or three: the next doubling may pay too */
 #define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
+#define CROWDED_PER_CPU          8
 #define GAIN                  1.05
 #define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
 #define CLEAR_LOSS            0.85
@@ -51,6 +56,7 @@ enum phase
 struct policy
 {
     LONG target;
+    LONG crowded;           /* threads from which only a FAST_GAIN lets the target climb on */
     enum phase phase;
     LONG probe;
     int direction;          /* of the probe: +1 or -1 */
@@ -80,14 +86,15 @@ struct policy
     LONG64 last_completions;
 };
 
-struct policy *policy_create(LONG initial_target)
+struct policy *policy_create(LONG initial_target, LONG cpus)
 {
     struct policy *policy = calloc(1, sizeof(*policy));
 
-    assert(initial_target >= 1);
+    assert(initial_target >= 1 && cpus >= 1);
     if (!policy)
         return NULL;
     policy->target = initial_target;
+    policy->crowded = CROWDED_PER_CPU * cpus;
     policy->hold = HOLD_MIN_US;
     return policy;
 }
@@ -273,7 +280,8 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     else if (policy->pairs == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
         another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
     else if (ratio >= GAIN)
-        raise_target(policy, sample, rate, ratio < CLEAR_GAIN, decision);
+        raise_target(policy, sample, rate, ratio < (policy->probe >= policy->crowded ? FAST_GAIN : CLEAR_GAIN),
+                     decision);
     else
         keep_target_below_probe(policy, sample, decision);
 }

@@ -40,7 +40,8 @@ struct policy_decision
     double from_rate, to_rate; /* their completions per second */
 };
 
-struct policy *policy_create(LONG initial_target);
+/* cpus: the processors that the pool's threads share. */
+struct policy *policy_create(LONG initial_target, LONG cpus);
 void policy_destroy(struct policy *policy);
 /* Called every POLICY_TICK_MS with a fresh sample. */
 void policy_update(struct policy *policy, const struct policy_sample *sample,

@@ -722,7 +722,7 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     InitializeConditionVariable(&pool->unparked);
     initial = min(max((LONG)system.dwNumberOfProcessors, floor_of(limits)), limits->max_threads);
     pool->target = max(initial, 1);
-    pool->policy = policy_create(pool->target);
+    pool->policy = policy_create(pool->target, (LONG)system.dwNumberOfProcessors);
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !start_thread(pool, limits->max_threads))

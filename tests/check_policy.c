@@ -63,7 +63,7 @@ static double noisy(double value, double noise)
 
 static void simulate(const struct model *model, LONG floor, LONG max, double seconds, struct outcome *out)
 {
-    struct policy *policy = policy_create(max(floor, CPUS));
+    struct policy *policy = policy_create(max(floor, CPUS), CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     double completions = 0, second_half = 0, early = 0;
@@ -222,6 +222,23 @@ START_TEST(keeps_its_bounds_on_a_noisy_machine)
 }
 END_TEST
 
+/* Each doubling pays 30 % up to 64 threads: a gain that callbacks which compute give only by the
+ * scheduler's luck.  From 8 threads per CPU (16) such a gain ends the climb. */
+static const double steady_gains[10] = { 10e3, 20e3, 26e3, 33.8e3, 43.9e3, 57.1e3, 74.3e3, 74.3e3, 74.3e3, 74.3e3 };
+
+START_TEST(climbs_past_8_threads_per_cpu_only_on_large_gains)
+{
+    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0 };
+    struct outcome out;
+
+    noise_state = 1;
+    simulate(&model, CPUS, 1000, 10, &out);
+    printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
+    ck_assert_int_eq(out.final_target, 16);
+    ck_assert_int_eq(out.peak, 16);
+}
+END_TEST
+
 /* The 11 % workload, but for the first 0.8 s something else on the machine takes a fifth of the
  * time whenever 8 or more threads run. */
 
@@ -286,7 +303,7 @@ END_TEST
 
 START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 {
-    struct policy *policy = policy_create(2);
+    struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i;
@@ -316,7 +333,7 @@ END_TEST
 START_TEST(target_follows_the_limits_at_once)
 {
     struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0 };
-    struct policy *policy = policy_create(2);
+    struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     double completions = 0;
@@ -358,6 +375,7 @@ int main(void)
     tcase_add_test(models, stays_low_where_more_threads_cost);
     tcase_add_test(models, keeps_its_bounds_on_a_noisy_machine);
     tcase_add_test(models, tries_again_a_count_that_measured_low_once);
+    tcase_add_test(models, climbs_past_8_threads_per_cpu_only_on_large_gains);
     tcase_add_test(models, grows_fast_for_blocking_callbacks);
     tcase_add_test(models, grows_fast_when_a_tenth_of_callbacks_block);
     tcase_add_test(models, idle_pool_keeps_its_target);
