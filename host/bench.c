@@ -36,7 +36,8 @@ struct bench_options
 struct measurement
 {
     double rate, p50, p99;
-    DWORD peak_threads;
+    DWORD peak_threads, final_target;
+    ULONGLONG raised, lowered;
     LONG64 errors, verify_failures;
 };
 
@@ -108,6 +109,9 @@ static BOOL measure_once(const struct column *c, const struct scenario *s, const
     m->p50 = latency_percentile_us(&run.latency, 0.5);
     m->p99 = latency_percentile_us(&run.latency, 0.99);
     m->peak_threads = d.threads_peak;
+    m->final_target = d.threads_target;
+    m->raised = d.target_raised;
+    m->lowered = d.target_lowered;
     m->errors = run.errors;
     m->verify_failures = run.verify_failures;
     free_run(&run);
@@ -129,8 +133,10 @@ static BOOL measure_row(const struct column *columns, int count, const struct sc
             if (!measure_once(&columns[c], s, o, &runs[round][c]))
                 ok = FALSE;
             if (o->verbose)
-                fprintf(stderr, "%s, round %d, %s: %.0f/s, peak %lu threads\n", s->name, round + 1,
-                        columns[c].name, runs[round][c].rate, runs[round][c].peak_threads);
+                fprintf(stderr, "%s, round %d, %s: %.0f/s, peak %lu threads, target %lu at the end "
+                        "(raised %llu, lowered %llu times)\n", s->name, round + 1, columns[c].name,
+                        runs[round][c].rate, runs[round][c].peak_threads, runs[round][c].final_target,
+                        runs[round][c].raised, runs[round][c].lowered);
             if (runs[round][c].errors || runs[round][c].verify_failures)
                 ok = FALSE;
         }
@@ -409,7 +415,7 @@ static void print_usage(void)
            "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
            "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
            "--scenario runs only the policy rows whose name contains TEXT (\"pipe\", \"256 conns\")\n"
-           "--verbose prints each run's rate and peak threads to stderr as it ends\n"
+           "--verbose prints each run's rate, peak threads and policy decisions to stderr as it ends\n"
            "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
            "          with --policy, 2 s of warm-up and 2 s measured\n");
 }

@@ -260,6 +260,9 @@ static void hostiocp_stop(struct dispatcher *d)
     {
         d->threads_peak = stats.ThreadsPeak;
         d->injections = stats.ThreadsInjected;
+        d->threads_target = stats.ThreadsTarget;
+        d->target_raised = stats.TargetRaised;
+        d->target_lowered = stats.TargetLowered;
     }
     if (h->manager)
         IHostIoCompletionManager_Release(h->manager);

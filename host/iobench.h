@@ -66,6 +66,8 @@ struct dispatcher
     /* filled in by stop() where the dispatcher can tell */
     DWORD threads_peak;
     ULONGLONG injections;
+    DWORD threads_target;            /* hostiocp's policy at the end, and its decisions */
+    ULONGLONG target_raised, target_lowered;
     ULONGLONG drain_markers;
 };
 
