@@ -269,18 +269,16 @@ static void print_policy_header(const struct bench_options *o, const struct colu
 static DWORD smallest_good_pool(const struct bench_options *o, const struct column *columns,
                                 struct measurement runs[][MAX_COLUMNS])
 {
-    double shares[MAX_REPEAT];
-    int round, c, other;
+    double round_best[MAX_REPEAT] = { 0 }, shares[MAX_REPEAT];
+    int round, c;
 
+    for (round = 0; round < o->repeat; round++)
+        for (c = 1; c < (int)POLICY_COLUMNS; c++)
+            round_best[round] = max(round_best[round], runs[round][c].rate);
     for (c = 1; c < (int)POLICY_COLUMNS; c++)
     {
         for (round = 0; round < o->repeat; round++)
-        {
-            double best = 0;
-            for (other = 1; other < (int)POLICY_COLUMNS; other++)
-                best = max(best, runs[round][other].rate);
-            shares[round] = best ? runs[round][c].rate / best : 0;
-        }
+            shares[round] = round_best[round] ? runs[round][c].rate / round_best[round] : 0;
         if (median(shares, o->repeat) >= 0.9)
             return columns[c].threads;
     }

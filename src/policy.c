@@ -11,9 +11,8 @@
  * lets it climb on: that many threads pay when callbacks wait, and then a doubling nearly doubles
  * the rate, while smaller gains there come and go with the scheduler (measured under Wine on 2
  * CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a benchmark, and at
- * 81,100-82,500/s in its two others).  One search
- * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
- * a doubling may gain.  A probe down that cost throughput is not repeated either, so a settled
+ * 81,100-82,500/s in its two others).  One search is not enough to give up on a count: a
+ * single window pair can be 10 % off, which is as much as a doubling may gain.  A probe down that cost throughput is not repeated either, so a settled
  * pool stops probing until its rate moves by 30 % for two windows in a row, the limits change
  * or it starves.  Between searches it holds the target for 0.5 s, doubling up to 8 s while
  * nothing changes, and searches again at once when the rate shifts by 30 %.  A probe up is tried

@@ -46,7 +46,7 @@ struct outcome
     double rate_after_2s;       /* mean over seconds 2-4 */
 };
 
-static ULONG noise_state = 1;
+static ULONG noise_state;
 static double simulated_seconds;
 
 /* Uniform in [-1, 1). */
@@ -61,7 +61,9 @@ static double noisy(double value, double noise)
     return value * (1.0 + noise * next_noise());
 }
 
-static void simulate(const struct model *model, LONG floor, LONG max, double seconds, struct outcome *out)
+/* seed: where the noise starts, so that each run can be replayed. */
+static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max, double seconds,
+                     struct outcome *out)
 {
     struct policy *policy = policy_create(max(floor, CPUS), CPUS);
     struct policy_sample sample = { 0 };
@@ -70,6 +72,7 @@ static void simulate(const struct model *model, LONG floor, LONG max, double sec
     LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i;
     double drift = 1.0;
 
+    noise_state = seed;
     out->peak = threads;
     for (i = 0; i < ticks; i++)
     {
@@ -131,8 +134,7 @@ static void check_model(const struct model *model)
     LONG smallest_good = 0;
 
     fixed_pools(model, &best, &smallest_good);
-    noise_state = 1;
-    simulate(model, CPUS, 1000, 30, &out);
+    simulate(model, 1, CPUS, 1000, 30, &out);
     printf("%-22s target %3ld, peak %3ld, mean rate %.0f/s = %.2f of the best fixed pool (%.0f/s); "
            "bound on peak %ld\n", model->name, out.final_target, out.peak, out.mean_rate, out.mean_rate / best,
            best, 2 * smallest_good + CPUS);
@@ -187,8 +189,7 @@ static int check_model_on_a_noisy_machine(const struct model *model)
     fixed_pools(model, &best, &smallest_good);
     for (run = 0; run < RUNS; run++)
     {
-        noise_state = 1000 + run;
-        simulate(model, CPUS, 1000, 8, &out);
+        simulate(model, 1000 + run, CPUS, 1000, 8, &out);
         worst_peak = max(worst_peak, out.peak);
         worst_share = min(worst_share, out.mean_rate / best);
         if (out.mean_rate < 0.9 * best || out.peak > 2 * smallest_good + CPUS)
@@ -231,8 +232,7 @@ START_TEST(climbs_past_8_threads_per_cpu_only_on_large_gains)
     struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0 };
     struct outcome out;
 
-    noise_state = 1;
-    simulate(&model, CPUS, 1000, 10, &out);
+    simulate(&model, 1, CPUS, 1000, 10, &out);
     printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
     ck_assert_int_eq(out.final_target, 16);
     ck_assert_int_eq(out.peak, 16);
@@ -253,8 +253,7 @@ START_TEST(tries_again_a_count_that_measured_low_once)
     struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0 };
     struct outcome out;
 
-    noise_state = 1;
-    simulate(&model, CPUS, 1000, 10, &out);
+    simulate(&model, 1, CPUS, 1000, 10, &out);
     printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
     ck_assert_int_eq(out.final_target, 8);
     ck_assert_int_le(out.peak, 2 * 8 + CPUS);
@@ -267,8 +266,7 @@ START_TEST(grows_fast_for_blocking_callbacks)
     struct outcome out;
 
     check_model(&model);
-    noise_state = 1;
-    simulate(&model, CPUS, 1000, 6, &out);
+    simulate(&model, 1, CPUS, 1000, 6, &out);
     printf("blocking 50 ms: seconds 2-4 at %.0f/s (ideal 1280/s)\n", out.rate_after_2s);
     ck_assert_msg(out.rate_after_2s >= 0.5 * 1280, "seconds 2-4 ran at %.0f/s", out.rate_after_2s);
 }
@@ -294,8 +292,7 @@ START_TEST(idle_pool_keeps_its_target)
     struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0 };
     struct outcome out;
 
-    noise_state = 1;
-    simulate(&model, 1, 1000, 10, &out);
+    simulate(&model, 1, 1, 1000, 10, &out);
     ck_assert_int_eq(out.final_target, CPUS);
     ck_assert_int_eq(out.peak, CPUS);
 }
