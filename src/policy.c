@@ -7,18 +7,20 @@
  * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
  * in two searches, it does not try that count or more again until the rate shifts: returns
  * diminish, every probe costs threads, and a count that a doubling improves by less than 11 %
- * is already within 0.9 of the doubled count's rate.  From 8 threads per CPU, only a 50 % gain
- * lets it climb on: that many threads pay when callbacks wait, and then a doubling nearly doubles
- * the rate, while smaller gains there come and go with the scheduler (measured under Wine on 2
- * CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a benchmark, and at
- * 81,100-82,500/s in its two others).  One search is not enough to give up on a count: a
- * single window pair can be 10 % off, which is as much as a doubling may gain.  A probe down that cost throughput is not repeated either, so a settled
- * pool stops probing until its rate moves by 30 % for two windows in a row, the limits change
- * or it starves.  Between searches it holds the target for 0.5 s, doubling up to 8 s while
- * nothing changes, and searches again at once when the rate shifts by 30 %.  A probe up is tried
- * only when the pool was short of threads in the window before (packets queued or every thread
- * busy), and never above the most work seen at once in that window (threads busy plus packets
- * queued): more threads would find nothing to do.
+ * is already within 0.9 of the doubled count's rate.  A count that did not pay is tried once more
+ * after each hold, though, because the machine may have been busy with something else while it
+ * was measured.  From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay
+ * when callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come
+ * and go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at
+ * 103,700/s in one round of a benchmark, and at 81,100-82,500/s in its two others).  One search
+ * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
+ * a doubling may gain.  A probe down that cost throughput is not repeated until the rate moves by
+ * 30 % for two windows in a row, the limits change or the pool starves.  Between searches it
+ * holds the target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at
+ * once when the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads
+ * in the window before (packets queued or every thread busy), and never above the most work seen
+ * at once in that window (threads busy plus packets queued): more threads would find nothing to
+ * do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once,
@@ -71,6 +73,7 @@ struct policy
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG demand;            /* ... in the last window that ended */
     LONG ceiling;           /* probes up stay below it; 0: none */
+    BOOL ceiling_rejected;  /* the ceiling is a count that did not pay, rather than one after a modest gain */
     LONG doubted;           /* a probe up that did not pay once; the second time it sets the ceiling */
     LONG bottom;            /* probes down stay above it; 0: none */
     LONGLONG settle_until;
@@ -164,6 +167,22 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
 static void forget_searches(struct policy *policy)
 {
     policy->ceiling = policy->bottom = policy->doubted = 0;
+    policy->ceiling_rejected = FALSE;
+}
+
+/* A count that did not pay is tried once more after each hold.  Something else on the machine
+ * may have taken what it gains while it was measured, and then the rate at the target does not
+ * move when the machine is free again (measured under Wine on 2 CPUs: for seconds at a time 8,
+ * 16 and 64 threads ran 3 us callbacks at 63,000-69,000/s, as 4 threads always do, and at
+ * 77,000-85,000/s otherwise), so nothing else would bring the pool back up.  One more rejection
+ * sets the ceiling again, and the hold doubles. */
+static void retry_rejected_ceiling(struct policy *policy)
+{
+    if (!policy->ceiling_rejected)
+        return;
+    policy->doubted = policy->ceiling;
+    policy->ceiling = 0;
+    policy->ceiling_rejected = FALSE;
 }
 
 static void report(struct policy_decision *decision, enum policy_event event, LONG from, LONG to,
@@ -213,6 +232,8 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
 static void start_round(struct policy *policy, const struct policy_sample *sample, BOOL saturated,
                         struct policy_decision *decision)
 {
+    if (policy->settled)
+        retry_rejected_ceiling(policy);
     policy->settled = FALSE;
     policy->moved_up = FALSE;
     policy->round_best = policy->base_rate;
@@ -239,7 +260,10 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
     policy->base_rate = rate;
     policy->round_best = max(policy->round_best, rate);
     if (modest)
+    {
         policy->ceiling = policy->target * 2;  /* the next doubling will not pay */
+        policy->ceiling_rejected = FALSE;
+    }
     if (!begin_probe(policy, sample, +1, decision))
         settle(policy, sample, TRUE);
 }
@@ -250,7 +274,10 @@ static void keep_target_below_probe(struct policy *policy, const struct policy_s
     report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_sum / policy->pairs,
            policy->probe_sum / policy->pairs);
     if (policy->doubted == policy->probe)
+    {
         policy->ceiling = policy->probe;
+        policy->ceiling_rejected = TRUE;
+    }
     else
         policy->doubted = policy->probe;  /* one search is not enough to give up on it */
     policy->round_best = max(policy->round_best, policy->probe_sum / policy->pairs);
