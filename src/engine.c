@@ -5,22 +5,22 @@
 
 struct open_port
 {
-    struct pool *pool;
-    HANDLE handle;
-    ULONG_PTR bind_key;
-    struct open_port *next;
-    volatile LONG64 bound;
+    struct pool *pool;            /* set when the port opens, then read-only */
+    HANDLE handle;                /* ditto */
+    ULONG_PTR bind_key;           /* ditto */
+    struct open_port *next;       /* locked via engine->lock */
+    volatile LONG64 bound;        /* Interlocked only */
 };
 
 struct engine
 {
-    volatile LONG refs;       /* the manager's and one per pool */
-    SRWLOCK lock;             /* ports, clr, min/max changes, closed counters */
-    struct open_port *ports;       /* oldest first: the first is the default port of Bind(NULL) */
-    ICLRIoCompletionManager *clr;
-    struct pool_limits limits;
-    struct thread_tally tally;
-    HOSTIOCP_STATISTICS closed; /* what ports already closed had counted */
+    volatile LONG refs;           /* the manager's and one per pool */
+    SRWLOCK lock;
+    struct open_port *ports;      /* locked via lock; oldest first: the first is Bind(NULL)'s port */
+    ICLRIoCompletionManager *clr; /* locked via lock */
+    struct pool_limits limits;    /* written Interlocked, min and max under lock; read without it */
+    struct thread_tally tally;    /* its own lock */
+    HOSTIOCP_STATISTICS closed;   /* locked via lock: what ports already closed had counted */
 };
 
 static void engine_release(void *context)

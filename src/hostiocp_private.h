@@ -110,10 +110,10 @@ struct pool_limits
 /* Engine-wide thread counts that every pool updates; engine_shutdown waits on thread_left. */
 struct thread_tally
 {
-    volatile LONG threads;
-    volatile LONG peak;
+    volatile LONG threads;            /* Interlocked only */
+    volatile LONG peak;               /* Interlocked only */
     SRWLOCK lock;
-    CONDITION_VARIABLE thread_left;
+    CONDITION_VARIABLE thread_left;   /* waited for and woken under lock */
 };
 
 /* The threads that serve one completion port, and its thread policy (pool.c, policy.c). */

@@ -48,16 +48,16 @@ struct pool
 {
     volatile LONG refs;               /* the owner's, one per thread and the monitor's */
     HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
-    ULONG_PTR bind_key, control_key, retire_key;
+    ULONG_PTR bind_key, control_key, retire_key; /* set at creation, then read-only */
     ICLRIoCompletionManager *clr;     /* the pool's own reference, until no thread can call it */
     const struct pool_limits *limits; /* the engine's: it outlives the pool */
-    struct thread_tally *tally;
-    void (*on_destroy)(void *context);
+    struct thread_tally *tally;       /* the engine's, for every port: Interlocked only */
+    void (*on_destroy)(void *context); /* set at creation; called by the last reference */
     void *context;
 
     volatile LONG counts;             /* Interlocked only; grows only under lock */
     volatile LONG target;             /* written by the monitor only */
-    volatile LONG peak;
+    volatile LONG peak;               /* Interlocked only (raise_to) */
     volatile LONG queued;             /* the monitor's last look at the port */
     volatile LONG retire_packets;     /* posted to wake idle threads above the limit, not yet taken */
 
@@ -76,7 +76,7 @@ struct pool
     HANDLE monitor_wake;              /* set when the pool stops */
     HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
     struct policy *policy;            /* used by the monitor thread only */
-    volatile LONG64 injected, retired, raised, lowered, starvation;
+    volatile LONG64 injected, retired, raised, lowered, starvation; /* Interlocked only */
 };
 
 static DWORD WINAPI dispatch_thread(void *arg);

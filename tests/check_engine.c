@@ -447,6 +447,50 @@ START_TEST(blocked_past_the_idle_timeout_still_dispatches)
 }
 END_TEST
 
+/* Starvation as it first happened: minimum 1, one callback blocked for many idle timeouts, and
+ * the thread that the policy added for it idle.  That thread is the last one waiting on the port
+ * and must not retire, so a packet posted then is taken at once, with no thread added for
+ * starvation. */
+START_TEST(last_waiting_thread_never_retires)
+{
+    IHostIoCompletionManager *manager;
+    struct blocking blocking;
+    OVERLAPPED blocker, late;
+    HANDLE port, never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    HOSTIOCP_STATISTICS stats;
+
+    init_blocking(&blocking, 1);
+    clr->hook = block_marked;
+    /* The idle timeout before the port, so that every thread waits with it from the start. */
+    ck_assert_hr(create_manager(&manager), S_OK);
+    ck_assert_hr(activate_manager(manager, &clr->ICLRIoCompletionManager_iface, 1, 8), S_OK);
+    ck_assert_hr(set_idle_timeout(manager, 50), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_CreateIoCompletionPort(manager, &port), S_OK);
+    ck_assert(PostQueuedCompletionStatus(port, BLOCKING_BYTES, 0, &blocker));
+    ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+    ck_assert(wait_for_statistics(manager, port, threads_are, 2, 5000));
+    /* The scenario itself: eight idle timeouts with one thread blocked and one waiting. */
+    WaitForSingleObject(never, 400);
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.ThreadsRetired, 0);  /* the monitor would bring it back: count */
+    ck_assert_int_eq(stats.ThreadsTotal, 2);
+    ck_assert_int_eq(stats.ThreadsBusy, 1);
+    fake_clr_expect(clr, 1);
+    ck_assert(PostQueuedCompletionStatus(port, 1, 0, &late));
+    ck_assert(fake_clr_wait(clr, 1000));
+    ck_assert_ptr_eq(clr->last_overlapped, &late);
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_int_eq(stats.StarvationInjections, 0);
+    ck_assert_int_eq(stats.ThreadsRetired, 0);
+    ck_assert_int_eq(stats.ThreadsTotal, 2);
+    SetEvent(blocking.release);
+    ck_assert(wait_for_statistics(manager, port, busy_is_zero, 0, 5000));
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    free_blocking(&blocking);
+    CloseHandle(never);
+}
+END_TEST
+
 /* Sync over async: each callback posts a second packet to the same port and waits for it. */
 struct nested_wait
 {
@@ -1268,6 +1312,7 @@ int main(int argc, char **argv)
         TEST_CASE(minimum_threads_start_with_the_port),
         TEST_CASE(blocked_callbacks_get_threads_up_to_the_maximum),
         TEST_CASE(blocked_past_the_idle_timeout_still_dispatches),
+        TEST_CASE(last_waiting_thread_never_retires),
         TEST_CASE(sync_over_async_callbacks_do_not_deadlock),
         TEST_CASE(maximum_is_never_exceeded),
         TEST_CASE(idle_threads_above_minimum_retire),
