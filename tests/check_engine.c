@@ -995,6 +995,54 @@ START_TEST(batched_close_is_quick)
 }
 END_TEST
 
+/* With any batch size, Close returns within 100 ms of the end of the callback in flight: 4
+ * threads, a 5 s idle timeout, one callback blocked while Close begins.  (One
+ * GetQueuedCompletionStatusEx call used to take several threads' stop packets, and Close waited
+ * out the idle timeout: 5,005 ms.) */
+START_TEST(close_returns_soon_after_the_callback_in_flight)
+{
+    static const DWORD batches[] = { 1, 4, 16 };
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(batches); i++)
+    {
+        IHostIoCompletionManager *manager;
+        struct blocking blocking;
+        struct closer closer;
+        OVERLAPPED blocker;
+        LARGE_INTEGER released;
+        HANDLE thread;
+        double elapsed;
+
+        init_blocking(&blocking, 1);
+        clr->hook = block_marked;
+        manager = start(1, 1, NULL);
+        ck_assert_hr(IHostIoCompletionManager_SetMaxThreads(manager, 4), S_OK);
+        ck_assert_hr(IHostIoCompletionManager_SetMinThreads(manager, 4), S_OK);
+        ck_assert_hr(set_idle_timeout(manager, 5000), S_OK);
+        ck_assert_hr(set_batch_size(manager, batches[i]), S_OK);
+        ck_assert_hr(IHostIoCompletionManager_CreateIoCompletionPort(manager, &closer.port), S_OK);
+        closer.manager = manager;
+        closer.hr = E_FAIL;
+        ck_assert(PostQueuedCompletionStatus(closer.port, BLOCKING_BYTES, 0, &blocker));
+        ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
+        thread = CreateThread(NULL, 0, close_port_thread, &closer, 0, NULL);
+        ck_assert(wait_for_statistics(manager, NULL, no_port_open, 0, 5000));
+        ck_assert_int_eq(WaitForSingleObject(thread, 0), WAIT_TIMEOUT);  /* Close waits for the callback */
+        released = clock_now();
+        SetEvent(blocking.release);
+        ck_assert_int_eq(WaitForSingleObject(thread, WAIT_MS), WAIT_OBJECT_0);
+        elapsed = milliseconds_since(released);
+        printf("batch %lu: Close returned %.1f ms after the callback in flight was released\n", batches[i], elapsed);
+        ck_assert_msg(elapsed < 100, "batch %lu: Close returned %.0f ms after the callback", batches[i], elapsed);
+        ck_assert_hr(closer.hr, S_OK);
+        CloseHandle(thread);
+        ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+        free_blocking(&blocking);
+    }
+}
+END_TEST
+
 #define CLOSING_BYTES 0xc105e
 
 struct close_in_batch
@@ -1323,6 +1371,7 @@ int main(int argc, char **argv)
         TEST_CASE(release_dispatches_everything_queued),
         TEST_CASE(close_dispatches_every_packet_queued_before_it),
         TEST_CASE(batched_close_is_quick),
+        TEST_CASE(close_returns_soon_after_the_callback_in_flight),
         TEST_CASE(close_inside_a_batch_dispatches_the_rest),
         TEST_CASE(release_inside_a_batch_dispatches_the_rest),
         TEST_CASE(close_from_the_only_thread_dispatches_the_queue),
