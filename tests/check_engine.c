@@ -491,6 +491,72 @@ START_TEST(last_waiting_thread_never_retires)
 }
 END_TEST
 
+/* Requests whose callbacks wait 20 ms (on something else: the workload, not synchronisation)
+ * and then issue the request again, until told to stop. */
+#define WAITING_BYTES 0x3a17
+struct waiting_requests
+{
+    HANDLE port;
+    HANDLE never;
+    volatile LONG stop;
+    volatile LONG stopped;
+    HANDLE all_stopped;
+    LONG count;
+};
+
+static void wait_then_repost(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct waiting_requests *requests = fake->context;
+
+    (void)error;
+    if (bytes != WAITING_BYTES)
+        return;
+    WaitForSingleObject(requests->never, 20);
+    if (!requests->stop)
+        PostQueuedCompletionStatus(requests->port, WAITING_BYTES, 0, overlapped);
+    else if (InterlockedIncrement(&requests->stopped) == requests->count)
+        SetEvent(requests->all_stopped);
+}
+
+static BOOL target_raised_to(const HOSTIOCP_STATISTICS *stats, LONG target)
+{
+    return stats->TargetRaised >= 1 && stats->ThreadsTarget >= (DWORD)target;
+}
+
+/* The policy measures that more threads pay when callbacks wait, raises its target and says so
+ * in the statistics: 32 requests in flight, each callback waiting 20 ms, minimum 1. */
+START_TEST(policy_raises_its_target_for_callbacks_that_wait)
+{
+    static OVERLAPPED requests[32];
+    struct waiting_requests waiting = { 0 };
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    int i;
+
+    waiting.never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    waiting.all_stopped = CreateEventW(NULL, TRUE, FALSE, NULL);
+    waiting.count = ARRAYSIZE(requests);
+    clr->hook = wait_then_repost;
+    clr->context = &waiting;
+    manager = start(1, 64, &waiting.port);
+    for (i = 0; i < waiting.count; i++)
+        ck_assert(PostQueuedCompletionStatus(waiting.port, WAITING_BYTES, 0, &requests[i]));
+    ck_assert_msg(wait_for_statistics(manager, waiting.port, target_raised_to, 16, 10000),
+                  "the target did not reach 16 threads in 10 s");
+    InterlockedExchange(&waiting.stop, 1);
+    ck_assert(WaitForSingleObject(waiting.all_stopped, WAIT_MS) == WAIT_OBJECT_0);
+    ck_assert_hr(get_statistics(manager, waiting.port, &stats), S_OK);
+    printf("callbacks that wait 20 ms: target %lu, raised %I64u times, peak %lu threads, %I64u starvation injections\n",
+           stats.ThreadsTarget, stats.TargetRaised, stats.ThreadsPeak, stats.StarvationInjections);
+    ck_assert_int_le(stats.ThreadsPeak, 64);
+    ck_assert_int_ge(stats.ThreadsPeak, 16);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    clr->hook = NULL;
+    CloseHandle(waiting.never);
+    CloseHandle(waiting.all_stopped);
+}
+END_TEST
+
 /* Sync over async: each callback posts a second packet to the same port and waits for it. */
 struct nested_wait
 {
@@ -1361,6 +1427,7 @@ int main(int argc, char **argv)
         TEST_CASE(blocked_callbacks_get_threads_up_to_the_maximum),
         TEST_CASE(blocked_past_the_idle_timeout_still_dispatches),
         TEST_CASE(last_waiting_thread_never_retires),
+        TEST_CASE(policy_raises_its_target_for_callbacks_that_wait),
         TEST_CASE(sync_over_async_callbacks_do_not_deadlock),
         TEST_CASE(maximum_is_never_exceeded),
         TEST_CASE(idle_threads_above_minimum_retire),
