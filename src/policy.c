@@ -175,7 +175,7 @@ static void forget_searches(struct policy *policy)
  * move when the machine is free again (measured under Wine on 2 CPUs: for seconds at a time 8,
  * 16 and 64 threads ran 3 us callbacks at 63,000-69,000/s, as 4 threads always do, and at
  * 77,000-85,000/s otherwise), so nothing else would bring the pool back up.  One more rejection
- * sets the ceiling again, and the hold doubles. */
+ * sets the ceiling again, and the hold doubles unless the round moved the target. */
 static void retry_rejected_ceiling(struct policy *policy)
 {
     if (!policy->ceiling_rejected)
@@ -259,7 +259,7 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
     policy->moved_up = TRUE;
     policy->base_rate = rate;
     policy->round_best = max(policy->round_best, rate);
-    if (modest)
+    if (modest && (!policy->ceiling || policy->target * 2 < policy->ceiling))
     {
         policy->ceiling = policy->target * 2;  /* the next doubling will not pay */
         policy->ceiling_rejected = FALSE;

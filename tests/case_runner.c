@@ -37,11 +37,25 @@ Suite *suite_of_cases(const char *name, const struct test_case *cases, int count
     return suite;
 }
 
+/* Under Wine an unhandled exception hands the process to winedbg, which ends it with exit
+ * code 0: the case would pass.  It ends with the exception's code instead. */
+static LONG WINAPI end_on_unhandled_exception(EXCEPTION_POINTERS *exception)
+{
+    DWORD code = exception->ExceptionRecord->ExceptionCode;
+
+    printf("%s: unhandled exception %#lx at %p\n", getenv("CK_RUN_CASE"), code,
+           exception->ExceptionRecord->ExceptionAddress);
+    fflush(stdout);
+    ExitProcess(code ? code : 1);
+}
+
 static int run_here(Suite *suite)
 {
-    SRunner *runner = srunner_create(suite);
+    SRunner *runner;
     int failed;
 
+    SetUnhandledExceptionFilter(end_on_unhandled_exception);
+    runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);
