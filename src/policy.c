@@ -9,9 +9,9 @@
  * diminish, every probe costs threads, and a count that a doubling improves by less than 11 %
  * is already within 0.9 of the doubled count's rate.  A count that did not pay is tried once more
  * after each hold, though, because the machine may have been busy with something else while it
- * was measured.  From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay
- * when callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come
- * and go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at
+ * was measured.  From 8 threads per CPU, only a 50 % gain over two pairs lets it climb on: that
+ * many threads pay when callbacks wait, and then a doubling nearly doubles the rate, while smaller
+ * gains there come and go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at
  * 103,700/s in one round of a benchmark, and at 81,100-82,500/s in its two others).  One search
  * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
  * a doubling may gain.  A probe down that cost throughput is not repeated until the rate moves by
@@ -296,7 +296,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
 
     if (policy->pairs == 1)
     {
-        if (ratio >= FAST_GAIN)
+        if (ratio >= FAST_GAIN && policy->probe < policy->crowded)
             raise_target(policy, sample, rate, FALSE, decision);
         else if (ratio >= UNCLEAR)
             another_pair(policy, sample);

@@ -18,7 +18,10 @@ struct model
     double noise;               /* relative, per tick */
     LONG in_flight;             /* requests: those without a thread wait on the port */
     double drift;               /* relative, over 100 ms stretches: a shared machine */
+    double slow_spells;         /* the machine runs at SLOW_SPELL of its speed for spells of
+                                 * random length, this share of the time */
 };
+#define SLOW_SPELL 0.65
 
 static double rate_from_points(const struct model *model, LONG threads)
 {
@@ -71,6 +74,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     double completions = 0, second_half = 0, early = 0;
     LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i;
     double drift = 1.0;
+    BOOL slow = FALSE;
 
     noise_state = seed;
     out->peak = threads;
@@ -80,8 +84,13 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
 
         simulated_seconds = i * POLICY_TICK_MS / 1000.0;
         if (i % (100 / POLICY_TICK_MS) == 0)
+        {
             drift = 1.0 + model->drift * next_noise();
-        rate = drift * noisy(model->rate(model, threads), model->noise);
+            /* A spell ends or begins about once a second. */
+            if (model->slow_spells && next_noise() > 0.8)
+                slow = next_noise() < 2 * model->slow_spells - 1;
+        }
+        rate = drift * (slow ? SLOW_SPELL : 1.0) * noisy(model->rate(model, threads), model->noise);
 
         completions += rate * POLICY_TICK_MS / 1000.0;
         if (i >= ticks / 2)
@@ -149,21 +158,21 @@ static const double echo_falling[10] = { 21e3, 27e3, 26e3, 25e3, 23e3, 20e3, 17e
 
 START_TEST(finds_many_threads_where_they_pay)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_do_not_pay)
 {
-    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0 };
+    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_cost)
 {
-    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0 };
+    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0, 0 };
     check_model(&model);
 }
 END_TEST
@@ -208,11 +217,11 @@ START_TEST(keeps_its_bounds_on_a_noisy_machine)
 {
     static const struct model models[] =
     {
-        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06 },
-        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06 },
-        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06 },
-        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06 },
-        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06 },
+        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06, 0 },
+        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06, 0 },
+        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06, 0 },
+        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06, 0 },
+        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06, 0 },
     };
     int misses = 0;
     size_t i;
@@ -229,7 +238,7 @@ static const double steady_gains[10] = { 10e3, 20e3, 26e3, 33.8e3, 43.9e3, 57.1e
 
 START_TEST(climbs_past_8_threads_per_cpu_only_on_large_gains)
 {
-    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0 };
+    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
@@ -250,7 +259,7 @@ static double rate_disturbed_at_first(const struct model *model, LONG threads)
 
 START_TEST(tries_again_a_count_that_measured_low_once)
 {
-    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0 };
+    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
@@ -273,7 +282,7 @@ static double rate_crowded_at_first(const struct model *model, LONG threads)
 
 START_TEST(climbs_again_when_a_slow_period_ends)
 {
-    struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0 };
+    struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0, 0 };
     struct outcome out;
     double best;
     LONG smallest_good;
@@ -289,7 +298,7 @@ END_TEST
 
 START_TEST(grows_fast_for_blocking_callbacks)
 {
-    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0 };
+    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0, 0 };
     struct outcome out;
 
     check_model(&model);
@@ -308,7 +317,7 @@ static double rate_tenth_blocking(const struct model *model, LONG threads)
 
 START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
 {
-    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0 };
+    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0, 0 };
     check_model(&model);
 }
 END_TEST
@@ -316,7 +325,7 @@ END_TEST
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
-    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0 };
+    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, 1, 1000, 10, &out);
@@ -356,7 +365,7 @@ END_TEST
 
 START_TEST(target_follows_the_limits_at_once)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0 };
     struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;

@@ -151,26 +151,51 @@ LONG hostiocp_trace_mark(void)
     return next < TRACE_LOG_LINES ? next : TRACE_LOG_LINES;
 }
 
-LONG hostiocp_trace_count(LONG mark, ...)
+/* The kept lines since mark, of one thread's (thread: "hostiocp[tid]: ") or of any, that
+ * contain every one of the strings in args. */
+static LONG count_trace_lines(LONG mark, const char *thread, va_list args)
 {
     LONG end = hostiocp_trace_mark(), count = 0, i;
-    char thread[32];
 
-    snprintf(thread, sizeof(thread), "hostiocp[%04lx]: ", GetCurrentThreadId());
     for (i = mark; i < end; i++)
     {
         const char *text = trace_log[i].text, *needle;
         BOOL match;
-        va_list args;
+        va_list strings;
 
-        if (!InterlockedCompareExchange(&trace_log[i].complete, 0, 0) || strncmp(text, thread, strlen(thread)))
+        if (!InterlockedCompareExchange(&trace_log[i].complete, 0, 0) ||
+            (thread && strncmp(text, thread, strlen(thread))))
             continue;
-        va_start(args, mark);
-        for (match = TRUE; match && (needle = va_arg(args, const char *));)
+        va_copy(strings, args);
+        for (match = TRUE; match && (needle = va_arg(strings, const char *));)
             match = strstr(text, needle) != NULL;
-        va_end(args);
+        va_end(strings);
         count += match;
     }
+    return count;
+}
+
+LONG hostiocp_trace_count(LONG mark, ...)
+{
+    char thread[32];
+    va_list args;
+    LONG count;
+
+    snprintf(thread, sizeof(thread), "hostiocp[%04lx]: ", GetCurrentThreadId());
+    va_start(args, mark);
+    count = count_trace_lines(mark, thread, args);
+    va_end(args);
+    return count;
+}
+
+LONG hostiocp_trace_count_any_thread(LONG mark, ...)
+{
+    va_list args;
+    LONG count;
+
+    va_start(args, mark);
+    count = count_trace_lines(mark, NULL, args);
+    va_end(args);
     return count;
 }
 

@@ -30,6 +30,8 @@ LONG hostiocp_trace_mark(void);
 /* The kept lines since mark that the calling thread sent and that contain every one of the
  * strings given (NULL ends the list). */
 LONG hostiocp_trace_count(LONG mark, ...);
+/* The same, of every thread's lines (the engine's threads, too). */
+LONG hostiocp_trace_count_any_thread(LONG mark, ...);
 
 /* This process's handles (GetProcessHandleCount, or where that answers 0, as under Wine 8, the
  * system's handle list) and its committed private memory; its threads: manager_support.h. */

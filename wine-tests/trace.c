@@ -8,6 +8,7 @@
 #include <windows.h>
 #include <ole2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #define STANDALONE
 #include <wine/test.h>
 #include "fakeclr.h"
@@ -135,6 +136,63 @@ static void test_statistics_interface(IHostIoCompletionManager *manager)
     ok(hostiocp_trace_count(mark, NULL) == 1, "%ld lines\n", hostiocp_trace_count(mark, NULL));
 }
 
+/* Blocks the packets posted with BLOCKED_BYTES until the event in the context is set. */
+#define BLOCKED_BYTES 0xb10c
+static void block_until_set(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    (void)error; (void)overlapped;
+    if (bytes == BLOCKED_BYTES)
+        WaitForSingleObject(fake->context, 30000);
+}
+
+static BOOL starvation_traced(void *mark)
+{
+    return hostiocp_trace_count_any_thread((LONG)(LONG_PTR)mark, ": policy starving: ", NULL) > 0;
+}
+
+/* The thread policy's decisions are trace lines: with every thread blocked in a callback and a
+ * packet waiting, the monitor adds a thread and says so ("policy starving"). */
+static void test_policy_decisions_traced(IHostIoCompletionManager *manager, HANDLE port, struct fake_clr *clr)
+{
+    HOSTIOCP_STATISTICS stats = { 0 };
+    IHostIoCpStatistics *statistics;
+    HANDLE release = CreateEventW(NULL, TRUE, FALSE, NULL);
+    LONG mark = hostiocp_trace_mark(), count, i;
+    OVERLAPPED *requests;
+    BOOL traced;
+    HRESULT hr;
+
+    hr = IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpStatistics, (void **)&statistics);
+    ok(hr == S_OK, "QueryInterface(IID_IHostIoCpStatistics) returned %#lx\n", hr);
+    if (FAILED(hr))
+        return;
+    stats.cbSize = sizeof(stats);
+    hr = IHostIoCpStatistics_GetPortStatistics(statistics, port, &stats);
+    ok(hr == S_OK, "GetPortStatistics returned %#lx\n", hr);
+    /* One packet more than there are threads: all of them block, and one waits. */
+    count = stats.ThreadsTotal + 1;
+    requests = calloc(count, sizeof(*requests));
+    clr->context = release;
+    clr->hook = block_until_set;
+    fake_clr_expect(clr, count);
+    for (i = 0; i < count; i++)
+        PostQueuedCompletionStatus(port, BLOCKED_BYTES, 0, &requests[i]);
+    traced = wait_until(starvation_traced, (void *)(LONG_PTR)mark, 5000);
+    SetEvent(release);
+    ok(fake_clr_wait(clr, 30000), "the blocked completions did not arrive\n");
+    clr->hook = NULL;
+    ok(traced, "no \"policy starving\" line within 5 s of %ld blocked callbacks\n", count);
+    hr = IHostIoCpStatistics_GetPortStatistics(statistics, port, &stats);
+    ok(hr == S_OK, "GetPortStatistics returned %#lx\n", hr);
+    /* One line per decision that the statistics count. */
+    ok(hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL) == (LONG)stats.StarvationInjections,
+       "%ld \"policy starving\" lines for %lu starvation injections\n",
+       hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL), (ULONG)stats.StarvationInjections);
+    IHostIoCpStatistics_Release(statistics);
+    free(requests);
+    CloseHandle(release);
+}
+
 /* The child: HOSTIOCP_TRACE=warn. */
 static void test_warn_only(void)
 {
@@ -239,6 +297,7 @@ START_TEST(trace)
         PostQueuedCompletionStatus(port, 2, 0, &request);
         PostQueuedCompletionStatus(port, 3, 0, &request);
         ok(fake_clr_wait(clr, 30000), "completions did not arrive\n");
+        test_policy_decisions_traced(manager, port, clr);
     }
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     /* One line per OnComplete: the COM lines (entries, AddRef, Release) do not count as such. */
