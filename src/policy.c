@@ -1,30 +1,32 @@
-/* The thread-count controller.  It finds the count by measuring, as hill climbing does, but with
- * coarse steps that a noisy, shared machine can resolve: from the current target it tries
- * twice as many threads for one measurement window, then half as many, and keeps a change only
- * when the completion rate says so.  Up: 50 % better in one window pair (blocking callbacks), or
- * 5 % better over two, because one pair can be 20 % off on a shared machine.  Down: over two
- * window pairs, no worse than 97 % of the best rate of the round.  After a modest gain (5-20 %
- * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
- * in two searches, it does not try that count or more again until the rate shifts: returns
- * diminish, every probe costs threads, and a count that a doubling improves by less than 11 %
- * is already within 0.9 of the doubled count's rate.  A count that did not pay is tried once more
- * after each hold, though, because the machine may have been busy with something else while it
- * was measured.  From 8 threads per CPU, only a 50 % gain over two pairs lets it climb on: that
- * many threads pay when callbacks wait, and then a doubling nearly doubles the rate, while smaller
- * gains there come and go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at
- * 103,700/s in one round of a benchmark, and at 81,100-82,500/s in its two others).  One search
- * is not enough to give up on a count: a single window pair can be 10 % off, which is as much as
- * a doubling may gain.  A probe down that cost throughput is not repeated until the rate moves by
- * 30 % for two windows in a row, the limits change or the pool starves.  Between searches it
- * holds the target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at
- * once when the rate shifts by 30 %.  A probe up is tried only when the pool was short of threads
- * in the window before (packets queued or every thread busy), and never above the most work seen
- * at once in that window (threads busy plus packets queued): more threads would find nothing to
- * do.
+/* The thread-count controller. It finds the count by measuring, as hill climbing does, but with
+ * coarse steps that a noisy, shared machine can resolve: from the current target it tries twice as
+ * many threads for one measurement window, then half as many, and keeps a change only when the
+ * completion rate says so. Up: 50 % better in one window pair (blocking callbacks), or 5 % better
+ * over two, because one pair can be 20 % off on a shared machine. Down: over two window pairs, no
+ * worse than 97 % of the best rate of the round. After a modest gain (5-20 % over two pairs, or
+ * over three when two come within 7 % of 20 %), or a probe up that did not pay in two searches, it
+ * does not try that count or more again until the rate shifts: returns diminish, every probe costs
+ * threads, and a count that a doubling improves by less than 11 % is already within 0.9 of the
+ * doubled count's rate. A count that did not pay is tried once more after each hold, though,
+ * because the machine may have been busy with something else while it was measured. From 8 threads
+ * per CPU, only a 50 % gain lets it climb on: that many threads pay when callbacks wait, and then
+ * a doubling nearly doubles the rate, while smaller gains there come and go with the scheduler
+ * (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a
+ * benchmark, and at 81,100-82,500/s in its two others). Nor does it try more than 8 threads per
+ * CPU while the machine's CPUs were 90 % busy in the window before, as .NET's thread pool adds no
+ * threads when its CPUs are busy: then more threads cannot help, and a gain that the rate shows
+ * comes from the machine, not the count. One search is not enough to give up on a count: a single
+ * window pair can be 10 % off, which is as much as a doubling may gain. A probe down that cost
+ * throughput is not repeated until the rate moves by 30 % for two windows in a row, the limits
+ * change or the pool starves. Between searches it holds the target for 0.5 s, doubling up to 8 s
+ * while nothing changes, and searches again at once when the rate shifts by 30 %. A probe up is
+ * tried only when the pool was short of threads in the window before (packets queued or every
+ * thread busy), and never above the most work seen at once in that window (threads busy plus
+ * packets queued): more threads would find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
- * started since the last tick means the callbacks block, so the target grows by one at once,
- * every tick, up to the maximum. */
+ * started since the last tick means the callbacks block, so the target grows by one at once, every
+ * tick, up to the maximum. */
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -46,6 +48,7 @@
 #define HOLD_MAX_US        8000000
 #define SHIFT                 0.30
 #define SATURATED_SHARE       0.25   /* of a window's ticks, for a probe up to be worth trying */
+#define CPUS_BUSY             0.90   /* of the machine's CPU time in a window: no time to spare */
 
 enum phase
 {
@@ -71,6 +74,8 @@ struct policy
     LONG64 window_completions;
     LONG window_ticks, window_saturated_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
+    LONG64 window_cpu_idle, window_cpu_total;
+    BOOL cpus_busy;         /* in the last window that ended */
     LONG demand;            /* ... in the last window that ended */
     LONG ceiling;           /* probes up stay below it; 0: none */
     BOOL ceiling_rejected;  /* the ceiling is a count that did not pay, rather than one after a modest gain */
@@ -135,6 +140,8 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_completions = sample->completions;
     policy->window_ticks = policy->window_saturated_ticks = 0;
     policy->window_demand = 0;
+    policy->window_cpu_idle = sample->cpu_idle;
+    policy->window_cpu_total = sample->cpu_total;
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -159,6 +166,9 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         return FALSE;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
+    policy->cpus_busy = sample->cpu_total > policy->window_cpu_total &&
+                        sample->cpu_idle - policy->window_cpu_idle <
+                            (1 - CPUS_BUSY) * (sample->cpu_total - policy->window_cpu_total);
     policy->demand = policy->window_demand;
     begin_window(policy, sample);
     return TRUE;
@@ -214,7 +224,8 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
         probe = clamp(min(max(policy->target * 2, policy->target + 1), policy->demand), sample->floor, sample->max);
     else
         probe = clamp(policy->target / 2, sample->floor, sample->max);
-    if (direction > 0 ? probe <= policy->target || (policy->ceiling && probe >= policy->ceiling)
+    if (direction > 0 ? probe <= policy->target || (policy->ceiling && probe >= policy->ceiling) ||
+                            (probe > policy->crowded && policy->cpus_busy)
                       : probe >= policy->target || probe <= policy->bottom)
         return FALSE;
     policy->phase = MEASURE_PROBE;
@@ -296,7 +307,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
 
     if (policy->pairs == 1)
     {
-        if (ratio >= FAST_GAIN && policy->probe < policy->crowded)
+        if (ratio >= FAST_GAIN)
             raise_target(policy, sample, rate, FALSE, decision);
         else if (ratio >= UNCLEAR)
             another_pair(policy, sample);

@@ -20,6 +20,8 @@ struct policy_sample
     LONG queued;            /* packets waiting on the port */
     LONG floor;             /* the least the target may be: the minimum, and at least 1 */
     LONG max;               /* the host's maximum */
+    LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any unit; */
+    LONG64 cpu_total;       /* both 0 where the system does not say */
 };
 
 enum policy_event

@@ -581,6 +581,21 @@ static LONGLONG now_us(void)
     return (LONGLONG)(counter.QuadPart * 1e6 / frequency.QuadPart);
 }
 
+/* The machine's CPU time so far, in 100 ns units: idle, and in all (kernel time includes idle). */
+static void cpu_times(LONG64 *idle, LONG64 *total)
+{
+    FILETIME idle_time, kernel_time, user_time;
+
+    if (!GetSystemTimes(&idle_time, &kernel_time, &user_time))
+    {
+        *idle = *total = 0;
+        return;
+    }
+    *idle = (LONG64)(((ULONGLONG)idle_time.dwHighDateTime << 32) | idle_time.dwLowDateTime);
+    *total = (LONG64)(((ULONGLONG)kernel_time.dwHighDateTime << 32) | kernel_time.dwLowDateTime) +
+             (LONG64)(((ULONGLONG)user_time.dwHighDateTime << 32) | user_time.dwLowDateTime);
+}
+
 static LONG64 dispatched_so_far(struct pool *pool)
 {
     struct port_counters sum;
@@ -625,6 +640,7 @@ static void monitor_tick(struct pool *pool)
     sample.queued = queue_depth(pool->port);
     sample.floor = floor_of(pool->limits);
     sample.max = max(pool->limits->max_threads, sample.floor);
+    cpu_times(&sample.cpu_idle, &sample.cpu_total);
     pool->queued = sample.queued;
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
