@@ -381,6 +381,15 @@ START_TEST(minimum_threads_start_with_the_port)
 }
 END_TEST
 
+/* Lets the blocked callbacks go, waits until none runs and releases the manager. */
+static void release_blocked_and_end(IHostIoCompletionManager *manager, HANDLE port, struct blocking *blocking)
+{
+    SetEvent(blocking->release);
+    ck_assert(wait_for_statistics(manager, port, busy_is_zero, 0, 5000));
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    free_blocking(blocking);
+}
+
 START_TEST(blocked_callbacks_get_threads_up_to_the_maximum)
 {
     IHostIoCompletionManager *manager;
@@ -439,10 +448,7 @@ START_TEST(blocked_past_the_idle_timeout_still_dispatches)
     ck_assert_ptr_eq(clr->last_overlapped, &late);
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
     ck_assert_int_ge(stats.ThreadsTotal, 3);
-    SetEvent(blocking.release);
-    ck_assert(wait_for_statistics(manager, port, busy_is_zero, 0, 5000));
-    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
-    free_blocking(&blocking);
+    release_blocked_and_end(manager, port, &blocking);
     CloseHandle(never);
 }
 END_TEST
@@ -488,10 +494,7 @@ START_TEST(last_waiting_thread_never_retires)
     ck_assert_int_eq(stats.StarvationInjections, 0);
     ck_assert_int_eq(stats.ThreadsRetired, 0);
     ck_assert_int_eq(stats.ThreadsTotal, 2);
-    SetEvent(blocking.release);
-    ck_assert(wait_for_statistics(manager, port, busy_is_zero, 0, 5000));
-    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
-    free_blocking(&blocking);
+    release_blocked_and_end(manager, port, &blocking);
     CloseHandle(never);
 }
 END_TEST
