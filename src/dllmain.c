@@ -11,6 +11,7 @@ BOOL NTAPI RtlIsCriticalSectionLockedByThread(RTL_CRITICAL_SECTION *section);
 HINSTANCE hostiocp_instance;
 BOOL hostiocp_trace_enabled;
 BOOL hostiocp_warn_enabled;
+BOOL hostiocp_policy_trace_enabled;
 static volatile LONG module_refs;
 static DWORD pool_tls = TLS_OUT_OF_INDEXES;
 
@@ -102,7 +103,8 @@ const char *debugstr_guid(const GUID *guid)
     return buffer;
 }
 
-/* HOSTIOCP_TRACE=warn: warnings only; any other value but 0: trace and warnings. */
+/* HOSTIOCP_TRACE=warn: warnings only; =policy: warnings and the thread policy's decisions; any
+ * other value but 0: trace and warnings. */
 static void read_trace_setting(void)
 {
     char value[8];
@@ -111,7 +113,8 @@ static void read_trace_setting(void)
     if (!length || length >= sizeof(value) || !strcmp(value, "0"))
         return;
     hostiocp_warn_enabled = TRUE;
-    hostiocp_trace_enabled = lstrcmpiA(value, "warn") != 0;
+    hostiocp_policy_trace_enabled = lstrcmpiA(value, "warn") != 0;
+    hostiocp_trace_enabled = lstrcmpiA(value, "warn") != 0 && lstrcmpiA(value, "policy") != 0;
 }
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)

@@ -30,17 +30,20 @@ void set_current_worker(struct worker *worker);
 struct worker *current_worker(void);
 
 /* ---- tracing (dllmain.c): lines to OutputDebugString, "hostiocp[tid]: " first ----
- * HOSTIOCP_TRACE=1 turns on TRACE and WARN lines, HOSTIOCP_TRACE=warn only WARN lines; both are
- * read once, when the DLL loads.  TRACE(...) prints its line as it is; TRACE_CALL(...), for a
- * COM method's entry, and WARN(...) name the function first, as Wine's debug channels do, and
- * WARN lines say "warn: " before it. */
+ * HOSTIOCP_TRACE=1 turns on TRACE, TRACE_POLICY and WARN lines, HOSTIOCP_TRACE=policy only
+ * TRACE_POLICY and WARN lines, HOSTIOCP_TRACE=warn only WARN lines; read once, when the DLL
+ * loads.  TRACE(...) and TRACE_POLICY(...) print their line as it is; TRACE_CALL(...), for a COM
+ * method's entry, and WARN(...) name the function first, as Wine's debug channels do, and WARN
+ * lines say "warn: " before it. */
 extern BOOL hostiocp_trace_enabled;
 extern BOOL hostiocp_warn_enabled;
+extern BOOL hostiocp_policy_trace_enabled;
 void hostiocp_debug_line(const char *marker, const char *function, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 const char *debugstr_guid(const GUID *guid);
 #define TRACE(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", NULL, __VA_ARGS__); } while (0)
 #define TRACE_CALL(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", __func__, __VA_ARGS__); } while (0)
+#define TRACE_POLICY(...) do { if (hostiocp_policy_trace_enabled) hostiocp_debug_line("", NULL, __VA_ARGS__); } while (0)
 #define WARN(...) do { if (hostiocp_warn_enabled) hostiocp_debug_line("warn: ", __func__, __VA_ARGS__); } while (0)
 
 /* ---- the system calls that can fail (fault.c): tests can make the Nth call of each fail ---- */

@@ -615,7 +615,7 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
-    TRACE("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld", pool->port,
+    TRACE_POLICY("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld", pool->port,
           policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
           decision->to_rate, decision->target);
 }

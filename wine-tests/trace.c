@@ -1,10 +1,12 @@
 /* Conformance: HOSTIOCP_TRACE sends a trace to the debugger (OutputDebugString).  With 1, every
  * COM method traces its entry with the interface pointer and its arguments, AddRef and Release
  * the new reference count, each OnComplete gives one line, and an interface or a host manager
- * that hostiocp does not provide gives a warn line naming its IID.  With "warn" only the warn
- * lines come.  The test collects the trace the way a debugger sees it: as the
+ * that hostiocp does not provide gives a warn line naming its IID, and the thread policy's
+ * decisions are lines too.  With "warn" only the warn lines come; with "policy" only the policy's
+ * decisions and warn lines.  The test collects the trace the way a debugger sees it: as the
  * DBG_PRINTEXCEPTION_C that OutputDebugStringA raises.  hostiocp reads HOSTIOCP_TRACE when it
- * loads, so the "warn" case runs in a child process: this program again, as "trace warn". */
+ * loads, so the "warn" and "policy" cases run in child processes: this program again, as
+ * "trace warn" and "trace policy". */
 #include <windows.h>
 #include <ole2.h>
 #include <stdio.h>
@@ -220,7 +222,45 @@ static void test_warn_only(void)
     RemoveVectoredExceptionHandler(handler);
 }
 
-static void run_warn_only_child(void)
+/* The child: HOSTIOCP_TRACE=policy.  Only the thread policy's decisions come, and warn lines
+ * (none here): no entry lines, no OnComplete lines. */
+static void test_policy_only(void)
+{
+    IHostIoCompletionManager *manager;
+    struct fake_clr *clr;
+    OVERLAPPED request;
+    HANDLE port;
+    void *handler;
+    HRESULT hr;
+
+    handler = collect_hostiocp_trace();
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    clr = fake_clr_create();
+    hr = create_manager(&manager);
+    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
+    if (SUCCEEDED(hr))
+    {
+        hr = IHostIoCompletionManager_SetCLRIoCompletionManager(manager, &clr->ICLRIoCompletionManager_iface);
+        ok(hr == S_OK, "SetCLRIoCompletionManager returned %#lx\n", hr);
+        hr = IHostIoCompletionManager_CreateIoCompletionPort(manager, &port);
+        ok(hr == S_OK, "CreateIoCompletionPort returned %#lx\n", hr);
+        fake_clr_expect(clr, 1);
+        PostQueuedCompletionStatus(port, 1, 0, &request);
+        ok(fake_clr_wait(clr, 30000), "the completion did not arrive\n");
+        test_policy_decisions_traced(manager, port, clr);
+        ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    }
+    ok(hostiocp_trace.oncomplete == 0, "%ld OnComplete lines\n", hostiocp_trace.oncomplete);
+    ok(hostiocp_trace.lines == hostiocp_trace_count_any_thread(0, ": policy ", NULL),
+       "%ld lines, %ld of them the policy's\n", hostiocp_trace.lines,
+       hostiocp_trace_count_any_thread(0, ": policy ", NULL));
+    fake_clr_destroy(clr);
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
+/* Runs this program again as "trace <setting>" with HOSTIOCP_TRACE=<setting>. */
+static void run_child_with_setting(const char *setting)
 {
     WCHAR path[MAX_PATH], command_line[MAX_PATH + 32];
     DWORD code;
@@ -228,10 +268,11 @@ static void run_warn_only_child(void)
     GetModuleFileNameW(NULL, path, ARRAY_SIZE(path));
     lstrcpyW(command_line, L"\"");
     lstrcatW(command_line, path);
-    lstrcatW(command_line, L"\" trace warn");
-    SetEnvironmentVariableA("HOSTIOCP_TRACE", "warn");
+    lstrcatW(command_line, L"\" trace ");
+    MultiByteToWideChar(CP_ACP, 0, setting, -1, command_line + lstrlenW(command_line), 16);
+    SetEnvironmentVariableA("HOSTIOCP_TRACE", setting);
     code = run_command(command_line);
-    ok(code == 0, "with HOSTIOCP_TRACE=warn: exit code %lu (failures in the child)\n", code);
+    ok(code == 0, "with HOSTIOCP_TRACE=%s: exit code %lu (failures in the child)\n", setting, code);
     SetEnvironmentVariableA("HOSTIOCP_TRACE", "1");
 }
 
@@ -250,6 +291,14 @@ START_TEST(trace)
     if (argc >= 3 && !strcmp(argv[2], "warn"))
     {
         test_warn_only();
+        return;
+    }
+    if (argc >= 3 && !strcmp(argv[2], "policy"))
+    {
+        if (threads_unreliable())
+            skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
+        else
+            test_policy_only();
         return;
     }
 
@@ -307,5 +356,6 @@ START_TEST(trace)
     CoUninitialize();
     RemoveVectoredExceptionHandler(handler);
 
-    run_warn_only_child();
+    run_child_with_setting("warn");
+    run_child_with_setting("policy");
 }
