@@ -41,7 +41,7 @@
 #define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
 #define CROWDED_PER_CPU          8
 #define GAIN                  1.05
-#define UNCLEAR               0.85   /* one pair below it rejects a probe up at once */
+#define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
 #define CLEAR_LOSS            0.85
 #define LOSS                  0.97
 #define HOLD_MIN_US         500000
