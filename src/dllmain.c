@@ -114,7 +114,7 @@ static void read_trace_setting(void)
         return;
     hostiocp_warn_enabled = TRUE;
     hostiocp_policy_trace_enabled = lstrcmpiA(value, "warn") != 0;
-    hostiocp_trace_enabled = lstrcmpiA(value, "warn") != 0 && lstrcmpiA(value, "policy") != 0;
+    hostiocp_trace_enabled = hostiocp_policy_trace_enabled && lstrcmpiA(value, "policy") != 0;
 }
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)

@@ -581,6 +581,11 @@ static LONGLONG now_us(void)
     return (LONGLONG)(counter.QuadPart * 1e6 / frequency.QuadPart);
 }
 
+static LONG64 filetime_units(FILETIME time)
+{
+    return (LONG64)(((ULONGLONG)time.dwHighDateTime << 32) | time.dwLowDateTime);
+}
+
 /* The machine's CPU time so far, in 100 ns units: idle, and in all (kernel time includes idle). */
 static void cpu_times(LONG64 *idle, LONG64 *total)
 {
@@ -591,9 +596,8 @@ static void cpu_times(LONG64 *idle, LONG64 *total)
         *idle = *total = 0;
         return;
     }
-    *idle = (LONG64)(((ULONGLONG)idle_time.dwHighDateTime << 32) | idle_time.dwLowDateTime);
-    *total = (LONG64)(((ULONGLONG)kernel_time.dwHighDateTime << 32) | kernel_time.dwLowDateTime) +
-             (LONG64)(((ULONGLONG)user_time.dwHighDateTime << 32) | user_time.dwLowDateTime);
+    *idle = filetime_units(idle_time);
+    *total = filetime_units(kernel_time) + filetime_units(user_time);
 }
 
 static LONG64 dispatched_so_far(struct pool *pool)

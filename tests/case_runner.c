@@ -43,17 +43,18 @@ static LONG WINAPI end_on_unhandled_exception(EXCEPTION_POINTERS *exception)
 {
     DWORD code = exception->ExceptionRecord->ExceptionCode;
 
-    printf("%s: unhandled exception %#lx at %p\n", getenv("CK_RUN_CASE"), code,
+    printf("%s: unhandled exception %#lx at %p\n", getenv("CK_RUN_CASE") ? getenv("CK_RUN_CASE") : "test", code,
            exception->ExceptionRecord->ExceptionAddress);
     fflush(stdout);
     ExitProcess(code ? code : 1);
 }
 
-static int run_here(Suite *suite)
+int run_suite(Suite *suite)
 {
     SRunner *runner;
     int failed;
 
+    setvbuf(stdout, NULL, _IONBF, 0);
     SetUnhandledExceptionFilter(end_on_unhandled_exception);
     runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
@@ -98,7 +99,7 @@ int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int 
 
     setvbuf(stdout, NULL, _IONBF, 0);
     if (getenv("CK_RUN_CASE"))
-        return run_here(suite);
+        return run_suite(suite);
     srunner_free(srunner_create(suite));  /* the suite is not run in this process */
     for (i = 0; i < count; i++)
     {

@@ -23,7 +23,12 @@ void skip_test(const char *format, ...) __attribute__((format(printf, 1, 2), nor
 /* A suite with one TCase per test, named after the test, each with the fixture. */
 Suite *suite_of_cases(const char *name, const struct test_case *cases, int count, SFun setup, SFun teardown);
 
-/* Given CK_RUN_CASE, runs that one test here.  Otherwise starts this program once per test with
+/* Runs the suite's tests in this process, one after the other, with stdout unbuffered; a crash
+ * ends the process with the exception's code (Wine's debugger would end it with 0).  Returns the
+ * exit status: 0 when every test passed, 1 otherwise. */
+int run_suite(Suite *suite);
+
+/* Given CK_RUN_CASE, runs that one test here (run_suite).  Otherwise starts this program once per test with
  * CK_RUN_CASE set, each with `timeout_ms` to finish, and prints one line per test.
  * Returns the exit status: 0 when every test passed, 1 otherwise. */
 int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count, DWORD timeout_ms);

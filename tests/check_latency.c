@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "case_runner.h"
 #include "iobench.h"
 
 static double relative_error(double read, double value)
@@ -75,17 +76,10 @@ int main(void)
 {
     Suite *suite = suite_create("latency");
     TCase *histogram = tcase_create("histogram");
-    SRunner *runner;
-    int failed;
 
     tcase_add_test(histogram, every_value_from_1_us_to_60_s_reads_back_within_1_percent);
     tcase_add_test(histogram, values_below_1_us_and_above_the_top_have_buckets_of_their_own);
     tcase_add_test(histogram, percentiles_of_latencies_up_to_2_s);
     suite_add_tcase(suite, histogram);
-    setvbuf(stdout, NULL, _IONBF, 0);
-    runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? 1 : 0;
+    return run_suite(suite);
 }

@@ -138,6 +138,26 @@ static void test_statistics_interface(IHostIoCompletionManager *manager)
     ok(hostiocp_trace_count(mark, NULL) == 1, "%ld lines\n", hostiocp_trace_count(mark, NULL));
 }
 
+/* Gives the manager the fake CLR, opens a port and sends `count` packets through it, the Nth
+ * with N as its byte count; returns the port. */
+static HANDLE open_port_and_complete(IHostIoCompletionManager *manager, struct fake_clr *clr, DWORD count)
+{
+    static OVERLAPPED request;
+    HANDLE port = NULL;
+    HRESULT hr;
+    DWORD i;
+
+    hr = IHostIoCompletionManager_SetCLRIoCompletionManager(manager, &clr->ICLRIoCompletionManager_iface);
+    ok(hr == S_OK, "SetCLRIoCompletionManager returned %#lx\n", hr);
+    hr = IHostIoCompletionManager_CreateIoCompletionPort(manager, &port);
+    ok(hr == S_OK, "CreateIoCompletionPort returned %#lx\n", hr);
+    fake_clr_expect(clr, count);
+    for (i = 1; i <= count; i++)
+        PostQueuedCompletionStatus(port, i, 0, &request);
+    ok(fake_clr_wait(clr, 30000), "completions did not arrive\n");
+    return port;
+}
+
 /* Blocks the packets posted with BLOCKED_BYTES until the event in the context is set. */
 #define BLOCKED_BYTES 0xb10c
 static void block_until_set(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
@@ -228,7 +248,6 @@ static void test_policy_only(void)
 {
     IHostIoCompletionManager *manager;
     struct fake_clr *clr;
-    OVERLAPPED request;
     HANDLE port;
     void *handler;
     HRESULT hr;
@@ -240,13 +259,7 @@ static void test_policy_only(void)
     ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
     if (SUCCEEDED(hr))
     {
-        hr = IHostIoCompletionManager_SetCLRIoCompletionManager(manager, &clr->ICLRIoCompletionManager_iface);
-        ok(hr == S_OK, "SetCLRIoCompletionManager returned %#lx\n", hr);
-        hr = IHostIoCompletionManager_CreateIoCompletionPort(manager, &port);
-        ok(hr == S_OK, "CreateIoCompletionPort returned %#lx\n", hr);
-        fake_clr_expect(clr, 1);
-        PostQueuedCompletionStatus(port, 1, 0, &request);
-        ok(fake_clr_wait(clr, 30000), "the completion did not arrive\n");
+        port = open_port_and_complete(manager, clr, 1);
         test_policy_decisions_traced(manager, port, clr);
         ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     }
@@ -280,7 +293,6 @@ START_TEST(trace)
 {
     IHostIoCompletionManager *manager;
     struct fake_clr *clr;
-    OVERLAPPED request;
     HANDLE port;
     HRESULT hr;
     void *handler;
@@ -337,15 +349,7 @@ START_TEST(trace)
         skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
     else
     {
-        hr = IHostIoCompletionManager_SetCLRIoCompletionManager(manager, &clr->ICLRIoCompletionManager_iface);
-        ok(hr == S_OK, "SetCLRIoCompletionManager returned %#lx\n", hr);
-        hr = IHostIoCompletionManager_CreateIoCompletionPort(manager, &port);
-        ok(hr == S_OK, "CreateIoCompletionPort returned %#lx\n", hr);
-        fake_clr_expect(clr, 3);
-        PostQueuedCompletionStatus(port, 1, 0, &request);
-        PostQueuedCompletionStatus(port, 2, 0, &request);
-        PostQueuedCompletionStatus(port, 3, 0, &request);
-        ok(fake_clr_wait(clr, 30000), "completions did not arrive\n");
+        port = open_port_and_complete(manager, clr, 3);
         test_policy_decisions_traced(manager, port, clr);
     }
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
