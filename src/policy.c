@@ -3,7 +3,8 @@
  * many threads for one measurement window, then half as many, and keeps a change only when the
  * completion rate says so. Up: 50 % better in one window pair (blocking callbacks), or 5 % better
  * over two, because one pair can be 20 % off on a shared machine. Down: over two window pairs, no
- * worse than 97 % of the best rate of the round. After a modest gain (5-20 % over two pairs, or
+ * worse than 97 % of the best rate of the round, and not to a count it has climbed from (just
+ * measured to do worse) until the rate shifts. After a modest gain (5-20 % over two pairs, or
  * over three when two come within 7 % of 20 %), or a probe up that did not pay in two searches, it
  * does not try that count or more again until the rate shifts: returns diminish, every probe costs
  * threads, and a count that a doubling improves by less than 11 % is already within 0.9 of the
@@ -266,6 +267,7 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
 {
     report(decision, POLICY_RAISED, policy->target, policy->probe, policy->base_sum / policy->pairs,
            policy->probe_sum / policy->pairs);
+    policy->bottom = policy->target;  /* just measured to do worse: not worth a probe down */
     policy->target = policy->probe;
     policy->moved_up = TRUE;
     policy->base_rate = rate;

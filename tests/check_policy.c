@@ -48,6 +48,7 @@ struct outcome
     double final_rate;          /* of the model at the final target */
     double mean_rate;           /* over the second half of the run */
     double rate_after_2s;       /* mean over seconds 2-4 */
+    LONG ticks_back_down;       /* at a count the target had been raised from, or fewer */
 };
 
 static ULONG noise_state;
@@ -73,12 +74,13 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     double completions = 0, second_half = 0, early = 0;
-    LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i;
+    LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i, raised_from = 0;
     double drift = 1.0, cpu_idle = 0, cpu_total = 0;
     BOOL slow = FALSE;
 
     noise_state = seed;
     out->peak = threads;
+    out->ticks_back_down = 0;
     for (i = 0; i < ticks; i++)
     {
         double rate;
@@ -116,6 +118,10 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         threads = decision.target;  /* the pool follows within a tick */
         if (threads > out->peak)
             out->peak = threads;
+        if (decision.event == POLICY_RAISED)
+            raised_from = max(raised_from, decision.from);
+        if (threads <= raised_from)
+            out->ticks_back_down++;
     }
     out->final_target = threads;
     out->final_rate = model->rate(model, threads);
@@ -180,6 +186,22 @@ START_TEST(stays_low_where_more_threads_cost)
 {
     struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0, 0 };
     check_model(&model);
+}
+END_TEST
+
+/* Light callbacks: 4, 8 and 16 threads each measured better than half as many.  Once the pool has
+ * climbed to 16, it does not probe down to 8 again: nothing has changed since 8 measured worse,
+ * and a probe down costs what 8 threads lose for as long as it is measured. */
+START_TEST(does_not_probe_down_to_a_count_it_climbed_from)
+{
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0 };
+    struct outcome out;
+
+    simulate(&model, 1, CPUS, 1000, 20, &out);
+    printf("%-22s target %3ld, peak %3ld, %ld ticks back at a count it climbed from\n", model.name,
+           out.final_target, out.peak, out.ticks_back_down);
+    ck_assert_int_eq(out.final_target, 16);
+    ck_assert_int_eq(out.ticks_back_down, 0);
 }
 END_TEST
 
@@ -430,6 +452,7 @@ int main(void)
     tcase_add_test(models, finds_many_threads_where_they_pay);
     tcase_add_test(models, stays_low_where_more_threads_do_not_pay);
     tcase_add_test(models, stays_low_where_more_threads_cost);
+    tcase_add_test(models, does_not_probe_down_to_a_count_it_climbed_from);
     tcase_add_test(models, keeps_its_bounds_on_a_noisy_machine);
     tcase_add_test(models, keeps_its_bounds_when_the_machine_slows_for_spells);
     tcase_add_test(models, tries_again_a_count_that_measured_low_once);
