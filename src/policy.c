@@ -19,8 +19,10 @@
  * comes from the machine, not the count. One search is not enough to give up on a count: a single
  * window pair can be 10 % off, which is as much as a doubling may gain. A probe down that cost
  * throughput is not repeated until the rate moves by 30 % for two windows in a row, the limits
- * change or the pool starves. Between searches it holds the target for 0.5 s, doubling up to 8 s
- * while nothing changes, and searches again at once when the rate shifts by 30 %. A probe up is
+ * change or the pool starves; a shift with as much work in flight and the CPUs still at least half
+ * busy forgets only that, not what did not pay above (see rate_shifted). Between searches it holds
+ * the target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
+ * the rate shifts by 30 %. A probe up is
  * tried only when the pool was short of threads in the window before (packets queued or every
  * thread busy), and never above the most work seen at once in that window (threads busy plus
  * packets queued): more threads would find nothing to do.
