@@ -66,6 +66,18 @@ static double noisy(double value, double noise)
     return value * (1.0 + noise * next_noise());
 }
 
+static double rate_light_then_waiting(const struct model *model, LONG threads);
+#define WAITING_FROM 4.0  /* seconds */
+
+/* The share of the machine's CPUs in use: callbacks that compute keep a CPU busy per thread;
+ * those that block, hardly any. */
+static double cpu_share(const struct model *model, LONG threads)
+{
+    if (!model->points || (model->rate == rate_light_then_waiting && simulated_seconds >= WAITING_FROM))
+        return 0.1;
+    return min(1.0, threads / (double)CPUS);
+}
+
 /* seed: where the noise starts, so that each run can be replayed. */
 static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max, double seconds,
                      struct outcome *out)
@@ -96,9 +108,8 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         rate = drift * (slow ? SLOW_SPELL : 1.0) * noisy(model->rate(model, threads), model->noise);
 
         completions += rate * POLICY_TICK_MS / 1000.0;
-        /* Callbacks that compute keep a CPU busy per thread; those that block, hardly any. */
         cpu_total += CPUS * POLICY_TICK_MS * 10000.0;
-        cpu_idle += CPUS * POLICY_TICK_MS * 10000.0 * (1 - (model->points ? min(1.0, threads / (double)CPUS) : 0.1));
+        cpu_idle += CPUS * POLICY_TICK_MS * 10000.0 * (1 - cpu_share(model, threads));
         if (i >= ticks / 2)
             second_half += rate;
         if (i * POLICY_TICK_MS >= 2000 && i * POLICY_TICK_MS < 4000)
@@ -385,6 +396,28 @@ START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
 }
 END_TEST
 
+/* Light callbacks for 4 s, then one callback in ten blocks 50 ms with as much work in flight: the
+ * counts that did not pay while the callbacks computed (32 and more) pay now, and the pool must
+ * find them. */
+static double rate_light_then_waiting(const struct model *model, LONG threads)
+{
+    return simulated_seconds < WAITING_FROM ? rate_from_points(model, threads) : rate_tenth_blocking(model, threads);
+}
+
+START_TEST(climbs_again_when_callbacks_start_to_wait)
+{
+    struct model model = { "light, then 10% block", rate_light_then_waiting, light_posted, TRUE, 0.05, 64, 0, 0 };
+    double best = rate_tenth_blocking(&model, 64);
+    struct outcome out;
+
+    simulate(&model, 1, CPUS, 1000, 12, &out);
+    printf("%-22s target %3ld, peak %3ld, seconds 6-12 at %.2f of the best\n", model.name, out.final_target,
+           out.peak, out.mean_rate / best);
+    ck_assert_int_eq(out.final_target, 64);
+    ck_assert_msg(out.mean_rate >= 0.9 * best, "%.0f/s against the best %.0f/s", out.mean_rate, best);
+}
+END_TEST
+
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
@@ -476,6 +509,7 @@ int main(void)
     tcase_add_test(models, climbs_again_when_a_slow_period_ends);
     tcase_add_test(models, grows_fast_for_blocking_callbacks);
     tcase_add_test(models, grows_fast_when_a_tenth_of_callbacks_block);
+    tcase_add_test(models, climbs_again_when_callbacks_start_to_wait);
     tcase_add_test(models, idle_pool_keeps_its_target);
     tcase_add_test(models, starvation_adds_a_thread_every_tick_up_to_the_maximum);
     tcase_add_test(models, target_follows_the_limits_at_once);
