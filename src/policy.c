@@ -22,10 +22,9 @@
  * change or the pool starves; a shift with as much work in flight and the CPUs still at least half
  * busy forgets only that, not what did not pay above (see rate_shifted). Between searches it holds
  * the target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
- * the rate shifts by 30 %. A probe up is
- * tried only when the pool was short of threads in the window before (packets queued or every
- * thread busy), and never above the most work seen at once in that window (threads busy plus
- * packets queued): more threads would find nothing to do.
+ * the rate shifts by 30 %. A probe up is tried only when the pool was short of threads in the
+ * window before (packets queued or every thread busy), and never above the most work seen at once
+ * in that window (threads busy plus packets queued): more threads would find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once, every
@@ -81,7 +80,6 @@ struct policy
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_cpu_idle, window_cpu_total;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
-    BOOL cpus_busy;         /* ... at least CPUS_BUSY */
     LONG demand;            /* ... in the last window that ended */
     LONG ceiling;           /* probes up stay below it; 0: none */
     LONG ceiling_demand;    /* the demand when it was set */
@@ -177,7 +175,6 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
                             ? 1 - (sample->cpu_idle - policy->window_cpu_idle) /
                                       (double)(sample->cpu_total - policy->window_cpu_total)
                             : 0;
-    policy->cpus_busy = policy->cpu_share > CPUS_BUSY;
     policy->demand = policy->window_demand;
     begin_window(policy, sample);
     return TRUE;
@@ -250,7 +247,7 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     else
         probe = clamp(policy->target / 2, sample->floor, sample->max);
     if (direction > 0 ? probe <= policy->target || (policy->ceiling && probe >= policy->ceiling) ||
-                            (probe > policy->crowded && policy->cpus_busy)
+                            (probe > policy->crowded && policy->cpu_share > CPUS_BUSY)
                       : probe >= policy->target || probe <= policy->bottom)
         return FALSE;
     policy->phase = MEASURE_PROBE;

@@ -7,11 +7,16 @@
 
 #define SKIPPED 77
 
+static const char *case_name(void)
+{
+    return getenv("CK_RUN_CASE") ? getenv("CK_RUN_CASE") : "test";
+}
+
 void skip_test(const char *format, ...)
 {
     va_list args;
 
-    printf("SKIP: %s: ", getenv("CK_RUN_CASE") ? getenv("CK_RUN_CASE") : "test");
+    printf("SKIP: %s: ", case_name());
     va_start(args, format);
     vprintf(format, args);
     va_end(args);
@@ -43,7 +48,7 @@ static LONG WINAPI end_on_unhandled_exception(EXCEPTION_POINTERS *exception)
 {
     DWORD code = exception->ExceptionRecord->ExceptionCode;
 
-    printf("%s: unhandled exception %#lx at %p\n", getenv("CK_RUN_CASE") ? getenv("CK_RUN_CASE") : "test", code,
+    printf("%s: unhandled exception %#lx at %p\n", case_name(), code,
            exception->ExceptionRecord->ExceptionAddress);
     fflush(stdout);
     ExitProcess(code ? code : 1);

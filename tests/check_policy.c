@@ -21,6 +21,8 @@ struct model
     double drift;               /* relative, over 100 ms stretches: a shared machine */
     double slow_spells;         /* the machine runs at SLOW_SPELL of its speed for spells of
                                  * random length, this share of the time */
+    double waits_from;          /* seconds: from then on callbacks wait rather than compute; 0: never
+                                 * (models without points wait throughout) */
 };
 #define SLOW_SPELL 0.65
 
@@ -66,14 +68,17 @@ static double noisy(double value, double noise)
     return value * (1.0 + noise * next_noise());
 }
 
-static double rate_light_then_waiting(const struct model *model, LONG threads);
-#define WAITING_FROM 4.0  /* seconds */
+/* Whether the model's callbacks have begun to wait, at this point of the simulated run. */
+static BOOL waiting_now(const struct model *model)
+{
+    return model->waits_from && simulated_seconds >= model->waits_from;
+}
 
 /* The share of the machine's CPUs in use: callbacks that compute keep a CPU busy per thread;
  * those that block, hardly any. */
 static double cpu_share(const struct model *model, LONG threads)
 {
-    if (!model->points || (model->rate == rate_light_then_waiting && simulated_seconds >= WAITING_FROM))
+    if (!model->points || waiting_now(model))
         return 0.1;
     return min(1.0, threads / (double)CPUS);
 }
@@ -183,21 +188,21 @@ static const double pipe_echo[10] = { 7e3, 13.3e3, 28.2e3, 30.5e3, 28.8e3, 27.5e
 
 START_TEST(finds_many_threads_where_they_pay)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0, 0 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0, 0, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_do_not_pay)
 {
-    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0, 0 };
+    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0, 0, 0 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_cost)
 {
-    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0, 0 };
+    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0, 0, 0 };
     check_model(&model);
 }
 END_TEST
@@ -207,7 +212,7 @@ END_TEST
  * and a probe down costs what 8 threads lose for as long as it is measured. */
 START_TEST(does_not_probe_down_to_a_count_it_climbed_from)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 20, &out);
@@ -254,6 +259,16 @@ static int check_model_on_a_noisy_machine(const struct model *model, int first_s
     return misses;
 }
 
+static int check_models_on_a_noisy_machine(const struct model *models, size_t count, int first_seed, BOOL check_rate)
+{
+    int misses = 0;
+    size_t i;
+
+    for (i = 0; i < count; i++)
+        misses += check_model_on_a_noisy_machine(&models[i], first_seed, check_rate);
+    return misses;
+}
+
 /* A machine that runs at 0.65 of its speed for spells of a second or so, half of the time, as the
  * benchmark's machine does for seconds at a time: the rate then says more threads pay when they
  * do not.  Where the CPUs are busy, the pool must not go past 8 threads per CPU on that. */
@@ -261,15 +276,12 @@ START_TEST(keeps_its_bounds_when_the_machine_slows_for_spells)
 {
     static const struct model models[] =
     {
-        { "11 % more at 8, spells", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.03, 0.5 },
-        { "rising, then flat, spells", rate_from_points, light_posted, TRUE, 0.05, 64, 0.03, 0.5 },
+        { "11 % more at 8, spells", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.03, 0.5, 0 },
+        { "rising, then flat, spells", rate_from_points, light_posted, TRUE, 0.05, 64, 0.03, 0.5, 0 },
     };
-    int runs_over = 0;
-    size_t i;
-
     /* The machine is slower half of the time, so the rate cannot reach the best fixed pool's. */
-    for (i = 0; i < sizeof(models) / sizeof(models[0]); i++)
-        runs_over += check_model_on_a_noisy_machine(&models[i], 2000, FALSE);
+    int runs_over = check_models_on_a_noisy_machine(models, ARRAYSIZE(models), 2000, FALSE);
+
     ck_assert_msg(!runs_over, "%d runs went over the bound on peak threads", runs_over);
 }
 END_TEST
@@ -281,7 +293,7 @@ END_TEST
  * read as a clear gain, and then 16 is tried: in one run of the 60 here. */
 START_TEST(slow_spells_do_not_make_it_forget_what_did_not_pay)
 {
-    struct model model = { "pipe echo, spells", rate_from_points, pipe_echo, TRUE, 0.05, 16, 0.03, 0.25 };
+    struct model model = { "pipe echo, spells", rate_from_points, pipe_echo, TRUE, 0.05, 16, 0.03, 0.25, 0 };
 
     ck_assert_int_le(check_model_on_a_noisy_machine(&model, 2000, FALSE), 1);
 }
@@ -291,17 +303,14 @@ START_TEST(keeps_its_bounds_on_a_noisy_machine)
 {
     static const struct model models[] =
     {
-        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06, 0 },
-        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06, 0 },
-        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06, 0 },
-        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06, 0 },
-        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06, 0 },
+        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06, 0, 0 },
+        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06, 0, 0 },
+        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06, 0, 0 },
+        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06, 0, 0 },
+        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06, 0, 0 },
     };
-    int misses = 0;
-    size_t i;
+    int misses = check_models_on_a_noisy_machine(models, ARRAYSIZE(models), 1000, TRUE);
 
-    for (i = 0; i < sizeof(models) / sizeof(models[0]); i++)
-        misses += check_model_on_a_noisy_machine(&models[i], 1000, TRUE);
     ck_assert_msg(!misses, "%d runs missed a bound", misses);
 }
 END_TEST
@@ -312,7 +321,7 @@ static const double steady_gains[10] = { 10e3, 20e3, 26e3, 33.8e3, 43.9e3, 57.1e
 
 START_TEST(climbs_past_8_threads_per_cpu_only_on_large_gains)
 {
-    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0, 0 };
+    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
@@ -333,7 +342,7 @@ static double rate_disturbed_at_first(const struct model *model, LONG threads)
 
 START_TEST(tries_again_a_count_that_measured_low_once)
 {
-    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0, 0 };
+    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
@@ -356,7 +365,7 @@ static double rate_crowded_at_first(const struct model *model, LONG threads)
 
 START_TEST(climbs_again_when_a_slow_period_ends)
 {
-    struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0, 0 };
+    struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0, 0, 0 };
     struct outcome out;
     double best;
     LONG smallest_good;
@@ -372,7 +381,7 @@ END_TEST
 
 START_TEST(grows_fast_for_blocking_callbacks)
 {
-    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0, 0 };
+    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0, 0, 0 };
     struct outcome out;
 
     check_model(&model);
@@ -391,7 +400,7 @@ static double rate_tenth_blocking(const struct model *model, LONG threads)
 
 START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
 {
-    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0, 0 };
+    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0, 0, 0 };
     check_model(&model);
 }
 END_TEST
@@ -401,12 +410,12 @@ END_TEST
  * find them. */
 static double rate_light_then_waiting(const struct model *model, LONG threads)
 {
-    return simulated_seconds < WAITING_FROM ? rate_from_points(model, threads) : rate_tenth_blocking(model, threads);
+    return waiting_now(model) ? rate_tenth_blocking(model, threads) : rate_from_points(model, threads);
 }
 
 START_TEST(climbs_again_when_callbacks_start_to_wait)
 {
-    struct model model = { "light, then 10% block", rate_light_then_waiting, light_posted, TRUE, 0.05, 64, 0, 0 };
+    struct model model = { "light, then 10% block", rate_light_then_waiting, light_posted, TRUE, 0.05, 64, 0, 0, 4.0 };
     double best = rate_tenth_blocking(&model, 64);
     struct outcome out;
 
@@ -421,7 +430,7 @@ END_TEST
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
-    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0, 0 };
+    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0, 0, 0 };
     struct outcome out;
 
     simulate(&model, 1, 1, 1000, 10, &out);
@@ -461,7 +470,7 @@ END_TEST
 
 START_TEST(target_follows_the_limits_at_once)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0 };
+    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0 };
     struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
