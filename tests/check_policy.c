@@ -299,6 +299,39 @@ START_TEST(slow_spells_do_not_make_it_forget_what_did_not_pay)
 }
 END_TEST
 
+/* Pipe echo on a machine that runs at 0.70 of its speed until a slow spell ends, as the
+ * benchmark's did for seconds at a time.  Wherever the spell ends, the 4 threads measured before
+ * against the 8 measured after must not read as a gain that lets the pool climb on to 16, over
+ * its bound of 10.  Before either rule below, at 16 of these 300 moments it did; with one pair
+ * enough for a 50 % gain while the CPUs are busy, at 7; without measuring again when the rate at
+ * one count moved by a quarter, at 15. */
+static double spell_ends_at;
+
+static double rate_until_a_slow_spell_ends(const struct model *model, LONG threads)
+{
+    return (simulated_seconds < spell_ends_at ? 0.70 : 1.0) * rate_from_points(model, threads);
+}
+
+START_TEST(a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain)
+{
+    struct model model = { "pipe echo, spell ends", rate_until_a_slow_spell_ends, pipe_echo, TRUE, 0.02, 16, 0, 0, 0 };
+    struct outcome out;
+    LONG worst_peak = 0, over = 0, moment;
+
+    for (moment = 1; moment <= 300; moment++)
+    {
+        spell_ends_at = moment * 0.01;
+        simulate(&model, moment, CPUS, 1000, 8, &out);
+        worst_peak = max(worst_peak, out.peak);
+        if (out.peak > 2 * 4 + CPUS)
+            over++;
+    }
+    printf("%-22s at 300 moments in 0-3 s: %ld over the bound of 10, worst peak %ld\n", model.name, over,
+           worst_peak);
+    ck_assert_int_eq(over, 0);
+}
+END_TEST
+
 START_TEST(keeps_its_bounds_on_a_noisy_machine)
 {
     static const struct model models[] =
@@ -511,6 +544,7 @@ int main(void)
     tcase_add_test(models, stays_low_where_more_threads_cost);
     tcase_add_test(models, does_not_probe_down_to_a_count_it_climbed_from);
     tcase_add_test(models, keeps_its_bounds_on_a_noisy_machine);
+    tcase_add_test(models, a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain);
     tcase_add_test(models, keeps_its_bounds_when_the_machine_slows_for_spells);
     tcase_add_test(models, slow_spells_do_not_make_it_forget_what_did_not_pay);
     tcase_add_test(models, tries_again_a_count_that_measured_low_once);
