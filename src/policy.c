@@ -1,30 +1,33 @@
 /* The thread-count controller. It finds the count by measuring, as hill climbing does, but with
  * coarse steps that a noisy, shared machine can resolve: from the current target it tries twice as
  * many threads for one measurement window, then half as many, and keeps a change only when the
- * completion rate says so. Up: 50 % better in one window pair (blocking callbacks), or 5 % better
- * over two, because one pair can be 20 % off on a shared machine. Down: over two window pairs, no
- * worse than 97 % of the best rate of the round, and not to a count it has climbed from (just
- * measured to do worse) until the rate shifts. After a modest gain (5-20 % over two pairs, or
- * over three when two come within 7 % of 20 %), or a probe up that did not pay in two searches, it
- * does not try that count or more again until the rate shifts: returns diminish, every probe costs
- * threads, and a count that a doubling improves by less than 11 % is already within 0.9 of the
- * doubled count's rate. A count that did not pay is tried once more after each hold, though,
- * because the machine may have been busy with something else while it was measured. From 8 threads
- * per CPU, only a 50 % gain lets it climb on: that many threads pay when callbacks wait, and then
- * a doubling nearly doubles the rate, while smaller gains there come and go with the scheduler
- * (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a
- * benchmark, and at 81,100-82,500/s in its two others). Nor does it try more than 8 threads per
- * CPU while the machine's CPUs were 90 % busy in the window before, as .NET's thread pool adds no
- * threads when its CPUs are busy: then more threads cannot help, and a gain that the rate shows
- * comes from the machine, not the count. One search is not enough to give up on a count: a single
- * window pair can be 10 % off, which is as much as a doubling may gain. A probe down that cost
- * throughput is not repeated until the rate moves by 30 % for two windows in a row, the limits
- * change or the pool starves; a shift with as much work in flight and the CPUs still at least half
- * busy forgets only that, not what did not pay above (see rate_shifted). Between searches it holds
- * the target for 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when
- * the rate shifts by 30 %. A probe up is tried only when the pool was short of threads in the
- * window before (packets queued or every thread busy), and never above the most work seen at once
- * in that window (threads busy plus packets queued): more threads would find nothing to do.
+ * completion rate says so. Up: 50 % better in one window pair while the CPUs are less than half
+ * busy (blocking callbacks), or 5 % better over two, because one pair can be 20 % off on a shared
+ * machine. A clear gain (below) that the rate at one count moving by a quarter or more could
+ * account for is measured again, up to twice: a slow spell of the machine began or ended. Down:
+ * over two window pairs, no worse than 97 % of the best rate of the round, and not to a count it
+ * has climbed from (just measured to do worse) until the rate shifts. After a modest gain (5-20 %
+ * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
+ * in two searches, it does not try that count or more again until the rate shifts: returns
+ * diminish, every probe costs threads, and a count that a doubling improves by less than 11 % is
+ * already within 0.9 of the doubled count's rate. A count that did not pay is tried once more
+ * after each hold, though, because the machine may have been busy with something else while it was
+ * measured. From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay when
+ * callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come and
+ * go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s
+ * in one round of a benchmark, and at 81,100-82,500/s in its two others). Nor does it try more
+ * than 8 threads per CPU while the machine's CPUs were 90 % busy in the window before, as .NET's
+ * thread pool adds no threads when its CPUs are busy: then more threads cannot help, and a gain
+ * that the rate shows comes from the machine, not the count. One search is not enough to give up
+ * on a count: a single window pair can be 10 % off, which is as much as a doubling may gain. A
+ * probe down that cost throughput is not repeated until the rate moves by 30 % for two windows in
+ * a row, the limits change or the pool starves; a shift with as much work in flight and the CPUs
+ * still at least half busy forgets only that, not what did not pay above (see rate_shifted).
+ * Between searches it holds the target for 0.5 s, doubling up to 8 s while nothing changes, and
+ * searches again at once when the rate shifts by 30 %. A probe up is tried only when the pool was
+ * short of threads in the window before (packets queued or every thread busy), and never above the
+ * most work seen at once in that window (threads busy plus packets queued): more threads would
+ * find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once, every
@@ -38,10 +41,12 @@
 #define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
 #define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
-#define FAST_GAIN             1.50   /* in one window pair: no second pair needed */
+#define FAST_GAIN             1.50   /* in one window pair while the CPUs wait: no second pair
+                                      * needed; from `crowded` threads, the least clear gain */
 #define CLEAR_GAIN            1.20   /* over two or three: the next doubling may pay too */
 #define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
 #define MOVED                 1.25   /* windows at one count this far apart: the machine moved */
+#define REMEASURE_MAX            2   /* ... then the gain is taken as measured, not to stall */
 #define CROWDED_PER_CPU          8
 #define GAIN                  1.05
 #define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
@@ -58,6 +63,7 @@
 /* The windows measured at one count for one probe. */
 struct windows
 {
+    int count;
     double sum, least, most;
 };
 
@@ -76,9 +82,8 @@ struct policy
     LONG probe;
     int direction;          /* of the probe: +1 or -1 */
     BOOL moved_up;          /* in this round */
-    int pairs;              /* window pairs measured for this probe */
     struct windows at_target, at_probe;
-    BOOL remeasured;        /* this probe, after the machine moved while it was measured */
+    int remeasured;         /* times this probe was measured afresh because the machine moved */
     double base_rate;       /* the last window at the target */
     double round_best;      /* the best window of this round */
 
@@ -132,20 +137,29 @@ const char *policy_event_name(enum policy_event event)
 
 static void windows_start(struct windows *windows)
 {
+    windows->count = 0;
     windows->sum = windows->most = 0;
     windows->least = HUGE_VAL;
 }
 
 static void windows_add(struct windows *windows, double rate)
 {
+    windows->count++;
     windows->sum += rate;
     windows->least = min(windows->least, rate);
     windows->most = max(windows->most, rate);
 }
 
-static BOOL windows_moved(const struct windows *windows)
+static double windows_mean(const struct windows *windows)
 {
-    return windows->most > MOVED * windows->least;
+    assert(windows->count > 0);
+    return windows->sum / windows->count;
+}
+
+/* The most over the least window. */
+static double windows_spread(const struct windows *windows)
+{
+    return windows->most / windows->least;
 }
 
 static LONG clamp(LONG value, LONG floor, LONG max)
@@ -279,8 +293,7 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     policy->phase = MEASURE_PROBE;
     policy->probe = probe;
     policy->direction = direction;
-    policy->pairs = 0;
-    policy->remeasured = FALSE;
+    policy->remeasured = 0;
     windows_start(&policy->at_target);
     windows_add(&policy->at_target, policy->base_rate);
     windows_start(&policy->at_probe);
@@ -314,8 +327,8 @@ static void another_pair(struct policy *policy, const struct policy_sample *samp
 static void raise_target(struct policy *policy, const struct policy_sample *sample, double rate, BOOL modest,
                          struct policy_decision *decision)
 {
-    report(decision, POLICY_RAISED, policy->target, policy->probe, policy->at_target.sum / policy->pairs,
-           policy->at_probe.sum / policy->pairs);
+    report(decision, POLICY_RAISED, policy->target, policy->probe, windows_mean(&policy->at_target),
+           windows_mean(&policy->at_probe));
     policy->bottom = policy->target;  /* just measured to do worse: not worth a probe down */
     policy->target = policy->probe;
     policy->moved_up = TRUE;
@@ -334,8 +347,8 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
 static void keep_target_below_probe(struct policy *policy, const struct policy_sample *sample,
                                     struct policy_decision *decision)
 {
-    report(decision, POLICY_KEPT, policy->target, policy->probe, policy->at_target.sum / policy->pairs,
-           policy->at_probe.sum / policy->pairs);
+    report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target),
+           windows_mean(&policy->at_probe));
     if (policy->doubted == policy->probe)
     {
         policy->ceiling = policy->probe;
@@ -344,7 +357,7 @@ static void keep_target_below_probe(struct policy *policy, const struct policy_s
     }
     else
         policy->doubted = policy->probe;  /* one search is not enough to give up on it */
-    policy->round_best = max(policy->round_best, policy->at_probe.sum / policy->pairs);
+    policy->round_best = max(policy->round_best, windows_mean(&policy->at_probe));
     policy->phase = MEASURE_BASE;
     if (policy->moved_up || !begin_probe(policy, sample, -1, decision))
     {
@@ -353,24 +366,34 @@ static void keep_target_below_probe(struct policy *policy, const struct policy_s
     }
 }
 
-/* The rate at one of the two counts moved by a quarter while the probe was measured: the machine
- * began or ended a slow spell, and the ratio says as much about that as about the count (measured
- * under Wine on 2 CPUs: pipe echo with 16 connections ran 4 threads at 0.70 of their rate for
- * seconds at a time, and 8 threads against that read as a gain of 50 %, where 8 gain 10 % and 16
- * lose).  Windows next to each other at one count were within 14 % of each other in 9 of 10. */
-static BOOL machine_moved(const struct policy *policy)
+/* Each pair is a window at the target, then one at the probe. */
+static int pairs_measured(const struct policy *policy)
 {
-    return windows_moved(&policy->at_target) || windows_moved(&policy->at_probe);
+    return policy->at_probe.count;
+}
+
+/* A clear gain that the machine's own movement could account for: the rate at one of the two
+ * counts moved by a quarter or more while the probe was measured, as much as the gain over what
+ * is clear.  A slow spell of the machine began or ended then, and the ratio says as much about it
+ * as about the count (measured under Wine on 2 CPUs: pipe echo with 16 connections ran 4 threads
+ * at 0.70 of their rate for seconds at a time, and 8 threads against that read as a gain of 50 %,
+ * where 8 gain 10 % and 16 lose).  Windows next to each other at one count were within 14 % of
+ * each other in 9 of 10.  A gain larger than the movement stands: 2 threads' first windows in a
+ * run read up to 1.6 times the later ones, and 4 threads did 2.5 times as well as 2. */
+static BOOL gain_may_be_the_machine(const struct policy *policy, double ratio, double clear_gain)
+{
+    double moved = max(windows_spread(&policy->at_target), windows_spread(&policy->at_probe));
+
+    return moved > MOVED && ratio / moved < clear_gain;
 }
 
 /* Starts the probe's measurement afresh, at the target. */
 static void measure_again(struct policy *policy, const struct policy_sample *sample,
                           struct policy_decision *decision)
 {
-    report(decision, POLICY_PROBE, policy->target, policy->probe, policy->at_target.sum / policy->pairs,
-           policy->at_probe.sum / policy->pairs);
-    policy->remeasured = TRUE;
-    policy->pairs = 0;
+    report(decision, POLICY_PROBE, policy->target, policy->probe, windows_mean(&policy->at_target),
+           windows_mean(&policy->at_probe));
+    policy->remeasured++;
     windows_start(&policy->at_target);
     windows_start(&policy->at_probe);
     another_pair(policy, sample);
@@ -382,10 +405,11 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     double ratio = policy->at_probe.sum / policy->at_target.sum;
     double clear_gain = policy->probe >= policy->crowded ? FAST_GAIN : CLEAR_GAIN;
 
-    if (policy->pairs == 1)
+    if (pairs_measured(policy) == 1)
     {
         /* One pair cannot tell a slow spell from a gain, but callbacks that wait gain this much
-         * from each doubling, and the pool starves meanwhile. */
+         * from each doubling, and the pool starves meanwhile.  Where the system does not say
+         * how busy its CPUs are, the share reads 0 and one pair does, as it did for all work. */
         if (ratio >= FAST_GAIN && policy->cpu_share < CPUS_COMPUTING)
             raise_target(policy, sample, rate, FALSE, decision);
         else if (ratio >= UNCLEAR)
@@ -393,12 +417,13 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         else
             keep_target_below_probe(policy, sample, decision);
     }
-    else if (policy->pairs == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
+    else if (pairs_measured(policy) == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
         another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
-    else if (ratio >= clear_gain && machine_moved(policy) && !policy->remeasured)
+    else if (ratio >= clear_gain && gain_may_be_the_machine(policy, ratio, clear_gain) &&
+             policy->remeasured < REMEASURE_MAX)
         measure_again(policy, sample, decision);
-    else if (ratio >= GAIN)  /* a gain while the machine moved twice: take it, but climb no further on it */
-        raise_target(policy, sample, rate, ratio < clear_gain || machine_moved(policy), decision);
+    else if (ratio >= GAIN)
+        raise_target(policy, sample, rate, ratio < clear_gain, decision);
     else
         keep_target_below_probe(policy, sample, decision);
 }
@@ -406,11 +431,11 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
 static void judge_down(struct policy *policy, const struct policy_sample *sample, double rate,
                        struct policy_decision *decision)
 {
-    double probe_mean = policy->at_probe.sum / policy->pairs;
+    double probe_mean = windows_mean(&policy->at_probe);
 
-    if (policy->pairs == 2 && probe_mean >= LOSS * policy->round_best)
+    if (pairs_measured(policy) == 2 && probe_mean >= LOSS * policy->round_best)
     {
-        report(decision, POLICY_LOWERED, policy->target, policy->probe, policy->at_target.sum / policy->pairs,
+        report(decision, POLICY_LOWERED, policy->target, policy->probe, windows_mean(&policy->at_target),
                probe_mean);
         policy->target = policy->probe;
         policy->base_rate = rate;
@@ -418,12 +443,12 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
             settle(policy, sample, TRUE);
         return;
     }
-    if (policy->pairs == 1 && probe_mean >= CLEAR_LOSS * policy->round_best)
+    if (pairs_measured(policy) == 1 && probe_mean >= CLEAR_LOSS * policy->round_best)
     {
         another_pair(policy, sample);
         return;
     }
-    report(decision, POLICY_KEPT, policy->target, policy->probe, policy->at_target.sum / policy->pairs, probe_mean);
+    report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target), probe_mean);
     policy->bottom = policy->probe;
     restart_window(policy, sample, TRUE);
     settle(policy, sample, FALSE);
@@ -449,6 +474,13 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
         start_round(policy, sample, saturated, decision);
         return;
     case MEASURE_REBASE:
+        if (completions < WINDOW_COMPLETIONS)
+        {
+            /* The work went away: no count can be judged on it.  Start the round over. */
+            policy->phase = MEASURE_BASE;
+            restart_window(policy, sample, FALSE);
+            return;
+        }
         windows_add(&policy->at_target, rate);
         policy->round_best = max(policy->round_best, rate);
         policy->phase = MEASURE_PROBE;
@@ -463,7 +495,7 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
             return;
         }
         windows_add(&policy->at_probe, rate);
-        policy->pairs++;
+        assert(policy->at_target.count == policy->at_probe.count);
         if (policy->direction > 0)
             judge_up(policy, sample, rate, decision);
         else

@@ -28,7 +28,9 @@ enum policy_event
 {
     POLICY_NONE,
     POLICY_STARVING,        /* packets wait, every thread is busy and none finished: one more */
-    POLICY_PROBE,           /* trying another count for one measurement window */
+    POLICY_PROBE,           /* trying another count for one measurement window; again, from
+                             * the target, when the machine moved while it was measured (the
+                             * rates are then those measured) */
     POLICY_RAISED,          /* a probe above paid: the target moves up */
     POLICY_LOWERED,         /* a probe below cost nothing: the target moves down */
     POLICY_KEPT,            /* the probes did not pay: the target stays */
