@@ -8,26 +8,26 @@
  * over two window pairs, no worse than 97 % of the best rate of the round, and not to a count it
  * has climbed from (just measured to do worse) until the rate shifts. After a modest gain (5-20 %
  * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
- * in two searches, it does not try that count or more again until the rate shifts: returns
- * diminish, every probe costs threads, and a count that a doubling improves by less than 11 % is
- * already within 0.9 of the doubled count's rate. A count that did not pay is tried once more
- * after each hold, though, because the machine may have been busy with something else while it was
- * measured. From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay when
- * callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come and
- * go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s
- * in one round of a benchmark, and at 81,100-82,500/s in its two others). Nor does it try more
- * than 8 threads per CPU while the machine's CPUs were 90 % busy in the window before, as .NET's
- * thread pool adds no threads when its CPUs are busy: then more threads cannot help, and a gain
- * that the rate shows comes from the machine, not the count. One search is not enough to give up
- * on a count: a single window pair can be 10 % off, which is as much as a doubling may gain. A
- * probe down that cost throughput is not repeated until the rate moves by 30 % for two windows in
- * a row, the limits change or the pool starves; a shift with as much work in flight and the CPUs
- * still at least half busy forgets only that, not what did not pay above (see rate_shifted).
- * Between searches it holds the target for 0.5 s, doubling up to 8 s while nothing changes, and
- * searches again at once when the rate shifts by 30 %. A probe up is tried only when the pool was
- * short of threads in the window before (packets queued or every thread busy), and never above the
- * most work seen at once in that window (threads busy plus packets queued): more threads would
- * find nothing to do.
+ * in two searches, it does not try more threads (after a gain) or that count or more (after a
+ * probe) again until the rate shifts: returns diminish, every probe costs threads, and a count
+ * that a doubling improves by less than 11 % is already within 0.9 of the doubled count's rate. A
+ * count that did not pay is tried once more after each hold, though, because the machine may have
+ * been busy with something else while it was measured. From 8 threads per CPU, only a 50 % gain
+ * lets it climb on: that many threads pay when callbacks wait, and then a doubling nearly doubles
+ * the rate, while smaller gains there come and go with the scheduler (measured under Wine on 2
+ * CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a benchmark, and at
+ * 81,100-82,500/s in its two others). Nor does it try more than 8 threads per CPU while the
+ * machine's CPUs were 90 % busy in the window before, as .NET's thread pool adds no threads when
+ * its CPUs are busy: then more threads cannot help, and a gain that the rate shows comes from the
+ * machine, not the count. One search is not enough to give up on a count: a single window pair can
+ * be 10 % off, which is as much as a doubling may gain. A probe down that cost throughput is not
+ * repeated until the rate moves by 30 % for two windows in a row, the limits change or the pool
+ * starves; a shift with as much work in flight and the CPUs still at least half busy forgets only
+ * that, not what did not pay above (see rate_shifted). Between searches it holds the target for
+ * 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when the rate shifts
+ * by 30 %. A probe up is tried only when the pool was short of threads in the window before
+ * (packets queued or every thread busy), and never above the most work seen at once in that window
+ * (threads busy plus packets queued): more threads would find nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once, every
@@ -334,9 +334,12 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
     policy->moved_up = TRUE;
     policy->base_rate = rate;
     policy->round_best = max(policy->round_best, rate);
-    if (modest && (!policy->ceiling || policy->target * 2 < policy->ceiling))
+    if (modest && (!policy->ceiling || policy->target + 1 < policy->ceiling))
     {
-        policy->ceiling = policy->target * 2;  /* the next doubling will not pay */
+        /* The next doubling will not pay, nor a smaller step where the work in flight is fewer
+         * (TCP echo with 16 connections went from a modest raise to 16 threads on to a probe of
+         * 24, over its bound of 18). */
+        policy->ceiling = policy->target + 1;
         policy->ceiling_demand = policy->demand;
         policy->ceiling_rejected = FALSE;
     }
