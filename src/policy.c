@@ -3,31 +3,32 @@
  * many threads for one measurement window, then half as many, and keeps a change only when the
  * completion rate says so. Up: 50 % better in one window pair while the CPUs are less than half
  * busy (blocking callbacks), or 5 % better over two, because one pair can be 20 % off on a shared
- * machine. A clear gain (below) that the rate at one count moving by a quarter or more could
- * account for is measured again, up to twice: a slow spell of the machine began or ended. Down:
- * over two window pairs, no worse than 97 % of the best rate of the round, and not to a count it
- * has climbed from (just measured to do worse) until the rate shifts. After a modest gain (5-20 %
- * over two pairs, or over three when two come within 7 % of 20 %), or a probe up that did not pay
- * in two searches, it does not try more threads (after a gain) or that count or more (after a
- * probe) again until the rate shifts: returns diminish, every probe costs threads, and a count
- * that a doubling improves by less than 11 % is already within 0.9 of the doubled count's rate. A
- * count that did not pay is tried once more after each hold, though, because the machine may have
- * been busy with something else while it was measured. From 8 threads per CPU, only a 50 % gain
- * lets it climb on: that many threads pay when callbacks wait, and then a doubling nearly doubles
- * the rate, while smaller gains there come and go with the scheduler (measured under Wine on 2
- * CPUs: 16 threads ran 3 us callbacks at 103,700/s in one round of a benchmark, and at
- * 81,100-82,500/s in its two others). Nor does it try more than 8 threads per CPU while the
- * machine's CPUs were 90 % busy in the window before, as .NET's thread pool adds no threads when
- * its CPUs are busy: then more threads cannot help, and a gain that the rate shows comes from the
- * machine, not the count. One search is not enough to give up on a count: a single window pair can
- * be 10 % off, which is as much as a doubling may gain. A probe down that cost throughput is not
- * repeated until the rate moves by 30 % for two windows in a row, the limits change or the pool
- * starves; a shift with as much work in flight and the CPUs still at least half busy forgets only
- * that, not what did not pay above (see rate_shifted). Between searches it holds the target for
- * 0.5 s, doubling up to 8 s while nothing changes, and searches again at once when the rate shifts
- * by 30 %. A probe up is tried only when the pool was short of threads in the window before
- * (packets queued or every thread busy), and never above the most work seen at once in that window
- * (threads busy plus packets queued): more threads would find nothing to do.
+ * machine. A gain that the machine's own movement could have made read as clear or as modest
+ * (below), the rate at one count moving by a quarter or more, is measured again, up to twice: a
+ * slow spell of the machine began or ended. Down: over two window pairs, no worse than 97 % of the
+ * best rate of the round, and not to a count it has climbed from (just measured to do worse) until
+ * the rate shifts. After a modest gain (5-20 % over two pairs, or over three when two come within
+ * 7 % of 20 %), or a probe up that did not pay in two searches, it does not try more threads
+ * (after a gain) or that count or more (after a probe) again until the rate shifts: returns
+ * diminish, every probe costs threads, and a count that a doubling improves by less than 11 % is
+ * already within 0.9 of the doubled count's rate. A count that did not pay is tried once more
+ * after each hold, though, because the machine may have been busy with something else while it was
+ * measured. From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay when
+ * callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come and
+ * go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s
+ * in one round of a benchmark, and at 81,100-82,500/s in its two others). Nor does it try more
+ * than 8 threads per CPU while the machine's CPUs were 90 % busy in the window before, as .NET's
+ * thread pool adds no threads when its CPUs are busy: then more threads cannot help, and a gain
+ * that the rate shows comes from the machine, not the count. One search is not enough to give up
+ * on a count: a single window pair can be 10 % off, which is as much as a doubling may gain. A
+ * probe down that cost throughput is not repeated until the rate moves by 30 % for two windows in
+ * a row, the limits change or the pool starves; a shift with as much work in flight and the CPUs
+ * still at least half busy forgets only that, not the ceiling above (see rate_shifted). Between
+ * searches it holds the target for 0.5 s, doubling up to 8 s while nothing changes, and searches
+ * again at once when the rate shifts by 30 %. A probe up is tried only when the pool was short of
+ * threads in the window before (packets queued or every thread busy), and never above the most
+ * work seen at once in that window (threads busy plus packets queued): more threads would find
+ * nothing to do.
  *
  * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
  * started since the last tick means the callbacks block, so the target grows by one at once, every
@@ -43,7 +44,7 @@
 #define SETTLE_US            40000   /* after a change, time for threads to start or leave */
 #define FAST_GAIN             1.50   /* in one window pair while the CPUs wait: no second pair
                                       * needed; from `crowded` threads, the least clear gain */
-#define CLEAR_GAIN            1.20   /* over two or three: the next doubling may pay too */
+#define CLEAR_GAIN            1.20   /* over two or three: larger counts may pay too */
 #define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
 #define MOVED                 1.25   /* windows at one count this far apart: the machine moved */
 #define REMEASURE_MAX            2   /* ... then the gain is taken as measured, not to stall */
@@ -228,9 +229,11 @@ static void forget_searches(struct policy *policy)
 
 /* The rate moved by 30 % for two windows.  With as much work in flight as when the ceiling was
  * set and the callbacks still computing rather than waiting, the machine moved (or the callbacks'
- * CPU time), and more threads pay no better than they did: only fewer threads may do now (measured
- * under Wine on 2 CPUs: when a slow spell began or ended, pipe echo with 16 connections probed 16
- * threads, over its bound of 10).  Otherwise the work changed, and what did not pay before may now. */
+ * CPU time), and more threads pay no better than they did (or than a modest gain said): only
+ * fewer threads may do now (measured under Wine on 2 CPUs: when a slow spell began or ended, pipe
+ * echo with 16 connections probed 16 threads, over its bound of 10).  Otherwise the work changed,
+ * and what did not pay before may now.  Work in flight that grows by less than twice counts as the
+ * same work. */
 static void rate_shifted(struct policy *policy)
 {
     if (policy->cpu_share >= CPUS_COMPUTING && policy->demand < 2 * policy->ceiling_demand &&
@@ -375,19 +378,20 @@ static int pairs_measured(const struct policy *policy)
     return policy->at_probe.count;
 }
 
-/* A clear gain that the machine's own movement could account for: the rate at one of the two
- * counts moved by a quarter or more while the probe was measured, as much as the gain over what
- * is clear.  A slow spell of the machine began or ended then, and the ratio says as much about it
- * as about the count (measured under Wine on 2 CPUs: pipe echo with 16 connections ran 4 threads
- * at 0.70 of their rate for seconds at a time, and 8 threads against that read as a gain of 50 %,
- * where 8 gain 10 % and 16 lose).  Windows next to each other at one count were within 14 % of
- * each other in 9 of 10.  A gain larger than the movement stands: 2 threads' first windows in a
- * run read up to 1.6 times the later ones, and 4 threads did 2.5 times as well as 2. */
-static BOOL gain_may_be_the_machine(const struct policy *policy, double ratio, double clear_gain)
+/* Whether the machine's own movement could have made a gain read as clear or as modest: the
+ * rate at one of the two counts moved by a quarter or more while the probe was measured, and the
+ * gain divided or multiplied by that movement falls on the other side of clear.  A slow spell of
+ * the machine began or ended then, and the ratio says as much about it as about the count
+ * (measured under Wine on 2 CPUs: pipe echo with 16 connections ran 4 threads at 0.70 of their
+ * rate for seconds at a time, and 8 threads against that read as a gain of 50 %, where 8 gain
+ * 8-10 % and 16 lose).  Windows next to each other at one count were within 14 % of each other
+ * in 9 of 10.  A gain larger than the movement stands: 2 threads' first windows in a run read up
+ * to 1.6 times the later ones, and 4 threads did 2.5 times as well as 2. */
+static BOOL machine_may_decide(const struct policy *policy, double ratio, double clear_gain)
 {
     double moved = max(windows_spread(&policy->at_target), windows_spread(&policy->at_probe));
 
-    return moved > MOVED && ratio / moved < clear_gain;
+    return moved > MOVED && ratio / moved < clear_gain && ratio * moved >= clear_gain;
 }
 
 /* Starts the probe's measurement afresh, at the target. */
@@ -422,8 +426,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     }
     else if (pairs_measured(policy) == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
         another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
-    else if (ratio >= clear_gain && gain_may_be_the_machine(policy, ratio, clear_gain) &&
-             policy->remeasured < REMEASURE_MAX)
+    else if (ratio >= GAIN && machine_may_decide(policy, ratio, clear_gain) && policy->remeasured < REMEASURE_MAX)
         measure_again(policy, sample, decision);
     else if (ratio >= GAIN)
         raise_target(policy, sample, rate, ratio < clear_gain, decision);
