@@ -426,10 +426,13 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     }
     else if (pairs_measured(policy) == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
         another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
-    else if (ratio >= GAIN && machine_may_decide(policy, ratio, clear_gain) && policy->remeasured < REMEASURE_MAX)
-        measure_again(policy, sample, decision);
     else if (ratio >= GAIN)
-        raise_target(policy, sample, rate, ratio < clear_gain, decision);
+    {
+        if (machine_may_decide(policy, ratio, clear_gain) && policy->remeasured < REMEASURE_MAX)
+            measure_again(policy, sample, decision);
+        else
+            raise_target(policy, sample, rate, ratio < clear_gain, decision);
+    }
     else
         keep_target_below_probe(policy, sample, decision);
 }
@@ -460,6 +463,14 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
     settle(policy, sample, FALSE);
 }
 
+/* The work went away rather than the count being wrong: no count can be judged on that window,
+ * so the round starts over from a window at the target. */
+static void measure_base_again(struct policy *policy, const struct policy_sample *sample, BOOL count_changed)
+{
+    policy->phase = MEASURE_BASE;
+    restart_window(policy, sample, count_changed);
+}
+
 static void window_done(struct policy *policy, const struct policy_sample *sample, double rate,
                         LONG64 completions, BOOL saturated, struct policy_decision *decision)
 {
@@ -482,9 +493,7 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
     case MEASURE_REBASE:
         if (completions < WINDOW_COMPLETIONS)
         {
-            /* The work went away: no count can be judged on it.  Start the round over. */
-            policy->phase = MEASURE_BASE;
-            restart_window(policy, sample, FALSE);
+            measure_base_again(policy, sample, FALSE);
             return;
         }
         windows_add(&policy->at_target, rate);
@@ -495,9 +504,7 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
     case MEASURE_PROBE:
         if (completions < WINDOW_COMPLETIONS && rate < 0.5 * policy->base_rate)
         {
-            /* The work went away rather than the count being wrong: measure again. */
-            policy->phase = MEASURE_BASE;
-            restart_window(policy, sample, TRUE);
+            measure_base_again(policy, sample, TRUE);
             return;
         }
         windows_add(&policy->at_probe, rate);
