@@ -121,7 +121,7 @@ check)
     else
         log "not testing the Windows Installer package: it needs both targets"
     fi
-    [ "$skipped" -eq 0 ] || grep -h '^SKIP:\|Tests skipped\|skipping\|qemu-user' build/*/tests/*.log build/*/wine-tests/*.log 2>/dev/null | sort -u | sed 's/^/hostiocp: skipped: /' >&2
+    [ "$skipped" -eq 0 ] || grep -h '^SKIP:\|Tests skipped\|skipping' build/*/tests/*.log build/*/wine-tests/*.log 2>/dev/null | sort -u | sed 's/^/hostiocp: skipped: /' >&2
     echo "hostiocp: test cases for $TARGETS$(both_targets && echo ", and the Windows Installer package's checks")"
     echo "$passed passed, $failed failed, $skipped skipped"
     ;;

@@ -20,7 +20,7 @@ need_root() {
 
 PACKAGES="gcc-mingw-w64-x86-64-win32 gcc-mingw-w64-i686-win32 mingw-w64-tools mingw-w64-x86-64-dev
 mingw-w64-i686-dev libwine-dev wine wine64 autoconf automake pkg-config make dpkg-dev xz-utils
-ca-certificates qemu-user-static wixl python3 python3-yaml"
+ca-certificates wixl python3 python3-yaml"
 
 missing_packages() {
     for p in $PACKAGES wine32:i386; do
@@ -100,20 +100,60 @@ fetch_winetest() {
     rm -f "$HOSTIOCP_CACHE/src"/wine_*   # 80+ MB we no longer need
 }
 
-# 32-bit Wine needs to run i386 ELF programs.  Where the kernel has IA-32 emulation switched
-# off (ia32_emulation=0), qemu-i386 runs them, registered with binfmt_misc; the register file is
-# gone after a reboot, so this is checked every time.
-enable_i386_programs() {
-    /lib/ld-linux.so.2 --version >/dev/null 2>&1 && return 0
+# 32-bit Wine is made of i386 ELF programs.  Where the kernel cannot run them (IA-32 emulation
+# off: ia32_emulation=0, or a kernel built without it), qemu-user runs them, registered with
+# binfmt_misc for the whole machine.  Only qemu-user 10 or later runs 32-bit Wine's threads
+# correctly (7.2, Debian 12's own, crashes as soon as two run at once), so it comes from
+# bookworm-backports, and an older qemu-i386 entry is replaced.  The registration is gone after
+# a reboot, so this is checked every time.  HOSTIOCP_FORCE_QEMU=1 registers qemu-user even where
+# the kernel could run the programs itself, to try the emulated path on such a machine.
+BACKPORTS=/etc/apt/sources.list.d/hostiocp-backports.sources
+QEMU=/usr/bin/qemu-i386
+I386_MAGIC='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00'
+I386_MASK='\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+
+install_qemu_user() {
+    "$QEMU" --version 2>/dev/null | grep -Eq ' version ([1-9][0-9]+)\.' && return 0
+    need_root qemu-user
+    if [ ! -f "$BACKPORTS" ]; then
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+            $SUDO tee "$BACKPORTS" >/dev/null
+    fi
+    log "installing qemu-user from bookworm-backports"
+    $SUDO apt-get update -q >/dev/null 2>&1 || log "apt-get update reported errors; continuing"
+    $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-user >/dev/null
+}
+
+register_qemu_i386() {
     need_root "binfmt_misc registration"
     binfmt=/proc/sys/fs/binfmt_misc
     [ -e "$binfmt/register" ] || $SUDO mount -t binfmt_misc binfmt_misc "$binfmt"
-    if [ ! -e "$binfmt/qemu-i386" ]; then
-        log "kernel cannot run i386 programs; registering qemu-i386-static for them"
-        printf '%s' ':qemu-i386:M::\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00:\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-i386-static:F' |
-            $SUDO tee "$binfmt/register" >/dev/null
+    set -- $(sh "$(dirname "$0")/i386-runner")
+    if [ "$1" = qemu ]; then
+        log "replacing the binfmt_misc entry $4 ($3, qemu $2)"
+        echo -1 | $SUDO tee "$4" >/dev/null
     fi
-    /lib/ld-linux.so.2 --version >/dev/null 2>&1 || { log "cannot run i386 programs"; exit 1; }
+    log "registering $QEMU for i386 programs"
+    # F: the interpreter is opened now, so it works in every mount namespace and chroot.
+    printf '%s' ":hostiocp-qemu-i386:M::$I386_MAGIC:$I386_MASK:$QEMU:F" | $SUDO tee "$binfmt/register" >/dev/null
+}
+
+enable_i386_programs() {
+    binfmt=/proc/sys/fs/binfmt_misc
+    if [ "${HOSTIOCP_FORCE_QEMU:-0}" = 1 ] && [ ! -e "$binfmt/register" ]; then
+        need_root "binfmt_misc"
+        $SUDO mount -t binfmt_misc binfmt_misc "$binfmt"
+    fi
+    runner=$(sh "$(dirname "$0")/i386-runner") && status=0 || status=$?
+    case $status:$runner in
+    0:kernel) [ "${HOSTIOCP_FORCE_QEMU:-0}" = 1 ] || return 0 ;;
+    0:qemu*) return 0 ;;
+    esac
+    install_qemu_user
+    register_qemu_i386
+    runner=$(sh "$(dirname "$0")/i386-runner") ||
+        { log "cannot run 32-bit Wine's threads: i386 programs run by: $runner"; exit 1; }
+    log "i386 programs run under $runner"
 }
 
 install_packages

@@ -1,16 +1,6 @@
 #include "manager_support.h"
 #include <tlhelp32.h>
 
-BOOL threads_unreliable(void)
-{
-#ifdef _WIN64
-    return FALSE;
-#else
-    char value[8];
-    return GetEnvironmentVariableA("HOSTIOCP_I386_VIA_QEMU", value, sizeof(value)) > 0;
-#endif
-}
-
 HRESULT create_manager(IHostIoCompletionManager **manager)
 {
     return CoCreateInstance(&CLSID_HostIoCompletionManager, NULL, CLSCTX_INPROC_SERVER,

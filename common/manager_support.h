@@ -1,5 +1,5 @@
 /* Helpers shared by the host programs and the tests, in plain C: creating and activating a
- * manager, its settings and statistics extensions, and whether this process can run threads. */
+ * manager, its settings and statistics extensions. */
 #ifndef HOSTIOCP_MANAGER_SUPPORT_H
 #define HOSTIOCP_MANAGER_SUPPORT_H
 
@@ -7,9 +7,6 @@
 #include <ole2.h>
 #include "hostiocp.h"
 
-/* True in a 32-bit process whose Wine runs under qemu-user (HOSTIOCP_I386_VIA_QEMU, see
- * build-aux/wine-run), where threads are not reliable. */
-BOOL threads_unreliable(void);
 /* The threads this process has now (a Toolhelp snapshot), or -1 if there is no snapshot. */
 LONG process_threads(void);
 

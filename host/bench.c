@@ -593,12 +593,6 @@ int main(int argc, char **argv)
     if (status)
         return status;
     setvbuf(stdout, NULL, _IONBF, 0);
-    if (threads_unreliable())
-    {
-        printf("hostiocp-bench: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
-               "reliably; no 32-bit numbers\n");
-        return 0;
-    }
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
     if (o.policy)

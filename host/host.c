@@ -446,12 +446,6 @@ static int run_host(struct options *options)
 
     if (options->progid && (status = resolve_progid(options->progid, options->activate_only)))
         return status;
-    if (!options->activate_only && threads_unreliable())
-    {
-        printf("hostiocp-host: 32-bit Wine runs under qemu-user on this machine and cannot run threads "
-               "reliably; activating only\n");
-        options->activate_only = TRUE;
-    }
     if (options->activate_only)
         return activate_only();
     print_header(options);

@@ -1461,11 +1461,6 @@ int main(int argc, char **argv)
     };
     if (argc > 2 && !strcmp(argv[1], "exit-with-a-live-manager"))
         return exit_with_a_live_manager(argv[2]);
-    if (threads_unreliable())
-    {
-        printf("SKIP: 32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        return 77;
-    }
     return run_cases_in_own_processes(suite_of_cases("engine", engine_cases, ARRAYSIZE(engine_cases), setup, teardown),
                                       engine_cases, ARRAYSIZE(engine_cases), 5 * WAIT_MS);
 }

@@ -321,11 +321,6 @@ START_TEST(faults)
     void *handler;
     size_t s, i;
 
-    if (threads_unreliable())
-    {
-        skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        exit(77);
-    }
     handler = collect_hostiocp_trace();
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     clr = fake_clr_create();

@@ -388,11 +388,6 @@ START_TEST(io)
     WSADATA wsa;
     void *handler;
 
-    if (threads_unreliable())
-    {
-        skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        exit(77);
-    }
     handler = collect_hostiocp_trace();
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);

@@ -125,10 +125,7 @@ static void check_unregistered(HKEY hive, const char *where)
 
 static DWORD regsvr32(const WCHAR *options)
 {
-    WCHAR command[MAX_PATH * 3];
-
-    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s %ls \"%ls\"", options, dll_path);
-    return run_command(command);
+    return run_regsvr32(options, dll_path);
 }
 
 static void test_machine_round_trip(void)

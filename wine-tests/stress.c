@@ -708,11 +708,6 @@ START_TEST(stress)
     ULONG64 epoch;
     WSADATA wsa;
 
-    if (threads_unreliable())
-    {
-        skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        exit(77);
-    }
     run_seed = setting("HOSTIOCP_STRESS_SEED", GetTickCount());
     trace("seed %I64u (HOSTIOCP_STRESS_SEED replays it), %lu s\n", run_seed, seconds);
     CoInitializeEx(NULL, COINIT_MULTITHREADED);

@@ -51,6 +51,14 @@ DWORD run_command(const WCHAR *command_line)
     return code;
 }
 
+DWORD run_regsvr32(const WCHAR *options, const WCHAR *dll)
+{
+    WCHAR command[MAX_PATH * 3];
+
+    swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s %ls \"%ls\"", options, dll);
+    return run_command(command);
+}
+
 /* Reads the pipe until every writer has closed it: the command and its children have exited. */
 static void read_output(HANDLE pipe, char *output, DWORD size)
 {

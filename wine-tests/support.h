@@ -8,6 +8,8 @@
 void get_dll_path(WCHAR *path, DWORD size);
 /* Runs a command line and returns its exit code, or -1 if it could not start. */
 DWORD run_command(const WCHAR *command_line);
+/* regsvr32 /s with options ("" or "/u") for a DLL; its exit code. */
+DWORD run_regsvr32(const WCHAR *options, const WCHAR *dll);
 /* The same, keeping what the command wrote to stdout and stderr, without carriage returns and
  * cut to size - 1 characters. */
 DWORD run_command_output(const WCHAR *command_line, char *output, DWORD size);

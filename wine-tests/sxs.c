@@ -1,5 +1,6 @@
-/* Conformance of registration-free COM (side-by-side activation), in a prefix where hostiocp is
- * not registered: hostiocp.manifest beside the DLL serves both classes, their ProgIDs and the
+/* Conformance of registration-free COM (side-by-side activation), where hostiocp is not
+ * registered (under Wine a prefix of its own; on Windows the test unregisters the DLL under test
+ * first and registers it again at its end): hostiocp.manifest beside the DLL serves both classes, their ProgIDs and the
  * manager's real I/O through an activation context the host makes (CreateActCtxW) and through
  * an application manifest's dependency on the private assembly, beside the application or in
  * a hostiocp\ folder of its own.  Without a manifest the classes are not registered; a
@@ -146,11 +147,6 @@ static void check_pipe_read(IHostIoCompletionManager *manager, struct fake_clr *
     DWORD written;
     HRESULT hr;
 
-    if (threads_unreliable())
-    {
-        skip("%s: 32-bit Wine runs under qemu-user here and cannot run hostiocp's completion threads\n", how);
-        return;
-    }
     hr = activate_manager(manager, &clr->ICLRIoCompletionManager_iface, 1, 2);
     ok(hr == S_OK, "%s: SetCLRIoCompletionManager or the thread limits returned %#lx\n", how, hr);
     hr = IHostIoCompletionManager_CreateIoCompletionPort(manager, &port);
@@ -270,18 +266,47 @@ static void check_not_registered(const char *how)
        wine_dbgstr_w(HOSTIOCP_HOST_CONTROL_PROGID), hr);
 }
 
-/* Everything below needs a prefix where nothing registered hostiocp. */
-static BOOL test_prefix_is_unregistered(void)
+static HRESULT try_manager_class(void)
 {
     IUnknown *object = NULL;
     HRESULT hr = CoCreateInstance(&CLSID_HostIoCompletionManager, NULL, CLSCTX_INPROC_SERVER, &IID_IUnknown,
                                   (void **)&object);
 
-    ok(hr == REGDB_E_CLASSNOTREG, "CLSID_HostIoCompletionManager is registered in this Wine prefix "
-       "(CoCreateInstance returned %#lx, expected REGDB_E_CLASSNOTREG): these tests must run where "
-       "nothing is registered (make check runs them in wineprefix-unregistered)\n", hr);
     if (object)
         IUnknown_Release(object);
+    return hr;
+}
+
+/* Unregisters the DLL under test where it is registered; TRUE if it did, so that the end of the
+ * test registers it again. */
+static BOOL unregister_for_the_test(const WCHAR *dll)
+{
+    DWORD code;
+
+    if (try_manager_class() == REGDB_E_CLASSNOTREG)
+        return FALSE;
+    code = run_regsvr32(L"/u", dll);
+    ok(code == 0, "regsvr32 /u %s exited with %lu\n", wine_dbgstr_w(dll), code);
+    return TRUE;
+}
+
+static void register_again(const WCHAR *dll)
+{
+    DWORD code = run_regsvr32(L"", dll);
+
+    ok(code == 0, "regsvr32 %s exited with %lu: the DLL under test is no longer registered\n",
+       wine_dbgstr_w(dll), code);
+    ok(try_manager_class() == S_OK, "CLSID_HostIoCompletionManager does not activate after registering again\n");
+}
+
+/* Everything below needs a scope where nothing registered hostiocp. */
+static BOOL test_nothing_is_registered(void)
+{
+    HRESULT hr = try_manager_class();
+
+    ok(hr == REGDB_E_CLASSNOTREG, "CLSID_HostIoCompletionManager is still registered (CoCreateInstance "
+       "returned %#lx, expected REGDB_E_CLASSNOTREG) after unregistering the DLL under test: another copy "
+       "of hostiocp is registered here\n", hr);
     if (hr != REGDB_E_CLASSNOTREG)
         return FALSE;
     check_not_registered("no manifest");
@@ -503,7 +528,7 @@ static void test_host_program(const WCHAR *manifest)
              L"--concurrency 2", host, manifest);
     code = run_command_output(command, output, sizeof(output));
     ok(code == 0, "hostiocp-host --manifest exited with %lu: %s\n", code, output);
-    ok(strstr(output, "all bytes verified") != NULL || threads_unreliable(),
+    ok(strstr(output, "all bytes verified") != NULL,
        "hostiocp-host --manifest did not verify its bytes: %s\n", output);
 
     swprintf(command, ARRAYSIZE(command), L"\"%ls\" --activate-only", host);
@@ -513,9 +538,27 @@ static void test_host_program(const WCHAR *manifest)
        wine_dbgstr_a(output));
 }
 
+static void test_registration_free(const WCHAR *dll, const WCHAR *manifest)
+{
+    GetTempPathW(MAX_PATH, work_dir);
+    swprintf(work_dir + lstrlenW(work_dir), MAX_PATH - lstrlenW(work_dir), L"hostiocp-sxs-%lu", GetCurrentProcessId());
+    ok(CreateDirectoryW(work_dir, NULL), "cannot make %s: %lu\n", wine_dbgstr_w(work_dir), GetLastError());
+
+    test_manifest_identity(manifest);
+    test_no_manifest(dll);
+    test_other_cpu_assembly();
+    test_activation_context(manifest, dll);
+    test_application_manifest(L"app", FALSE, manifest, dll);
+    test_application_manifest(L"app-subfolder", TRUE, manifest, dll);
+    test_application_other_cpu_manifest(dll);
+    test_host_program(manifest);
+    remove_tree(work_dir);
+}
+
 START_TEST(sxs)
 {
     WCHAR dll[MAX_PATH], manifest[MAX_PATH], *slash;
+    BOOL was_registered;
     char **argv;
     int argc = winetest_get_mainargs(&argv);
 
@@ -535,24 +578,10 @@ START_TEST(sxs)
     get_assembly_version(dll);
 
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    if (!test_prefix_is_unregistered())
-    {
-        CoUninitialize();
-        return;
-    }
-    GetTempPathW(MAX_PATH, work_dir);
-    swprintf(work_dir + lstrlenW(work_dir), MAX_PATH - lstrlenW(work_dir), L"hostiocp-sxs-%lu", GetCurrentProcessId());
-    ok(CreateDirectoryW(work_dir, NULL), "cannot make %s: %lu\n", wine_dbgstr_w(work_dir), GetLastError());
-
-    test_manifest_identity(manifest);
-    test_no_manifest(dll);
-    test_other_cpu_assembly();
-    test_activation_context(manifest, dll);
-    test_application_manifest(L"app", FALSE, manifest, dll);
-    test_application_manifest(L"app-subfolder", TRUE, manifest, dll);
-    test_application_other_cpu_manifest(dll);
-    test_host_program(manifest);
-
+    was_registered = unregister_for_the_test(dll);
+    if (test_nothing_is_registered())
+        test_registration_free(dll, manifest);
+    if (was_registered)
+        register_again(dll);
     CoUninitialize();
-    remove_tree(work_dir);
 }

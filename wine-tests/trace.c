@@ -307,10 +307,7 @@ START_TEST(trace)
     }
     if (argc >= 3 && !strcmp(argv[2], "policy"))
     {
-        if (threads_unreliable())
-            skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        else
-            test_policy_only();
+        test_policy_only();
         return;
     }
 
@@ -345,13 +342,8 @@ START_TEST(trace)
     test_statistics_interface(manager);
     test_set_max_threads(manager, TRUE);
     test_unprovided_host_manager(TRUE);
-    if (threads_unreliable())
-        skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-    else
-    {
-        port = open_port_and_complete(manager, clr, 3);
-        test_policy_decisions_traced(manager, port, clr);
-    }
+    port = open_port_and_complete(manager, clr, 3);
+    test_policy_decisions_traced(manager, port, clr);
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     /* One line per OnComplete: the COM lines (entries, AddRef, Release) do not count as such. */
     ok(hostiocp_trace.oncomplete == clr->calls, "%ld OnComplete lines for %ld calls\n", hostiocp_trace.oncomplete, clr->calls);
