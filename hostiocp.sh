@@ -1,11 +1,14 @@
 #!/bin/sh
-# hostiocp.sh demo | check | bench | msi
+# hostiocp.sh demo | check | native | bench | msi
 #
 # Installs what is missing (build-aux/setup-deps.sh), configures and builds hostiocp for
 # x86_64-w64-mingw32 and i686-w64-mingw32 in build/<target>, registers the DLL in each build's
 # private Wine prefix, then:
 #   demo   runs the host program in a 64-bit and a 32-bit process;
-#   check  runs `make check` for both targets and prints a pass/fail summary;
+#   check  runs `make check` for both targets under Wine, then as on Windows (native, below),
+#          and prints a pass/fail summary;
+#   native builds both targets with configure --without-wine and runs their `make check` with
+#          the test programs started directly, as on Windows (build-aux/native-on-wine);
 #   bench  runs the benchmark (make bench) for both targets;
 #   msi    builds the Windows Installer package build/hostiocp-<version>.msi from both builds
 #          (build-aux/make-msi.sh, with wixl).
@@ -22,8 +25,8 @@ command=${1:-demo}
 shift 2>/dev/null || true
 
 case $command in
-    demo|check|bench|msi) ;;
-    *) echo "usage: $0 demo|check|bench|msi" >&2; exit 2 ;;
+    demo|check|native|bench|msi) ;;
+    *) echo "usage: $0 demo|check|native|bench|msi" >&2; exit 2 ;;
 esac
 
 log() { printf 'hostiocp: %s\n' "$*" >&2; }
@@ -35,15 +38,18 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
     autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 fi
 
+configure_args() { # $1 = triplet
+    echo "PKG_CONFIG_PATH=$HOSTIOCP_CACHE/check-$1/lib/pkgconfig WINETEST_INCDIR=$HOSTIOCP_CACHE/winetest/include"
+}
+export HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template"
+
 build_target() { # $1 = triplet
     dir=build/$1
     mkdir -p "$dir"
     if [ ! -f "$dir/Makefile" ]; then
         log "configuring $1"
-        (cd "$dir" && ../../configure -q --host="$1" \
-            PKG_CONFIG_PATH="$HOSTIOCP_CACHE/check-$1/lib/pkgconfig" \
-            WINETEST_INCDIR="$HOSTIOCP_CACHE/winetest/include" \
-            HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template")
+        # shellcheck disable=SC2046
+        (cd "$dir" && ../../configure -q --host="$1" $(configure_args "$1") HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_WINE_TEMPLATE")
     fi
     log "building $1"
     make -s -C "$dir" -j"$JOBS" all >/dev/null
@@ -65,6 +71,20 @@ build_msi() {
     sh build-aux/make-msi.sh "$MSI" "$VERSION" build/x86_64-w64-mingw32 build/i686-w64-mingw32 >/dev/null
 }
 
+# Adds the results of the make check in $1 to the totals, printing each with the label $2.
+count_results() {
+    grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' "$1/check.out" 2>/dev/null | sed "s|^|  [$2] |" || true
+    summary=$1/test-suite.log
+    if [ -f "$summary" ]; then
+        p=$(sed -n 's/^# PASS: *//p' "$summary"); f=$(sed -n 's/^# FAIL: *//p' "$summary")
+        e=$(sed -n 's/^# ERROR: *//p' "$summary"); s=$(sed -n 's/^# SKIP: *//p' "$summary")
+        passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
+        [ "${f:-0}${e:-0}" = 00 ] || { cat "$summary"; status=1; }
+    else
+        tail -n 40 "$1/check.out" 2>/dev/null; failed=$((failed + 1)); status=1
+    fi
+}
+
 status=0
 case $command in
 msi)
@@ -84,23 +104,27 @@ bench)
         make -s -C "build/$target" bench BENCH_ARGS="$*" || status=1
     done
     ;;
-check)
+check|native)
     passed=0 failed=0 skipped=0
+    if [ "$command" = check ]; then
+        log "32-bit programs: $(sh build-aux/i386-runner)"
+        for target in $TARGETS; do
+            log "make check ($target)"
+            make -s -C "build/$target" -j"$JOBS" check >"build/$target/check.out" 2>&1 || status=1
+            count_results "build/$target" "$target"
+        done
+    fi
     for target in $TARGETS; do
-        log "make check ($target)"
-        make -s -C "build/$target" -j"$JOBS" check >"build/$target/check.out" 2>&1 || status=1
-        grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' "build/$target/check.out" | sed "s|^|  [$target] |" || true
-        summary=build/$target/test-suite.log
-        if [ -f "$summary" ]; then
-            p=$(sed -n 's/^# PASS: *//p' "$summary"); f=$(sed -n 's/^# FAIL: *//p' "$summary")
-            e=$(sed -n 's/^# ERROR: *//p' "$summary"); s=$(sed -n 's/^# SKIP: *//p' "$summary")
-            passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
-            [ "${f:-0}${e:-0}" = 00 ] || { cat "$summary"; status=1; }
-        else
-            tail -n 40 "build/$target/check.out"; failed=$((failed + 1))
-        fi
+        log "make check ($target, native: configure --without-wine, Windows programs started directly)"
+        mkdir -p "build/native-$target"
+        # shellcheck disable=SC2046
+        sh build-aux/native-on-wine "$target" "build/native-$target" $(configure_args "$target") \
+            >"build/native-$target/check.out" 2>&1 || status=1
+        count_results "build/native-$target" "native $target"
     done
-    if both_targets; then
+    if [ "$command" = native ]; then
+        :
+    elif both_targets; then
         log "Windows Installer package: build and test under Wine"
         msi_status=0
         if build_msi >build/msi-test.out 2>&1; then
@@ -122,7 +146,8 @@ check)
         log "not testing the Windows Installer package: it needs both targets"
     fi
     [ "$skipped" -eq 0 ] || grep -h '^SKIP:\|Tests skipped\|skipping' build/*/tests/*.log build/*/wine-tests/*.log 2>/dev/null | sort -u | sed 's/^/hostiocp: skipped: /' >&2
-    echo "hostiocp: test cases for $TARGETS$(both_targets && echo ", and the Windows Installer package's checks")"
+    echo "hostiocp: test cases for $TARGETS$( [ "$command" = native ] || echo " under Wine and" ) natively$(
+        [ "$command" = check ] && both_targets && echo ", and the Windows Installer package's checks")"
     echo "$passed passed, $failed failed, $skipped skipped"
     ;;
 esac

@@ -109,8 +109,6 @@ fetch_winetest() {
 # the kernel could run the programs itself, to try the emulated path on such a machine.
 BACKPORTS=/etc/apt/sources.list.d/hostiocp-backports.sources
 QEMU=/usr/bin/qemu-i386
-I386_MAGIC='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00'
-I386_MASK='\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
 
 install_qemu_user() {
     "$QEMU" --version 2>/dev/null | grep -Eq ' version ([1-9][0-9]+)\.' && return 0
@@ -134,8 +132,7 @@ register_qemu_i386() {
         echo -1 | $SUDO tee "$4" >/dev/null
     fi
     log "registering $QEMU for i386 programs"
-    # F: the interpreter is opened now, so it works in every mount namespace and chroot.
-    printf '%s' ":hostiocp-qemu-i386:M::$I386_MAGIC:$I386_MASK:$QEMU:F" | $SUDO tee "$binfmt/register" >/dev/null
+    $SUDO sh "$(dirname "$0")/i386-runner" register "$QEMU"
 }
 
 enable_i386_programs() {

@@ -20,6 +20,11 @@ set -u
 package=$1 build64=$2 build32=$3 work=$4
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 : "${WINE:=wine}" "${WINESERVER:=wineserver}"
+# Wine's own 64-bit tools (reg, cmd, msiexec, regsvr32 of system32) go through the 64-bit loader:
+# Debian's `wine` starts the 32-bit one first, which costs seconds where qemu-user runs i386
+# programs.  Only what must be 32-bit (syswow64's regsvr32, the 32-bit clients) runs emulated.
+WINE64=/usr/lib/wine/wine64
+[ -x "$WINE64" ] || WINE64=$WINE
 export WINE WINESERVER WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml='
 unset DISPLAY WAYLAND_DISPLAY
 
@@ -52,7 +57,7 @@ run() { sh "$srcdir/build-aux/wine-run" "$@"; }
 printf '@echo off\r\nmsiexec %%*\r\necho msiexec-exit-code=%%ERRORLEVEL%%\r\n' > "$work/msiexec.bat"
 winpath() { printf 'Z:%s' "$1" | tr / '\\'; }
 msiexec() { # $1 = /i | /x, $2 = package
-    out=$("$WINE" cmd /c "$(winpath "$work/msiexec.bat")" "$1" "$(winpath "$2")" /qn 2>&1)
+    out=$("$WINE64" cmd /c "$(winpath "$work/msiexec.bat")" "$1" "$(winpath "$2")" /qn 2>&1)
     status=$?
     "$WINESERVER" -w
     printf '%s\n' "$out" >> "$work/msiexec.out"
@@ -68,7 +73,7 @@ msiexec() { # $1 = /i | /x, $2 = package
 # while empty, any key under them counts.
 snapshot() { # $1 = name
     for view in 64 32; do
-        "$WINE" reg export 'HKLM\Software' "$work/$1.$view.reg" /reg:$view /y >/dev/null 2>&1 ||
+        "$WINE64" reg export 'HKLM\Software' "$work/$1.$view.reg" /reg:$view /y >/dev/null 2>&1 ||
             echo "reg export of view $view failed" >&2
         iconv -f UTF-16LE -t UTF-8 "$work/$1.$view.reg" | tr -d '\r' | sed '1s/^\xEF\xBB\xBF//' |
             awk -v RS= -v ORS='\n\n' '
@@ -151,11 +156,11 @@ reference() {
         mkdir -p "$ref/drive_c/Program Files/hostiocp" "$ref/drive_c/Program Files (x86)/hostiocp"
         cp "$build64/hostiocp.dll" "$ref/drive_c/Program Files/hostiocp/"
         cp "$build32/hostiocp.dll" "$ref/drive_c/Program Files (x86)/hostiocp/"
-        "$WINE" 'C:\windows\system32\regsvr32.exe' /s 'C:\Program Files\hostiocp\hostiocp.dll' &&
+        "$WINE64" 'C:\windows\system32\regsvr32.exe' /s 'C:\Program Files\hostiocp\hostiocp.dll' &&
         "$WINE" 'C:\windows\syswow64\regsvr32.exe' /s 'C:\Program Files (x86)\hostiocp\hostiocp.dll' &&
         "$WINESERVER" -w || { echo "regsvr32 failed"; exit 1; }
         for view in 64 32; do
-            "$WINE" reg export 'HKLM\Software\Classes' "$work/regsvr32.$view.reg" /reg:$view /y >/dev/null 2>&1
+            "$WINE64" reg export 'HKLM\Software\Classes' "$work/regsvr32.$view.reg" /reg:$view /y >/dev/null 2>&1
             iconv -f UTF-16LE -t UTF-8 "$work/regsvr32.$view.reg" | tr -d '\r' | sed '1s/^\xEF\xBB\xBF//' |
                 awk -v RS= -v ORS='\n\n' '{ print }' > "$work/regsvr32.$view.txt"
         done
@@ -212,7 +217,7 @@ done
 version=$(echo "$package" | sed -n 's/.*hostiocp-\([0-9.]*\)\.msi$/\1/p')
 next=$(echo "$version" | awk -F. '{ printf "%d.%d.%d", $1, $2, $3 + 1 }')
 products() { # "ProductCode DisplayVersion" for every installed product named hostiocp
-    "$WINE" reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s /reg:64 2>/dev/null | tr -d '\r' |
+    "$WINE64" reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s /reg:64 2>/dev/null | tr -d '\r' |
         awk '/^HKEY/ { key = $0; sub(/.*\\/, "", key) } $1 == "DisplayName" { name[key] = $3 }
              $1 == "DisplayVersion" { ver[key] = $3 } END { for (k in name) if (name[k] == "hostiocp") print k, ver[k] }'
 }
