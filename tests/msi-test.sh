@@ -20,9 +20,11 @@ set -u
 package=$1 build64=$2 build32=$3 work=$4
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 : "${WINE:=wine}" "${WINESERVER:=wineserver}"
-# Wine's own 64-bit tools (reg, cmd, msiexec, regsvr32 of system32) go through the 64-bit loader:
+# Wine's own tools go through the 64-bit loader where their 64-bit build sees what Windows would:
 # Debian's `wine` starts the 32-bit one first, which costs seconds where qemu-user runs i386
-# programs.  Only what must be 32-bit (syswow64's regsvr32, the 32-bit clients) runs emulated.
+# programs.  Wine 8's 64-bit reg and msiexec do not see or write the registry keys that WOW64
+# shares between the views as a 32-bit process does, so the 32-bit view is exported by the
+# 32-bit reg, and msiexec is the one Debian's `wine` starts, as before.
 WINE64=/usr/lib/wine/wine64
 [ -x "$WINE64" ] || WINE64=$WINE
 export WINE WINESERVER WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml='
@@ -56,8 +58,15 @@ run() { sh "$srcdir/build-aux/wine-run" "$@"; }
 # keeps only its low byte: 1627 would read 91); sets msi_code and returns non-zero on failure.
 printf '@echo off\r\nmsiexec %%*\r\necho msiexec-exit-code=%%ERRORLEVEL%%\r\n' > "$work/msiexec.bat"
 winpath() { printf 'Z:%s' "$1" | tr / '\\'; }
+# reg export of a key in view 64 or 32, as UTF-8 text on stdout ($3.reg is the scratch file).
+reg_export() { # $1 = key, $2 = view, $3 = output
+    if [ "$2" = 64 ]; then loader=$WINE64; else loader=$WINE; fi
+    "$loader" reg export "$1" "$3.reg" /reg:$2 /y >/dev/null 2>&1 || echo "reg export of $1 (view $2) failed" >&2
+    iconv -f UTF-16LE -t UTF-8 "$3.reg" | tr -d '\r' | sed '1s/^\xEF\xBB\xBF//'
+    rm -f "$3.reg"
+}
 msiexec() { # $1 = /i | /x, $2 = package
-    out=$("$WINE64" cmd /c "$(winpath "$work/msiexec.bat")" "$1" "$(winpath "$2")" /qn 2>&1)
+    out=$("$WINE" cmd /c "$(winpath "$work/msiexec.bat")" "$1" "$(winpath "$2")" /qn 2>&1)
     status=$?
     "$WINESERVER" -w
     printf '%s\n' "$out" >> "$work/msiexec.out"
@@ -73,14 +82,11 @@ msiexec() { # $1 = /i | /x, $2 = package
 # while empty, any key under them counts.
 snapshot() { # $1 = name
     for view in 64 32; do
-        "$WINE64" reg export 'HKLM\Software' "$work/$1.$view.reg" /reg:$view /y >/dev/null 2>&1 ||
-            echo "reg export of view $view failed" >&2
-        iconv -f UTF-16LE -t UTF-8 "$work/$1.$view.reg" | tr -d '\r' | sed '1s/^\xEF\xBB\xBF//' |
+        reg_export 'HKLM\Software' $view "$work/$1.$view" |
             awk -v RS= -v ORS='\n\n' '
                 /^\[HKEY_LOCAL_MACHINE\\Software\\(Classes\\)?Installer(\\(Features|Products|UpgradeCodes|Components|Patches|Assemblies|Win32Assemblies|Managed|LocalPackages))?\]$/ { next }
                 /^\[HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Installer\\(UpgradeCodes|UserData|UserData\\S-1-5-18|UserData\\S-1-5-18\\(Components|Products))\]$/ { next }
                 { print }' > "$work/$1.$view.txt"
-        rm -f "$work/$1.$view.reg"
     done
     # Every file and directory, with the files' sizes; msiexec's cache folder C:\windows\Installer
     # counts only once it holds something.
@@ -160,8 +166,7 @@ reference() {
         "$WINE" 'C:\windows\syswow64\regsvr32.exe' /s 'C:\Program Files (x86)\hostiocp\hostiocp.dll' &&
         "$WINESERVER" -w || { echo "regsvr32 failed"; exit 1; }
         for view in 64 32; do
-            "$WINE64" reg export 'HKLM\Software\Classes' "$work/regsvr32.$view.reg" /reg:$view /y >/dev/null 2>&1
-            iconv -f UTF-16LE -t UTF-8 "$work/regsvr32.$view.reg" | tr -d '\r' | sed '1s/^\xEF\xBB\xBF//' |
+            reg_export 'HKLM\Software\Classes' $view "$work/regsvr32.$view" |
                 awk -v RS= -v ORS='\n\n' '{ print }' > "$work/regsvr32.$view.txt"
         done
         "$WINESERVER" -k
