@@ -297,19 +297,37 @@ static void dispatch_entries(struct pool *pool, struct worker *worker)
         dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
 }
 
+static BOOL port_gone(DWORD error)
+{
+    return error == ERROR_ABANDONED_WAIT_0 || error == ERROR_INVALID_HANDLE;
+}
+
+/* One packet into entry, and the error GetQueuedCompletionStatus derives from its status; FALSE
+ * if none came (the reason is in GetLastError).  FALSE with no OVERLAPPED means either: nothing
+ * came (a timeout, a closed port), or a packet with an error status and no OVERLAPPED did. */
+static BOOL take_packet(HANDLE port, OVERLAPPED_ENTRY *entry, DWORD timeout, DWORD *error)
+{
+    entry->lpOverlapped = NULL;
+    if (GetQueuedCompletionStatus(port, &entry->dwNumberOfBytesTransferred, &entry->lpCompletionKey,
+                                  &entry->lpOverlapped, timeout))
+    {
+        *error = ERROR_SUCCESS;
+        return TRUE;
+    }
+    *error = GetLastError();
+    return entry->lpOverlapped || (*error != WAIT_TIMEOUT && !port_gone(*error));
+}
+
 /* One packet into worker->single, then the worker's entries; FALSE if none came (the reason
  * is in GetLastError), leaving the worker's entries as they were. */
 static BOOL dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
 {
     OVERLAPPED_ENTRY *single = &worker->single;
-    BOOL ok;
+    DWORD error;
 
-    single->lpOverlapped = NULL;
-    ok = GetQueuedCompletionStatus(pool->port, &single->dwNumberOfBytesTransferred, &single->lpCompletionKey,
-                                   &single->lpOverlapped, timeout);
-    if (!ok && !single->lpOverlapped)
+    if (!take_packet(pool->port, single, timeout, &error))
         return FALSE;
-    worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
+    worker->single_error = error;
     worker->entries = single;
     worker->from_ex = FALSE;
     worker->count = 1;
@@ -342,6 +360,8 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
         InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
         return TRUE;
     }
+    /* Nothing was taken (GetQueuedCompletionStatusEx never fails with a packet): the port is
+     * gone, or the thread has waited its idle timeout. */
     if (GetLastError() != WAIT_TIMEOUT)
     {
         TRACE("port %p: dequeue failed with error %lu; the thread ends", pool->port, GetLastError());
@@ -792,13 +812,12 @@ static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *wor
 /* After the threads: what arrived after the stop is counted, not dispatched. */
 static void discard_remaining(struct pool *pool)
 {
-    OVERLAPPED *overlapped;
-    ULONG_PTR key;
-    DWORD bytes;
+    OVERLAPPED_ENTRY entry;
     LONG64 discarded = 0;
+    DWORD error;
 
-    while (GetQueuedCompletionStatus(pool->port, &bytes, &key, &overlapped, 0) || overlapped)
-        if (overlapped)
+    while (take_packet(pool->port, &entry, 0, &error))
+        if (entry.lpOverlapped)
             discarded++;
     pool->ended_threads.discarded += discarded;
     if (discarded)
