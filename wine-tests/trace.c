@@ -5,8 +5,8 @@
  * decisions are lines too.  With "warn" only the warn lines come; with "policy" only the policy's
  * decisions and warn lines.  The test collects the trace the way a debugger sees it: as the
  * DBG_PRINTEXCEPTION_C that OutputDebugStringA raises.  hostiocp reads HOSTIOCP_TRACE when it
- * loads, so the "warn" and "policy" cases run in child processes: this program again, as
- * "trace warn" and "trace policy". */
+ * loads, so the "warn" and "policy" cases, and a value longer than those words, run in child
+ * processes: this program again, as "trace warn", "trace policy" and "trace everything-please". */
 #include <windows.h>
 #include <ole2.h>
 #include <stdio.h>
@@ -272,6 +272,35 @@ static void test_policy_only(void)
     RemoveVectoredExceptionHandler(handler);
 }
 
+/* A value longer than any of the words that choose less: tracing is on in full. */
+#define LONG_SETTING "everything-please"
+
+/* The child: HOSTIOCP_TRACE=everything-please. */
+static void test_long_value(void)
+{
+    IHostIoCompletionManager *manager;
+    void *handler;
+    HRESULT hr;
+
+    handler = collect_hostiocp_trace();
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    hr = create_manager(&manager);
+    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
+    ok(hostiocp_trace_count(0, "]: loaded", NULL) == 1, "%ld \"loaded\" lines\n",
+       hostiocp_trace_count(0, "]: loaded", NULL));
+    ok(hostiocp_trace.created == 1, "%ld lines announced the manager\n", hostiocp_trace.created);
+    if (SUCCEEDED(hr))
+    {
+        test_unsupported_interface(manager, TRUE);
+        test_set_max_threads(manager, TRUE);
+        test_unprovided_host_manager(TRUE);
+        ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    }
+    ok(hostiocp_trace.warn == 2, "%ld warn lines\n", hostiocp_trace.warn);
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
 /* Runs this program again as "trace <setting>" with HOSTIOCP_TRACE=<setting>. */
 static void run_child_with_setting(const char *setting)
 {
@@ -282,7 +311,8 @@ static void run_child_with_setting(const char *setting)
     lstrcpyW(command_line, L"\"");
     lstrcatW(command_line, path);
     lstrcatW(command_line, L"\" trace ");
-    MultiByteToWideChar(CP_ACP, 0, setting, -1, command_line + lstrlenW(command_line), 16);
+    MultiByteToWideChar(CP_ACP, 0, setting, -1, command_line + lstrlenW(command_line),
+                        ARRAY_SIZE(command_line) - lstrlenW(command_line));
     SetEnvironmentVariableA("HOSTIOCP_TRACE", setting);
     code = run_command(command_line);
     ok(code == 0, "with HOSTIOCP_TRACE=%s: exit code %lu (failures in the child)\n", setting, code);
@@ -303,6 +333,11 @@ START_TEST(trace)
     if (argc >= 3 && !strcmp(argv[2], "warn"))
     {
         test_warn_only();
+        return;
+    }
+    if (argc >= 3 && !strcmp(argv[2], LONG_SETTING))
+    {
+        test_long_value();
         return;
     }
     if (argc >= 3 && !strcmp(argv[2], "policy"))
@@ -362,4 +397,5 @@ START_TEST(trace)
 
     run_child_with_setting("warn");
     run_child_with_setting("policy");
+    run_child_with_setting(LONG_SETTING);
 }
