@@ -150,7 +150,8 @@ HRESULT WINAPI DllUnregisterServer(void)
     return unregister_server(SCOPE_MACHINE);
 }
 
-/* regsvr32 [/u] /n /i:user registers in HKCU only; /i:machine (or no argument) in HKLM. */
+/* regsvr32 [/u] /n /i:user registers in HKCU only; /i:machine, /i alone (an empty or NULL command
+ * line) in HKLM. */
 HRESULT WINAPI DllInstall(BOOL install, const WCHAR *command_line)
 {
     enum registration_scope scope;
