@@ -75,6 +75,7 @@ struct pool
 
     HANDLE monitor_wake;              /* set when the pool stops */
     HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
+    HANDLE thread_left;               /* auto-reset: a thread ended while the pool runs */
     struct policy *policy;            /* used by the monitor thread only */
     volatile LONG64 injected, retired, raised, lowered, starvation; /* Interlocked only */
 };
@@ -98,6 +99,8 @@ void pool_release(struct pool *pool)
         CloseHandle(pool->monitor_wake);
     if (pool->monitor_nudge)
         CloseHandle(pool->monitor_nudge);
+    if (pool->thread_left)
+        CloseHandle(pool->thread_left);
     policy_destroy(pool->policy);
     if (pool->clr)
         ICLRIoCompletionManager_Release(pool->clr);
@@ -419,6 +422,7 @@ static void post_stop_packet(struct pool *pool)
 
 static void worker_leave(struct pool *pool, struct worker *worker)
 {
+    BOOL counted = !worker->slot_released;
     LONG extra;
 
     /* A batch can hold several stop packets: the others' go back to the port for them. */
@@ -442,7 +446,10 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         ICLRIoCompletionManager_Release(pool->clr);
         pool->clr = NULL;
     }
-    thread_gone(pool, !worker->slot_released);
+    thread_gone(pool, counted);
+    /* The pool runs one thread less than it did: a monitor asleep over a full pool looks again. */
+    if (counted && !pool->stopping)
+        SetEvent(pool->thread_left);
     pool_release(pool);
 }
 
@@ -644,11 +651,12 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
           decision->to_rate, decision->target);
 }
 
-/* A pool whose minimum is its maximum, with every thread running, has nothing to decide. */
+/* A pool whose minimum is its maximum and that runs exactly that many threads has nothing to
+ * decide (starvation cannot add a thread either) and no thread to start or to retire. */
 static BOOL fixed_and_full(const struct pool *pool)
 {
     return pool->limits->min_threads >= pool->limits->max_threads &&
-           threads_of(pool->counts) >= pool->limits->max_threads;
+           threads_of(pool->counts) == pool->limits->max_threads;
 }
 
 static void monitor_tick(struct pool *pool)
@@ -683,13 +691,32 @@ static void monitor_tick(struct pool *pool)
     }
 }
 
+/* Waits for the monitor's next look; FALSE when the pool stops.  Over a fixed, full pool the
+ * monitor waits, leaving wineserver alone, until the limits change or a thread ends. */
+static BOOL monitor_wait(struct pool *pool)
+{
+    HANDLE events[3] = { pool->monitor_wake, pool->monitor_nudge, pool->thread_left };
+
+    if (!fixed_and_full(pool))
+        return WaitForMultipleObjects(2, events, FALSE, POLICY_TICK_MS) != WAIT_OBJECT_0;
+    /* What set them before now (the limits, a thread's end) is in the look below; what sets
+     * them after it ends the wait. */
+    ResetEvent(pool->monitor_nudge);
+    ResetEvent(pool->thread_left);
+    if (!fixed_and_full(pool))
+        return TRUE;
+    TRACE("port %p: monitor sleeps: the pool runs its fixed %ld threads", pool->port, threads_of(pool->counts));
+    if (WaitForMultipleObjects(3, events, FALSE, INFINITE) == WAIT_OBJECT_0)
+        return FALSE;
+    TRACE("port %p: monitor wakes", pool->port);
+    return TRUE;
+}
+
 static DWORD WINAPI monitor_thread(void *arg)
 {
     struct pool *pool = arg;
-    HANDLE events[2] = { pool->monitor_wake, pool->monitor_nudge };
 
-    /* A fixed, full pool sleeps (and leaves wineserver alone) until the limits change. */
-    while (WaitForMultipleObjects(2, events, FALSE, fixed_and_full(pool) ? 1000 : POLICY_TICK_MS) != WAIT_OBJECT_0)
+    while (monitor_wait(pool))
         if (!fixed_and_full(pool))
             monitor_tick(pool);
     module_release();
@@ -765,7 +792,9 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     pool->policy = policy_create(pool->target, (LONG)system.dwNumberOfProcessors);
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
-    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !start_thread(pool, limits->max_threads))
+    pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
+    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
+        !start_thread(pool, limits->max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
