@@ -13,10 +13,11 @@
  * to set up under Wine, 20,000 do not finish in a minute. */
 #define MAX_CONCURRENCY 10000
 /* Latency: log-linear buckets, 64 to each power of two of microseconds from 1 us to 2^26 us
- * (67 s), so that a bucket's midpoint is within 0.8 % of any value in it. */
+ * (67 s), so that a bucket's midpoint is within 0.8 % of any value in it; one bucket below them
+ * and one above. */
 #define LATENCY_SUB_BUCKETS 64
 #define LATENCY_OCTAVES 26
-#define LATENCY_BUCKETS (1 + LATENCY_OCTAVES * LATENCY_SUB_BUCKETS)
+#define LATENCY_BUCKETS (1 + LATENCY_OCTAVES * LATENCY_SUB_BUCKETS + 1)
 
 struct request;
 struct channel;

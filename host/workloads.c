@@ -90,10 +90,11 @@ double latency_percentile_us(const struct histogram *histogram, double fraction)
 
     for (i = 0; i < LATENCY_BUCKETS; i++)
         total += histogram->counts[i];
-    for (i = 0; i < LATENCY_BUCKETS; i++)
+    for (i = 0; i < LATENCY_BUCKETS - 1; i++)
         if ((seen += histogram->counts[i]) >= total * fraction && seen)
             return min(latency_bucket_midpoint_us(i), latency_max_us(histogram));
-    return 0;
+    /* Above the top, only the largest latency is known. */
+    return histogram->counts[LATENCY_BUCKETS - 1] ? latency_max_us(histogram) : 0;
 }
 
 double latency_max_us(const struct histogram *histogram)

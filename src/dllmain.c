@@ -107,14 +107,15 @@ const char *debugstr_guid(const GUID *guid)
  * other value but 0: trace and warnings. */
 static void read_trace_setting(void)
 {
-    char value[8];
+    char value[8];  /* room for each word that chooses less; a longer value is none of them */
     DWORD length = GetEnvironmentVariableA("HOSTIOCP_TRACE", value, sizeof(value));
+    BOOL fits = length < sizeof(value);
 
-    if (!length || length >= sizeof(value) || !strcmp(value, "0"))
+    if (!length || (fits && !strcmp(value, "0")))
         return;
     hostiocp_warn_enabled = TRUE;
-    hostiocp_policy_trace_enabled = lstrcmpiA(value, "warn") != 0;
-    hostiocp_trace_enabled = hostiocp_policy_trace_enabled && lstrcmpiA(value, "policy") != 0;
+    hostiocp_policy_trace_enabled = !fits || lstrcmpiA(value, "warn") != 0;
+    hostiocp_trace_enabled = hostiocp_policy_trace_enabled && (!fits || lstrcmpiA(value, "policy") != 0);
 }
 
 BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
@@ -149,7 +150,8 @@ HRESULT WINAPI DllUnregisterServer(void)
     return unregister_server(SCOPE_MACHINE);
 }
 
-/* regsvr32 [/u] /n /i:user registers in HKCU only; /i:machine (or no argument) in HKLM. */
+/* regsvr32 [/u] /n /i:user registers in HKCU only; /i:machine, /i alone (an empty or NULL command
+ * line) in HKLM. */
 HRESULT WINAPI DllInstall(BOOL install, const WCHAR *command_line)
 {
     enum registration_scope scope;

@@ -75,6 +75,7 @@ struct pool
 
     HANDLE monitor_wake;              /* set when the pool stops */
     HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
+    HANDLE thread_left;               /* auto-reset: a thread ended while the pool runs */
     struct policy *policy;            /* used by the monitor thread only */
     volatile LONG64 injected, retired, raised, lowered, starvation; /* Interlocked only */
 };
@@ -98,6 +99,8 @@ void pool_release(struct pool *pool)
         CloseHandle(pool->monitor_wake);
     if (pool->monitor_nudge)
         CloseHandle(pool->monitor_nudge);
+    if (pool->thread_left)
+        CloseHandle(pool->thread_left);
     policy_destroy(pool->policy);
     if (pool->clr)
         ICLRIoCompletionManager_Release(pool->clr);
@@ -297,19 +300,37 @@ static void dispatch_entries(struct pool *pool, struct worker *worker)
         dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
 }
 
+static BOOL port_gone(DWORD error)
+{
+    return error == ERROR_ABANDONED_WAIT_0 || error == ERROR_INVALID_HANDLE;
+}
+
+/* One packet into entry, and the error GetQueuedCompletionStatus derives from its status; FALSE
+ * if none came (the reason is in GetLastError).  FALSE with no OVERLAPPED means either: nothing
+ * came (a timeout, a closed port), or a packet with an error status and no OVERLAPPED did. */
+static BOOL take_packet(HANDLE port, OVERLAPPED_ENTRY *entry, DWORD timeout, DWORD *error)
+{
+    entry->lpOverlapped = NULL;
+    if (GetQueuedCompletionStatus(port, &entry->dwNumberOfBytesTransferred, &entry->lpCompletionKey,
+                                  &entry->lpOverlapped, timeout))
+    {
+        *error = ERROR_SUCCESS;
+        return TRUE;
+    }
+    *error = GetLastError();
+    return entry->lpOverlapped || (*error != WAIT_TIMEOUT && !port_gone(*error));
+}
+
 /* One packet into worker->single, then the worker's entries; FALSE if none came (the reason
  * is in GetLastError), leaving the worker's entries as they were. */
 static BOOL dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
 {
     OVERLAPPED_ENTRY *single = &worker->single;
-    BOOL ok;
+    DWORD error;
 
-    single->lpOverlapped = NULL;
-    ok = GetQueuedCompletionStatus(pool->port, &single->dwNumberOfBytesTransferred, &single->lpCompletionKey,
-                                   &single->lpOverlapped, timeout);
-    if (!ok && !single->lpOverlapped)
+    if (!take_packet(pool->port, single, timeout, &error))
         return FALSE;
-    worker->single_error = ok ? ERROR_SUCCESS : GetLastError();
+    worker->single_error = error;
     worker->entries = single;
     worker->from_ex = FALSE;
     worker->count = 1;
@@ -342,6 +363,8 @@ static BOOL dequeue(struct pool *pool, struct worker *worker)
         InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
         return TRUE;
     }
+    /* Nothing was taken (GetQueuedCompletionStatusEx never fails with a packet): the port is
+     * gone, or the thread has waited its idle timeout. */
     if (GetLastError() != WAIT_TIMEOUT)
     {
         TRACE("port %p: dequeue failed with error %lu; the thread ends", pool->port, GetLastError());
@@ -399,6 +422,7 @@ static void post_stop_packet(struct pool *pool)
 
 static void worker_leave(struct pool *pool, struct worker *worker)
 {
+    BOOL counted = !worker->slot_released;
     LONG extra;
 
     /* A batch can hold several stop packets: the others' go back to the port for them. */
@@ -422,7 +446,10 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         ICLRIoCompletionManager_Release(pool->clr);
         pool->clr = NULL;
     }
-    thread_gone(pool, !worker->slot_released);
+    thread_gone(pool, counted);
+    /* The pool runs one thread less than it did: a monitor asleep over a full pool looks again. */
+    if (counted && !pool->stopping)
+        SetEvent(pool->thread_left);
     pool_release(pool);
 }
 
@@ -624,11 +651,12 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
           decision->to_rate, decision->target);
 }
 
-/* A pool whose minimum is its maximum, with every thread running, has nothing to decide. */
+/* A pool whose minimum is its maximum and that runs exactly that many threads has nothing to
+ * decide (starvation cannot add a thread either) and no thread to start or to retire. */
 static BOOL fixed_and_full(const struct pool *pool)
 {
     return pool->limits->min_threads >= pool->limits->max_threads &&
-           threads_of(pool->counts) >= pool->limits->max_threads;
+           threads_of(pool->counts) == pool->limits->max_threads;
 }
 
 static void monitor_tick(struct pool *pool)
@@ -663,13 +691,32 @@ static void monitor_tick(struct pool *pool)
     }
 }
 
+/* Waits for the monitor's next look; FALSE when the pool stops.  Over a fixed, full pool the
+ * monitor waits, leaving wineserver alone, until the limits change or a thread ends. */
+static BOOL monitor_wait(struct pool *pool)
+{
+    HANDLE events[3] = { pool->monitor_wake, pool->monitor_nudge, pool->thread_left };
+
+    if (!fixed_and_full(pool))
+        return WaitForMultipleObjects(2, events, FALSE, POLICY_TICK_MS) != WAIT_OBJECT_0;
+    /* What set them before now (the limits, a thread's end) is in the look below; what sets
+     * them after it ends the wait. */
+    ResetEvent(pool->monitor_nudge);
+    ResetEvent(pool->thread_left);
+    if (!fixed_and_full(pool))
+        return TRUE;
+    TRACE("port %p: monitor sleeps: the pool runs its fixed %ld threads", pool->port, threads_of(pool->counts));
+    if (WaitForMultipleObjects(3, events, FALSE, INFINITE) == WAIT_OBJECT_0)
+        return FALSE;
+    TRACE("port %p: monitor wakes", pool->port);
+    return TRUE;
+}
+
 static DWORD WINAPI monitor_thread(void *arg)
 {
     struct pool *pool = arg;
-    HANDLE events[2] = { pool->monitor_wake, pool->monitor_nudge };
 
-    /* A fixed, full pool sleeps (and leaves wineserver alone) until the limits change. */
-    while (WaitForMultipleObjects(2, events, FALSE, fixed_and_full(pool) ? 1000 : POLICY_TICK_MS) != WAIT_OBJECT_0)
+    while (monitor_wait(pool))
         if (!fixed_and_full(pool))
             monitor_tick(pool);
     module_release();
@@ -745,7 +792,9 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     pool->policy = policy_create(pool->target, (LONG)system.dwNumberOfProcessors);
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
-    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !start_thread(pool, limits->max_threads))
+    pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
+    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
+        !start_thread(pool, limits->max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
@@ -792,13 +841,12 @@ static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *wor
 /* After the threads: what arrived after the stop is counted, not dispatched. */
 static void discard_remaining(struct pool *pool)
 {
-    OVERLAPPED *overlapped;
-    ULONG_PTR key;
-    DWORD bytes;
+    OVERLAPPED_ENTRY entry;
     LONG64 discarded = 0;
+    DWORD error;
 
-    while (GetQueuedCompletionStatus(pool->port, &bytes, &key, &overlapped, 0) || overlapped)
-        if (overlapped)
+    while (take_packet(pool->port, &entry, 0, &error))
+        if (entry.lpOverlapped)
             discarded++;
     pool->ended_threads.discarded += discarded;
     if (discarded)

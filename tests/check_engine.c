@@ -317,6 +317,56 @@ START_TEST(error_statuses_give_their_win32_error)
 }
 END_TEST
 
+/* An error status with no OVERLAPPED (NtSetIoCompletion can post one): GetQueuedCompletionStatus
+ * returns FALSE with no OVERLAPPED for it, as for a timeout or a closed port.  It is a packet like
+ * any other without an OVERLAPPED: one wakeup, and the thread that took it goes on. */
+static void check_error_wakeup_keeps_the_thread(DWORD batch)
+{
+    IHostIoCompletionManager *manager;
+    HOSTIOCP_STATISTICS stats;
+    OVERLAPPED first, second;
+    DWORD pool_thread;
+    HANDLE thread;
+    HANDLE port;
+
+    clr->calls = 0;
+    manager = start_batched(1, 1, batch, &port);
+    fake_clr_expect(clr, 1);
+    ck_assert(PostQueuedCompletionStatus(port, 1, 0x5eed, &first));
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    pool_thread = clr->last_thread;
+    /* Held open, so that no other thread can get its id. */
+    ck_assert_ptr_nonnull(thread = OpenThread(SYNCHRONIZE, FALSE, pool_thread));
+    fake_clr_expect(clr, 1);
+    ck_assert_int_eq(NtSetIoCompletion(port, 0x77, 0, STATUS_END_OF_FILE_VALUE, 0), 0);
+    ck_assert(PostQueuedCompletionStatus(port, 2, 0x5eed, &second));
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_msg(stats.WakeupPackets == 1, "batch %lu: %lu wakeup packets counted, expected 1", batch,
+                  (unsigned long)stats.WakeupPackets);
+    ck_assert_int_eq(stats.CompletionsDispatched, 2);
+    ck_assert_int_eq(stats.CompletionsBatched, (batch > 1 ? 2 : 0));
+    ck_assert_int_eq(stats.ThreadsTotal, 1);
+    ck_assert_int_eq(stats.ThreadsPeak, 1);
+    ck_assert_int_eq(stats.ThreadsRetired, 0);
+    ck_assert_int_eq(stats.ThreadsInjected, 0);
+    ck_assert_ptr_eq(clr->last_overlapped, &second);
+    ck_assert_int_eq(clr->last_bytes, 2);
+    ck_assert_msg(clr->last_thread == pool_thread, "batch %lu: thread %04lx dispatched after thread %04lx", batch,
+                  clr->last_thread, pool_thread);
+    ck_assert_msg(WaitForSingleObject(thread, 0) == WAIT_TIMEOUT, "batch %lu: thread %04lx ended", batch, pool_thread);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+    ck_assert_int_eq(clr->calls, 2);
+    CloseHandle(thread);
+}
+
+START_TEST(error_wakeup_packets_keep_the_thread)
+{
+    check_error_wakeup_keeps_the_thread(1);
+    check_error_wakeup_keeps_the_thread(16);
+}
+END_TEST
+
 /* ---- thread policy ---- */
 
 struct blocking
@@ -1433,6 +1483,7 @@ int main(int argc, char **argv)
         TEST_CASE(oncomplete_runs_on_a_pool_thread),
         TEST_CASE(success_statuses_give_zero),
         TEST_CASE(error_statuses_give_their_win32_error),
+        TEST_CASE(error_wakeup_packets_keep_the_thread),
         TEST_CASE(minimum_threads_start_with_the_port),
         TEST_CASE(blocked_callbacks_get_threads_up_to_the_maximum),
         TEST_CASE(blocked_past_the_idle_timeout_still_dispatches),

@@ -281,14 +281,83 @@ static void test_both_bitnesses_from_different_folders(void)
     ok(!key_exists(HKEY_LOCAL_MACHINE, OTHER_VIEW, key_path(L"CLSID\\%ls", manager_clsid)), "the other view kept its CLSID key\n");
 }
 
+/* regsvr32 /i without ":..." hands DllInstall an empty string; NULL is read the same way. */
+static void test_dllinstall_without_a_scope(void)
+{
+    const WCHAR *const command_lines[] = { NULL, L"" };
+    char where[64];
+    HRESULT hr;
+    DWORD code;
+    size_t i;
+
+    if ((hr = pDllUnregisterServer()) == E_ACCESSDENIED)
+    {
+        skip("per-machine registration needs an elevated process\n");
+        return;
+    }
+    ok(hr == S_OK, "DllUnregisterServer returned %#lx\n", hr);
+    for (i = 0; i < ARRAYSIZE(command_lines); i++)
+    {
+        sprintf(where, "DllInstall(TRUE, %s)", wine_dbgstr_w(command_lines[i]));
+        hr = pDllInstall(TRUE, command_lines[i]);
+        ok(hr == S_OK, "%s returned %#lx\n", where, hr);
+        check_registered(HKEY_LOCAL_MACHINE, where);
+        check_unregistered(HKEY_CURRENT_USER, where);
+        sprintf(where, "DllInstall(FALSE, %s)", wine_dbgstr_w(command_lines[i]));
+        hr = pDllInstall(FALSE, command_lines[i]);
+        ok(hr == S_OK, "%s returned %#lx\n", where, hr);
+        check_unregistered(HKEY_LOCAL_MACHINE, where);
+    }
+    /* /n: DllInstall alone, without DllRegisterServer. */
+    code = regsvr32(L"/n /i");
+    ok(code == 0, "regsvr32 /n /i exited with %lu\n", code);
+    check_registered(HKEY_LOCAL_MACHINE, "regsvr32 /n /i");
+    check_unregistered(HKEY_CURRENT_USER, "regsvr32 /n /i");
+    code = regsvr32(L"/u /n /i");
+    ok(code == 0, "regsvr32 /u /n /i exited with %lu\n", code);
+    check_unregistered(HKEY_LOCAL_MACHINE, "regsvr32 /u /n /i");
+}
+
+/* Any other string is refused before anything is written or removed: installing with nothing
+ * registered leaves both hives without our keys, uninstalling with both registered keeps them. */
+static void test_dllinstall_refuses_other_strings(void)
+{
+    const WCHAR *const command_lines[] = { L"everyone", L"users", L" machine", L"user:x" };
+    BOOL machine = pDllUnregisterServer() != E_ACCESSDENIED;
+    char where[64];
+    HRESULT hr;
+    size_t i;
+
+    if (!machine)
+        skip("per-machine registration needs an elevated process: HKCU only\n");
+    ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
+    for (i = 0; i < ARRAYSIZE(command_lines); i++)
+    {
+        sprintf(where, "DllInstall(TRUE, %s)", wine_dbgstr_w(command_lines[i]));
+        hr = pDllInstall(TRUE, command_lines[i]);
+        ok(hr == E_INVALIDARG, "%s returned %#lx\n", where, hr);
+        check_unregistered(HKEY_CURRENT_USER, where);
+        if (machine)
+            check_unregistered(HKEY_LOCAL_MACHINE, where);
+    }
+    ok(pDllInstall(TRUE, L"user") == S_OK, "DllInstall(TRUE, user) failed\n");
+    ok(!machine || pDllRegisterServer() == S_OK, "DllRegisterServer failed\n");
+    for (i = 0; i < ARRAYSIZE(command_lines); i++)
+    {
+        sprintf(where, "DllInstall(FALSE, %s)", wine_dbgstr_w(command_lines[i]));
+        hr = pDllInstall(FALSE, command_lines[i]);
+        ok(hr == E_INVALIDARG, "%s returned %#lx\n", where, hr);
+        check_registered(HKEY_CURRENT_USER, where);
+        if (machine)
+            check_registered(HKEY_LOCAL_MACHINE, where);
+    }
+    ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
+}
+
 static void test_dllinstall_arguments(void)
 {
     HRESULT hr;
 
-    hr = pDllInstall(TRUE, L"everyone");
-    ok(hr == E_INVALIDARG, "DllInstall(TRUE, everyone) returned %#lx\n", hr);
-    hr = pDllInstall(FALSE, L"everyone");
-    ok(hr == E_INVALIDARG, "DllInstall(FALSE, everyone) returned %#lx\n", hr);
     hr = pDllInstall(TRUE, L"USER");
     ok(hr == S_OK, "DllInstall(TRUE, USER) returned %#lx\n", hr);
     check_registered(HKEY_CURRENT_USER, "DllInstall(TRUE, USER)");
@@ -368,6 +437,8 @@ START_TEST(registration)
     test_unregister_by_short_path();
     test_both_bitnesses_from_different_folders();
     test_dllinstall_arguments();
+    test_dllinstall_without_a_scope();
+    test_dllinstall_refuses_other_strings();
     test_failed_registration_leaves_nothing();
     test_unregister_keeps_what_others_added();
 

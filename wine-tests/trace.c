@@ -5,8 +5,10 @@
  * decisions are lines too.  With "warn" only the warn lines come; with "policy" only the policy's
  * decisions and warn lines.  The test collects the trace the way a debugger sees it: as the
  * DBG_PRINTEXCEPTION_C that OutputDebugStringA raises.  hostiocp reads HOSTIOCP_TRACE when it
- * loads, so the "warn" and "policy" cases run in child processes: this program again, as
- * "trace warn" and "trace policy". */
+ * loads, so the "warn" and "policy" cases, and a value longer than those words, run in child
+ * processes: this program again, as "trace warn", "trace policy" and "trace everything-please".
+ * A fourth child, "trace monitor" with HOSTIOCP_TRACE=1, counts the lines with which a fixed
+ * pool's monitor says that it sleeps and wakes. */
 #include <windows.h>
 #include <ole2.h>
 #include <stdio.h>
@@ -272,8 +274,114 @@ static void test_policy_only(void)
     RemoveVectoredExceptionHandler(handler);
 }
 
-/* Runs this program again as "trace <setting>" with HOSTIOCP_TRACE=<setting>. */
-static void run_child_with_setting(const char *setting)
+/* A value longer than any of the words that choose less: tracing is on in full. */
+#define LONG_SETTING "everything-please"
+
+/* The child: HOSTIOCP_TRACE=everything-please. */
+static void test_long_value(void)
+{
+    IHostIoCompletionManager *manager;
+    void *handler;
+    HRESULT hr;
+
+    handler = collect_hostiocp_trace();
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    hr = create_manager(&manager);
+    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
+    ok(hostiocp_trace_count(0, "]: loaded", NULL) == 1, "%ld \"loaded\" lines\n",
+       hostiocp_trace_count(0, "]: loaded", NULL));
+    ok(hostiocp_trace.created == 1, "%ld lines announced the manager\n", hostiocp_trace.created);
+    if (SUCCEEDED(hr))
+    {
+        test_unsupported_interface(manager, TRUE);
+        test_set_max_threads(manager, TRUE);
+        test_unprovided_host_manager(TRUE);
+        ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    }
+    ok(hostiocp_trace.warn == 2, "%ld warn lines\n", hostiocp_trace.warn);
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
+struct monitor_lines
+{
+    LONG sleeps, wakes;
+};
+
+static LONG monitor_sleeps(void)
+{
+    return hostiocp_trace_count_any_thread(0, ": monitor sleeps: ", NULL);
+}
+
+static LONG monitor_wakes(void)
+{
+    return hostiocp_trace_count_any_thread(0, ": monitor wakes", NULL);
+}
+
+static BOOL monitor_lines_are(void *context)
+{
+    const struct monitor_lines *expected = context;
+    return monitor_sleeps() == expected->sleeps && monitor_wakes() == expected->wakes;
+}
+
+/* Waits until the monitor has said it went to sleep and woke exactly so often. */
+static void check_monitor_lines(const char *when, LONG sleeps, LONG wakes)
+{
+    struct monitor_lines expected = { sleeps, wakes };
+
+    ok(wait_until(monitor_lines_are, &expected, 5000), "%s: the monitor slept %ld times and woke %ld times, "
+       "expected %ld and %ld\n", when, monitor_sleeps(), monitor_wakes(), sleeps, wakes);
+}
+
+/* The child "monitor", HOSTIOCP_TRACE=1.  A pool whose minimum is its maximum and that runs
+ * that many threads has nothing for its monitor to do: the monitor sleeps until the limits
+ * change (or a thread ends, which this test cannot bring about). */
+static void test_fixed_pool_monitor(void)
+{
+    HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
+    IHostIoCompletionManager *manager;
+    struct fake_clr *clr;
+    void *handler;
+    HRESULT hr;
+
+    handler = collect_hostiocp_trace();
+    CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    clr = fake_clr_create();
+    hr = create_manager(&manager);
+    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
+    if (FAILED(hr))
+        return;
+    hr = activate_manager(manager, &clr->ICLRIoCompletionManager_iface, 2, 2);
+    ok(hr == S_OK, "activating with 2 threads returned %#lx\n", hr);
+    open_port_and_complete(manager, clr, 100);
+    check_monitor_lines("once both threads run", 1, 0);
+    /* Not a synchronisation: 3 s in which nothing changes, so the monitor must not wake. */
+    WaitForSingleObject(never, 3000);
+    check_monitor_lines("3 s later", 1, 0);
+    /* The limits set again, unchanged: one look, and back to sleep. */
+    hr = IHostIoCompletionManager_SetMaxThreads(manager, 2);
+    ok(hr == S_OK, "SetMaxThreads(2) returned %#lx\n", hr);
+    check_monitor_lines("after SetMaxThreads(2)", 2, 1);
+    /* No longer fixed: it wakes and keeps looking. */
+    hr = IHostIoCompletionManager_SetMaxThreads(manager, 3);
+    ok(hr == S_OK, "SetMaxThreads(3) returned %#lx\n", hr);
+    check_monitor_lines("after SetMaxThreads(3)", 2, 2);
+    /* Fixed again: it sleeps once the third thread runs, without waking for this change. */
+    hr = IHostIoCompletionManager_SetMinThreads(manager, 3);
+    ok(hr == S_OK, "SetMinThreads(3) returned %#lx\n", hr);
+    check_monitor_lines("after SetMinThreads(3)", 3, 2);
+    ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    /* The stop ends it without a wake. */
+    ok(monitor_sleeps() == 3 && monitor_wakes() == 2, "after Release: the monitor slept %ld times and woke %ld "
+       "times, expected 3 and 2\n", monitor_sleeps(), monitor_wakes());
+    fake_clr_destroy(clr);
+    CloseHandle(never);
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
+/* Runs this program again as "trace <argument>" with HOSTIOCP_TRACE=<setting>. */
+static void run_child(const char *argument, const char *setting)
 {
     WCHAR path[MAX_PATH], command_line[MAX_PATH + 32];
     DWORD code;
@@ -282,11 +390,18 @@ static void run_child_with_setting(const char *setting)
     lstrcpyW(command_line, L"\"");
     lstrcatW(command_line, path);
     lstrcatW(command_line, L"\" trace ");
-    MultiByteToWideChar(CP_ACP, 0, setting, -1, command_line + lstrlenW(command_line), 16);
+    MultiByteToWideChar(CP_ACP, 0, argument, -1, command_line + lstrlenW(command_line),
+                        ARRAY_SIZE(command_line) - lstrlenW(command_line));
     SetEnvironmentVariableA("HOSTIOCP_TRACE", setting);
     code = run_command(command_line);
-    ok(code == 0, "with HOSTIOCP_TRACE=%s: exit code %lu (failures in the child)\n", setting, code);
+    ok(code == 0, "trace %s with HOSTIOCP_TRACE=%s: exit code %lu (failures in the child)\n", argument, setting,
+       code);
     SetEnvironmentVariableA("HOSTIOCP_TRACE", "1");
+}
+
+static void run_child_with_setting(const char *setting)
+{
+    run_child(setting, setting);
 }
 
 START_TEST(trace)
@@ -303,6 +418,19 @@ START_TEST(trace)
     if (argc >= 3 && !strcmp(argv[2], "warn"))
     {
         test_warn_only();
+        return;
+    }
+    if (argc >= 3 && !strcmp(argv[2], "monitor"))
+    {
+        if (threads_unreliable())
+            skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
+        else
+            test_fixed_pool_monitor();
+        return;
+    }
+    if (argc >= 3 && !strcmp(argv[2], LONG_SETTING))
+    {
+        test_long_value();
         return;
     }
     if (argc >= 3 && !strcmp(argv[2], "policy"))
@@ -354,4 +482,6 @@ START_TEST(trace)
 
     run_child_with_setting("warn");
     run_child_with_setting("policy");
+    run_child_with_setting(LONG_SETTING);
+    run_child("monitor", "1");
 }
