@@ -20,6 +20,14 @@
 
 NTSTATUS NTAPI NtQueryIoCompletion(HANDLE port, int information_class, void *buffer, ULONG length,
                                    ULONG *returned);
+#ifndef STATUS_SUCCESS
+#define STATUS_SUCCESS ((NTSTATUS)0x00000000)
+#endif
+#ifndef STATUS_UNSUCCESSFUL
+#define STATUS_UNSUCCESSFUL ((NTSTATUS)0xc0000001)
+#endif
+NTSTATUS NTAPI NtRemoveIoCompletion(HANDLE port, ULONG_PTR *key, ULONG_PTR *value, IO_STATUS_BLOCK *io,
+                                    LARGE_INTEGER *timeout);
 
 /* counts: threads alive in the high half; in the low half, those not waiting on the port (from
  * the moment a dequeue returns packets until they are all dispatched). */
@@ -36,7 +44,6 @@ struct worker
     OVERLAPPED_ENTRY *entries;        /* what the last dequeue returned ... */
     ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go */
     BOOL from_ex;                     /* entries came from GetQueuedCompletionStatusEx */
-    DWORD single_error;               /* else: the error GetQueuedCompletionStatus gave */
     OVERLAPPED_ENTRY single;
     OVERLAPPED_ENTRY *batch;          /* room for HOSTIOCP_MAX_BATCH_SIZE, allocated on first use */
     LONG stop_packets;                /* our stop packets this thread has taken */
@@ -75,7 +82,7 @@ struct pool
 
     HANDLE monitor_wake;              /* set when the pool stops */
     HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
-    HANDLE thread_left;               /* auto-reset: a thread ended while the pool runs */
+    HANDLE thread_left;               /* auto-reset: a thread ended, or did not start, while the pool runs */
     struct policy *policy;            /* used by the monitor thread only */
     volatile LONG64 injected, retired, raised, lowered, starvation; /* Interlocked only */
 };
@@ -185,6 +192,10 @@ static void thread_gone(struct pool *pool, BOOL take_off_count)
         InterlockedExchangeAdd(&pool->counts, -THREADS_ONE);
     WakeAllConditionVariable(&pool->changed);
     ReleaseSRWLockExclusive(&pool->lock);
+    /* One thread less than counted (it ended, or never started): a monitor asleep over a full
+     * pool looks again. */
+    if (take_off_count && !pool->stopping)
+        SetEvent(pool->thread_left);
 }
 
 static BOOL start_thread(struct pool *pool, LONG limit)
@@ -250,20 +261,16 @@ static BOOL excess_may_leave(struct pool *pool, LONG counts)
 
 /* ---- the dispatch loop ---- */
 
-static DWORD entry_error(const struct worker *worker, const OVERLAPPED_ENTRY *entry)
+/* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
+static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
 {
-    NTSTATUS status;
-
-    if (!worker->from_ex)
-        return worker->single_error;
-    /* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
-    status = (NTSTATUS)entry->Internal;
+    NTSTATUS status = (NTSTATUS)entry->Internal;
     return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
 }
 
 static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
 {
-    DWORD error = entry_error(worker, entry);
+    DWORD error = entry_error(entry);
 
     if (!entry->lpOverlapped)
     {
@@ -300,74 +307,78 @@ static void dispatch_entries(struct pool *pool, struct worker *worker)
         dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
 }
 
-static BOOL port_gone(DWORD error)
+/* One packet into entry, with its status in Internal as GetQueuedCompletionStatusEx gives it;
+ * returns STATUS_SUCCESS, STATUS_TIMEOUT, or why the call failed (the port is closed or gone).
+ * GetQueuedCompletionStatus cannot be told apart from a failed call when the packet has an error
+ * status and no OVERLAPPED, so the one-packet path asks the system itself. */
+static NTSTATUS take_packet(HANDLE port, OVERLAPPED_ENTRY *entry, DWORD timeout_ms)
 {
-    return error == ERROR_ABANDONED_WAIT_0 || error == ERROR_INVALID_HANDLE;
-}
+    LARGE_INTEGER timeout = { .QuadPart = -(LONGLONG)timeout_ms * 10000 };
+    IO_STATUS_BLOCK io;
+    NTSTATUS status;
 
-/* One packet into entry, and the error GetQueuedCompletionStatus derives from its status; FALSE
- * if none came (the reason is in GetLastError).  FALSE with no OVERLAPPED means either: nothing
- * came (a timeout, a closed port), or a packet with an error status and no OVERLAPPED did. */
-static BOOL take_packet(HANDLE port, OVERLAPPED_ENTRY *entry, DWORD timeout, DWORD *error)
-{
-    entry->lpOverlapped = NULL;
-    if (GetQueuedCompletionStatus(port, &entry->dwNumberOfBytesTransferred, &entry->lpCompletionKey,
-                                  &entry->lpOverlapped, timeout))
+    status = NtRemoveIoCompletion(port, &entry->lpCompletionKey, (ULONG_PTR *)&entry->lpOverlapped, &io,
+                                  timeout_ms == INFINITE ? NULL : &timeout);
+    if (status == STATUS_SUCCESS)
     {
-        *error = ERROR_SUCCESS;
-        return TRUE;
+        entry->Internal = (ULONG_PTR)io.Status;
+        entry->dwNumberOfBytesTransferred = (DWORD)io.Information;
     }
-    *error = GetLastError();
-    return entry->lpOverlapped || (*error != WAIT_TIMEOUT && !port_gone(*error));
+    return status;
 }
 
-/* One packet into worker->single, then the worker's entries; FALSE if none came (the reason
- * is in GetLastError), leaving the worker's entries as they were. */
-static BOOL dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
+/* One packet into worker->single, then the worker's entries; leaves them as they were if none
+ * came, and returns take_packet's answer. */
+static NTSTATUS dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
 {
-    OVERLAPPED_ENTRY *single = &worker->single;
-    DWORD error;
+    NTSTATUS status = take_packet(pool->port, &worker->single, timeout);
 
-    if (!take_packet(pool->port, single, timeout, &error))
-        return FALSE;
-    worker->single_error = error;
-    worker->entries = single;
+    if (status != STATUS_SUCCESS)
+        return status;
+    worker->entries = &worker->single;
     worker->from_ex = FALSE;
     worker->count = 1;
     worker->next_entry = 0;
-    return TRUE;
+    return status;
 }
 
-/* Returns FALSE when the thread should stop serving the port: it failed, or the thread retired
- * after idling (worker->slot_released). */
-static BOOL dequeue(struct pool *pool, struct worker *worker)
+/* Up to the batch size of packets into the worker's entries, as dequeue_single answers. */
+static NTSTATUS take_packets(struct pool *pool, struct worker *worker)
 {
     LONG batch = pool->limits->batch_size;
     DWORD timeout = (DWORD)pool->limits->idle_timeout;
 
-    worker->count = worker->next_entry = 0;
     if (batch > 1 && !worker->batch)
         worker->batch = heap_alloc(0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
-    if (batch > 1 && worker->batch)
-    {
-        worker->entries = worker->batch;
-        worker->from_ex = TRUE;
-        if (GetQueuedCompletionStatusEx(pool->port, worker->batch, (ULONG)batch, &worker->count, timeout, FALSE))
-        {
-            InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
-            return TRUE;
-        }
-    }
-    else if (dequeue_single(pool, worker, timeout))
+    if (batch <= 1 || !worker->batch)
+        return dequeue_single(pool, worker, timeout);
+    worker->entries = worker->batch;
+    worker->from_ex = TRUE;
+    /* It never fails with a packet: an error packet is an entry like any other. */
+    if (GetQueuedCompletionStatusEx(pool->port, worker->batch, (ULONG)batch, &worker->count, timeout, FALSE))
+        return STATUS_SUCCESS;
+    if (GetLastError() == WAIT_TIMEOUT)
+        return STATUS_TIMEOUT;
+    TRACE("port %p: GetQueuedCompletionStatusEx failed with error %lu", pool->port, GetLastError());
+    return STATUS_UNSUCCESSFUL;
+}
+
+/* Returns FALSE when the thread should stop serving the port: the port is closed or gone, or
+ * the thread retired after idling (worker->slot_released). */
+static BOOL dequeue(struct pool *pool, struct worker *worker)
+{
+    NTSTATUS status;
+
+    worker->count = worker->next_entry = 0;
+    status = take_packets(pool, worker);
+    if (status == STATUS_SUCCESS)
     {
         InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
         return TRUE;
     }
-    /* Nothing was taken (GetQueuedCompletionStatusEx never fails with a packet): the port is
-     * gone, or the thread has waited its idle timeout. */
-    if (GetLastError() != WAIT_TIMEOUT)
+    if (status != STATUS_TIMEOUT)
     {
-        TRACE("port %p: dequeue failed with error %lu; the thread ends", pool->port, GetLastError());
+        TRACE("port %p: dequeue failed with status %#lx; the thread ends", pool->port, status);
         return FALSE;
     }
     if (!leave_if(pool, worker, idle_may_leave))
@@ -447,9 +458,6 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         pool->clr = NULL;
     }
     thread_gone(pool, counted);
-    /* The pool runs one thread less than it did: a monitor asleep over a full pool looks again. */
-    if (counted && !pool->stopping)
-        SetEvent(pool->thread_left);
     pool_release(pool);
 }
 
@@ -467,23 +475,24 @@ static BOOL thread_may_end(void)
 /* A retired thread waits to be asked back (TRUE) or to end (FALSE). */
 static BOOL park(struct pool *pool, struct worker *worker)
 {
-    BOOL back = FALSE;
+    BOOL back = FALSE, may_end = FALSE;
 
     AcquireSRWLockExclusive(&pool->lock);
     pool->parked++;
     for (;;)
     {
+        /* Checked after every wait, the one that timed out too: a request made between the
+         * timeout and taking the lock back counted this thread among the threads already. */
         if (pool->unpark_requests)
         {
             pool->unpark_requests--;
             back = TRUE;
             break;
         }
-        if (pool->stopping)
+        if (pool->stopping || may_end)
             break;
-        if (!SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits->idle_timeout, 0) &&
-            thread_may_end())
-            break;
+        may_end = !SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits->idle_timeout, 0) &&
+                  thread_may_end();
     }
     pool->parked--;
     WakeAllConditionVariable(&pool->changed);
@@ -834,7 +843,7 @@ static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *wor
 {
     LONG stop_packets = worker->stop_packets;
 
-    while (worker->stop_packets == stop_packets && dequeue_single(pool, worker, 0))
+    while (worker->stop_packets == stop_packets && dequeue_single(pool, worker, 0) == STATUS_SUCCESS)
         dispatch_entries(pool, worker);
 }
 
@@ -843,9 +852,8 @@ static void discard_remaining(struct pool *pool)
 {
     OVERLAPPED_ENTRY entry;
     LONG64 discarded = 0;
-    DWORD error;
 
-    while (take_packet(pool->port, &entry, 0, &error))
+    while (take_packet(pool->port, &entry, 0) == STATUS_SUCCESS)
         if (entry.lpOverlapped)
             discarded++;
     pool->ended_threads.discarded += discarded;

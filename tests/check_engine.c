@@ -301,6 +301,7 @@ static void check_status_reaches_oncomplete(DWORD batch, NTSTATUS status, DWORD 
 
 #define STATUS_NOTIFY_ENUM_DIR_VALUE ((NTSTATUS)0x0000010c)
 #define STATUS_END_OF_FILE_VALUE     ((NTSTATUS)0xc0000011)
+#define STATUS_INVALID_HANDLE_VALUE  ((NTSTATUS)0xc0000008)
 
 START_TEST(success_statuses_give_zero)
 {
@@ -318,8 +319,9 @@ START_TEST(error_statuses_give_their_win32_error)
 END_TEST
 
 /* An error status with no OVERLAPPED (NtSetIoCompletion can post one): GetQueuedCompletionStatus
- * returns FALSE with no OVERLAPPED for it, as for a timeout or a closed port.  It is a packet like
- * any other without an OVERLAPPED: one wakeup, and the thread that took it goes on. */
+ * returns FALSE with no OVERLAPPED for it, as for a timeout or a closed port, and with
+ * STATUS_INVALID_HANDLE the very error of a closed port.  It is a packet like any other without
+ * an OVERLAPPED: one wakeup, and the thread that took it goes on. */
 static void check_error_wakeup_keeps_the_thread(DWORD batch)
 {
     IHostIoCompletionManager *manager;
@@ -339,10 +341,11 @@ static void check_error_wakeup_keeps_the_thread(DWORD batch)
     ck_assert_ptr_nonnull(thread = OpenThread(SYNCHRONIZE, FALSE, pool_thread));
     fake_clr_expect(clr, 1);
     ck_assert_int_eq(NtSetIoCompletion(port, 0x77, 0, STATUS_END_OF_FILE_VALUE, 0), 0);
+    ck_assert_int_eq(NtSetIoCompletion(port, 0x78, 0, STATUS_INVALID_HANDLE_VALUE, 0), 0);
     ck_assert(PostQueuedCompletionStatus(port, 2, 0x5eed, &second));
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
-    ck_assert_msg(stats.WakeupPackets == 1, "batch %lu: %lu wakeup packets counted, expected 1", batch,
+    ck_assert_msg(stats.WakeupPackets == 2, "batch %lu: %lu wakeup packets counted, expected 2", batch,
                   (unsigned long)stats.WakeupPackets);
     ck_assert_int_eq(stats.CompletionsDispatched, 2);
     ck_assert_int_eq(stats.CompletionsBatched, (batch > 1 ? 2 : 0));
@@ -1208,7 +1211,8 @@ static void close_when_marked(struct fake_clr *fake, DWORD error, DWORD bytes, v
 /* One thread has 10 packets to go; the 4th closes the port (or releases the manager): the 6
  * after it are still dispatched, before the call returns.  With batch 16 they are the rest of
  * the thread's batch; with batch 1 they are still queued, and the closing thread is the only
- * one left to dispatch them. */
+ * one left to dispatch them.  A packet with the status of a closed port and no OVERLAPPED comes
+ * right after the 4th: a wakeup, which does not end what the closing thread dispatches. */
 static void close_inside_a_batch(BOOL release, DWORD batch)
 {
     static OVERLAPPED requests[10];
@@ -1229,7 +1233,11 @@ static void close_inside_a_batch(BOOL release, DWORD batch)
     ck_assert(PostQueuedCompletionStatus(state.port, BLOCKING_BYTES, 0, &blocker));
     ck_assert(WaitForSingleObject(blocking.all_inside, 5000) == WAIT_OBJECT_0);
     for (i = 0; i < 10; i++)
+    {
         ck_assert(PostQueuedCompletionStatus(state.port, i == 3 ? CLOSING_BYTES : (DWORD)i, 0, &requests[i]));
+        if (i == 3)
+            ck_assert_int_eq(NtSetIoCompletion(state.port, 0x78, 0, STATUS_INVALID_HANDLE_VALUE, 0), 0);
+    }
     SetEvent(blocking.release);
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_int_eq(clr->calls, 11);
@@ -1245,6 +1253,7 @@ static void close_inside_a_batch(BOOL release, DWORD batch)
         ck_assert_hr(get_statistics(state.manager, NULL, &stats), S_OK);
         ck_assert_int_eq(stats.CompletionsDispatched, 11);
         ck_assert_int_eq(stats.PacketsDiscarded, 0);
+        ck_assert_int_eq(stats.WakeupPackets, 1);
         ck_assert_int_eq(IHostIoCompletionManager_Release(state.manager), 0);
     }
     check_no_thread_of_ours_left();

@@ -422,10 +422,7 @@ START_TEST(trace)
     }
     if (argc >= 3 && !strcmp(argv[2], "monitor"))
     {
-        if (threads_unreliable())
-            skip("32-bit Wine runs under qemu-user here and cannot run threads reliably\n");
-        else
-            test_fixed_pool_monitor();
+        test_fixed_pool_monitor();
         return;
     }
     if (argc >= 3 && !strcmp(argv[2], LONG_SETTING))
