@@ -1467,5 +1467,5 @@ int main(int argc, char **argv)
         return 77;
     }
     return run_cases_in_own_processes(suite_of_cases("engine", engine_cases, ARRAYSIZE(engine_cases), setup, teardown),
-                                      engine_cases, ARRAYSIZE(engine_cases), 5 * WAIT_MS);
+                                      engine_cases, ARRAYSIZE(engine_cases));
 }

@@ -375,7 +375,7 @@ int main(void)
     BOOL with_ports = !threads_unreliable();
     int count = with_ports ? ARRAYSIZE(cases) : ARGUMENT_TESTS;
 
-    if (run_cases_in_own_processes(suite_of_cases("manager", cases, count, setup, teardown), cases, count, 120000))
+    if (run_cases_in_own_processes(suite_of_cases("manager", cases, count, setup, teardown), cases, count))
         return 1;
     if (!with_ports)
     {
