@@ -68,14 +68,16 @@ int run_suite(Suite *suite)
     return failed ? 1 : 0;
 }
 
-/* Runs this program with CK_RUN_CASE=name; its output goes where ours does. */
-static DWORD run_child(const char *name, DWORD timeout_ms)
+/* Runs this program with CK_RUN_CASE=name; its output goes where ours does.  Returns its exit
+ * status; one that does not finish within CASE_TIME_LIMIT_MS is ended, and *timed_out says so. */
+static DWORD run_child(const char *name, BOOL *timed_out)
 {
     WCHAR program[MAX_PATH];
     STARTUPINFOW startup = { 0 };
     PROCESS_INFORMATION process;
     DWORD status;
 
+    *timed_out = FALSE;
     startup.cb = sizeof(startup);
     if (!GetModuleFileNameW(NULL, program, MAX_PATH) || GetLastError() == ERROR_INSUFFICIENT_BUFFER)
         return GetLastError();
@@ -84,9 +86,9 @@ static DWORD run_child(const char *name, DWORD timeout_ms)
         status = GetLastError();
     else
     {
-        if (WaitForSingleObject(process.hProcess, timeout_ms) == WAIT_TIMEOUT)
+        if (WaitForSingleObject(process.hProcess, CASE_TIME_LIMIT_MS) == WAIT_TIMEOUT)
         {
-            printf("%s: did not finish within %lu s; ended\n", name, timeout_ms / 1000);
+            *timed_out = TRUE;
             TerminateProcess(process.hProcess, WAIT_TIMEOUT);
             WaitForSingleObject(process.hProcess, INFINITE);
         }
@@ -98,7 +100,7 @@ static DWORD run_child(const char *name, DWORD timeout_ms)
     return status;
 }
 
-int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count, DWORD timeout_ms)
+int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count)
 {
     int i, failed = 0, skipped = 0;
 
@@ -108,9 +110,15 @@ int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int 
     srunner_free(srunner_create(suite));  /* the suite is not run in this process */
     for (i = 0; i < count; i++)
     {
-        DWORD status = run_child(cases[i].name, timeout_ms);
+        BOOL timed_out;
+        DWORD status = run_child(cases[i].name, &timed_out);
 
-        if (status == SKIPPED)
+        if (timed_out)
+        {
+            printf("FAIL: %s: timed out after %d s\n", cases[i].name, CASE_TIME_LIMIT_MS / 1000);
+            failed++;
+        }
+        else if (status == SKIPPED)
             skipped++;
         else if (status)
         {

@@ -28,9 +28,15 @@ Suite *suite_of_cases(const char *name, const struct test_case *cases, int count
  * exit status: 0 when every test passed, 1 otherwise. */
 int run_suite(Suite *suite);
 
+/* How long each test may run in its process.  It must be well under the limit of the program as a
+ * whole (build-aux/wine-run's WINE_TEST_TIMEOUT, which Makefile.am sets for these programs), so
+ * that a test that hangs is ended and named and the tests after it still run. */
+#define CASE_TIME_LIMIT_MS 120000
+
 /* Given CK_RUN_CASE, runs that one test here (run_suite).  Otherwise starts this program once per test with
- * CK_RUN_CASE set, each with `timeout_ms` to finish, and prints one line per test.
+ * CK_RUN_CASE set, each with CASE_TIME_LIMIT_MS to finish, and prints one line per test ("FAIL: name:
+ * timed out after N s" for one that did not finish).
  * Returns the exit status: 0 when every test passed, 1 otherwise. */
-int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count, DWORD timeout_ms);
+int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count);
 
 #endif

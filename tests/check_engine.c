@@ -1522,5 +1522,5 @@ int main(int argc, char **argv)
     if (argc > 2 && !strcmp(argv[1], "exit-with-a-live-manager"))
         return exit_with_a_live_manager(argv[2]);
     return run_cases_in_own_processes(suite_of_cases("engine", engine_cases, ARRAYSIZE(engine_cases), setup, teardown),
-                                      engine_cases, ARRAYSIZE(engine_cases), 5 * WAIT_MS);
+                                      engine_cases, ARRAYSIZE(engine_cases));
 }

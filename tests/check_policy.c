@@ -5,6 +5,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include "case_runner.h"
 #include "policy.h"
 
@@ -149,25 +150,45 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     policy_destroy(policy);
 }
 
-/* The best of fixed pools of 1, 2, 4, 8 and 32 times the CPUs, and the smallest of them within
- * 0.9 of it: the README's criteria. */
+/* The fixed pools that the benchmark compares with, in CPUs. */
+static const LONG fixed_pool_multiples[] = { 1, 2, 4, 8, 32 };
+
+/* The best of the fixed pools, and the smallest of them within 0.9 of it: the README's criteria. */
 static void fixed_pools(const struct model *model, double *best, LONG *smallest_good)
 {
-    static const LONG multiples[] = { 1, 2, 4, 8, 32 };
-    int i;
+    size_t i;
 
     *best = 0;
-    for (i = 0; i < 5; i++)
-        *best = max(*best, model->rate(model, multiples[i] * CPUS));
-    for (i = 0; i < 5; i++)
-        if (model->rate(model, multiples[i] * CPUS) >= 0.9 * *best)
+    for (i = 0; i < ARRAYSIZE(fixed_pool_multiples); i++)
+        *best = max(*best, model->rate(model, fixed_pool_multiples[i] * CPUS));
+    for (i = 0; i < ARRAYSIZE(fixed_pool_multiples); i++)
+        if (model->rate(model, fixed_pool_multiples[i] * CPUS) >= 0.9 * *best)
         {
-            *smallest_good = multiples[i] * CPUS;
+            *smallest_good = fixed_pool_multiples[i] * CPUS;
             return;
         }
 }
 
-static void check_model(const struct model *model)
+/* The best mean rate of the fixed pools on the machine of the run with this seed, as the
+ * benchmark compares within one round: the machine's drift, slow spells and noise come from the
+ * seed alone, whatever the thread count. */
+static double best_fixed_pool_on_the_same_machine(const struct model *model, ULONG seed, double seconds)
+{
+    struct outcome out;
+    double best = 0;
+    size_t i;
+
+    for (i = 0; i < ARRAYSIZE(fixed_pool_multiples); i++)
+    {
+        LONG threads = fixed_pool_multiples[i] * CPUS;
+
+        simulate(model, seed, threads, threads, seconds, &out);
+        best = max(best, out.mean_rate);
+    }
+    return best;
+}
+
+static struct outcome check_model(const struct model *model)
 {
     struct outcome out;
     double best;
@@ -180,6 +201,7 @@ static void check_model(const struct model *model)
            best, 2 * smallest_good + CPUS);
     ck_assert_msg(out.mean_rate >= 0.9 * best, "%s: %.0f/s against the best %.0f/s", model->name, out.mean_rate, best);
     ck_assert_msg(out.peak <= 2 * smallest_good + CPUS, "%s: peak %ld threads", model->name, out.peak);
+    return out;
 }
 
 /* Measured with hostiocp-bench --policy on 2026-11-28 (Wine 8, 2 CPUs), then extended flat. */
@@ -204,14 +226,18 @@ START_TEST(stays_low_where_more_threads_do_not_pay)
 END_TEST
 
 /* 16 threads do 8 % better than 8, 32 do worse, 24 requests are in flight and the CPUs are 80 %
- * busy, as with TCP echo: after the modest raise to 16, a probe may not go on to 24 (peak 24, over
- * the bound of 18, when a modest gain only kept the pool from the next doubling). */
+ * busy, as with TCP echo: the pool raises to 16, and after that modest raise a probe may not go on
+ * to 24 (peak 24, over the bound of 18, when a modest gain only kept the pool from the next
+ * doubling).  A pool that stayed at 8 would be within the bounds too, at 0.93 of the best. */
 static const double modest_at_16[10] = { 5e3, 10e3, 22e3, 29.7e3, 32e3, 25e3, 22e3, 20e3, 18e3, 16e3 };
 
 START_TEST(a_modest_gain_ends_the_climb_below_a_doubling_too)
 {
     struct model model = { "modest at 16, 24 busy", rate_from_points, modest_at_16, TRUE, 0.02, 24, 0, 0, 0, 0.8 };
-    check_model(&model);
+    struct outcome out = check_model(&model);
+
+    ck_assert_int_eq(out.peak, 16);
+    ck_assert_int_eq(out.final_target, 16);
 }
 END_TEST
 
@@ -243,61 +269,104 @@ END_TEST
 static const double heavy_posted_measured[10] = { 10e3, 24e3, 35.5e3, 39.5e3, 37.3e3, 37.5e3, 37.5e3, 37e3, 36e3, 35e3 };
 static const double little_more_at_8[10] = { 10e3, 24e3, 36e3, 38.9e3, 39e3, 38.5e3, 38e3, 37e3, 36e3, 35e3 };
 
+/* What a model's runs on a noisy machine gave. */
+struct noisy_runs
+{
+    int missed;                 /* over the bound on peak threads or, with check_rate, the rate */
+    double median_share;        /* of the best fixed pool on the same machine */
+    int below;                  /* runs below 0.9 of the best fixed pool on the same machine */
+};
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* The same workloads on a machine whose speed wanders from one 100 ms to the next, as the
  * benchmark's machine does: over many runs (seeds from first_seed), every one must keep the bound
- * on peak threads over the whole run and, with check_rate, the rate over the run's 2 s to 6 s (the
- * benchmark's 2 s of warm-up and 2 s measured, and more).  Returns the runs that missed. */
-static int check_model_on_a_noisy_machine(const struct model *model, int first_seed, BOOL check_rate)
+ * on peak threads over the whole run and, with check_rate, reach 0.9 of the best fixed pool on a
+ * steady machine over the run's second half (4 s to 8 s).  The rate of each run against the best
+ * fixed pool on its own machine is in `runs`.  Returns the runs that missed. */
+static int check_model_on_a_noisy_machine(const struct model *model, int first_seed, BOOL check_rate,
+                                          struct noisy_runs *runs)
 {
     enum { RUNS = 60 };
     struct outcome out;
-    double best;
+    double best, shares[RUNS];
     LONG smallest_good = 0, worst_peak = 0;
     double worst_share = 1;
-    int run, misses = 0;
+    int run;
 
     fixed_pools(model, &best, &smallest_good);
+    runs->missed = runs->below = 0;
     for (run = 0; run < RUNS; run++)
     {
         simulate(model, first_seed + run, CPUS, 1000, 8, &out);
         worst_peak = max(worst_peak, out.peak);
         worst_share = min(worst_share, out.mean_rate / best);
+        shares[run] = out.mean_rate / best_fixed_pool_on_the_same_machine(model, first_seed + run, 8);
+        runs->below += shares[run] < 0.9;
         if ((check_rate && out.mean_rate < 0.9 * best) || out.peak > 2 * smallest_good + CPUS)
         {
             printf("%-22s seed %d: target %ld, peak %ld, rate %.2f of the best\n", model->name, first_seed + run,
                    out.final_target, out.peak, out.mean_rate / best);
-            misses++;
+            runs->missed++;
         }
     }
-    printf("%-22s on a noisy machine: %d of %d runs missed; worst peak %ld (bound %ld), worst rate %.2f of the best\n",
-           model->name, misses, RUNS, worst_peak, 2 * smallest_good + CPUS, worst_share);
-    return misses;
+    qsort(shares, RUNS, sizeof(shares[0]), compare_doubles);
+    runs->median_share = (shares[RUNS / 2 - 1] + shares[RUNS / 2]) / 2;
+    printf("%-22s on a noisy machine: %d of %d runs missed; worst peak %ld (bound %ld), worst rate %.2f of the best; "
+           "against the best fixed pool on the same machine: median %.3f, %d runs below 0.9\n", model->name,
+           runs->missed, RUNS, worst_peak, 2 * smallest_good + CPUS, worst_share, runs->median_share,
+           runs->below);
+    return runs->missed;
 }
 
 static int check_models_on_a_noisy_machine(const struct model *models, size_t count, int first_seed, BOOL check_rate)
 {
+    struct noisy_runs runs;
     int misses = 0;
     size_t i;
 
     for (i = 0; i < count; i++)
-        misses += check_model_on_a_noisy_machine(&models[i], first_seed, check_rate);
+        misses += check_model_on_a_noisy_machine(&models[i], first_seed, check_rate, &runs);
     return misses;
 }
 
 /* A machine that runs at 0.65 of its speed for spells of a second or so, half of the time, as the
  * benchmark's machine does for seconds at a time: the rate then says more threads pay when they
- * do not.  Where the CPUs are busy, the pool must not go past 8 threads per CPU on that. */
+ * do not.  Where the CPUs are busy, the pool must not go past 8 threads per CPU on that, and it
+ * must still keep the benchmark's bound on the rate: at median over the runs, 0.9 of the best
+ * fixed pool on the same machine (the machine is slower half of the time, so no pool reaches the
+ * rate of a steady one).  A spell can still cost a run a count that pays, so a few runs fall below
+ * 0.9: no more than now. */
 START_TEST(keeps_its_bounds_when_the_machine_slows_for_spells)
 {
-    static const struct model models[] =
+    static const struct
     {
-        { "11 % more at 8, spells", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 },
-        { "rising, then flat, spells", rate_from_points, light_posted, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 },
+        struct model model;
+        int allowed_below;      /* of 60, below 0.9 of the best fixed pool on the same machine */
+    }
+    cases[] =
+    {
+        { { "11 % more at 8, spells", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 }, 1 },
+        { { "rising, then flat, spells", rate_from_points, light_posted, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 }, 4 },
     };
-    /* The machine is slower half of the time, so the rate cannot reach the best fixed pool's. */
-    int runs_over = check_models_on_a_noisy_machine(models, ARRAYSIZE(models), 2000, FALSE);
+    struct noisy_runs runs;
+    size_t i;
 
-    ck_assert_msg(!runs_over, "%d runs went over the bound on peak threads", runs_over);
+    for (i = 0; i < ARRAYSIZE(cases); i++)
+    {
+        const char *name = cases[i].model.name;
+
+        check_model_on_a_noisy_machine(&cases[i].model, 2000, FALSE, &runs);
+        ck_assert_msg(!runs.missed, "%s: %d runs went over the bound on peak threads", name, runs.missed);
+        ck_assert_msg(runs.median_share >= 0.9, "%s: at median %.3f of the best fixed pool on the same machine",
+                      name, runs.median_share);
+        ck_assert_msg(runs.below <= cases[i].allowed_below, "%s: %d runs below 0.9 of the best fixed pool on "
+                      "the same machine, more than %d", name, runs.below, cases[i].allowed_below);
+    }
 }
 END_TEST
 
@@ -309,8 +378,9 @@ END_TEST
 START_TEST(slow_spells_do_not_make_it_forget_what_did_not_pay)
 {
     struct model model = { "pipe echo, spells", rate_from_points, pipe_echo, TRUE, 0.05, 16, 0.03, 0.25, 0, 0 };
+    struct noisy_runs runs;
 
-    ck_assert_int_eq(check_model_on_a_noisy_machine(&model, 2000, FALSE), 0);
+    ck_assert_int_eq(check_model_on_a_noisy_machine(&model, 2000, FALSE, &runs), 0);
 }
 END_TEST
 
@@ -457,11 +527,13 @@ static double rate_crowded_at_first(const struct model *model, LONG threads)
 START_TEST(climbs_again_when_a_slow_period_ends)
 {
     struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model once_its_own = { "light posted", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
     struct outcome out;
     double best;
     LONG smallest_good;
 
-    fixed_pools(&model, &best, &smallest_good);
+    /* The bounds are those of the machine once it is its own again, seconds 8-16. */
+    fixed_pools(&once_its_own, &best, &smallest_good);
     simulate(&model, 1, CPUS, 1000, 16, &out);
     printf("%-22s target %3ld, peak %3ld, seconds 8-16 at %.2f of the best\n", model.name, out.final_target,
            out.peak, out.mean_rate / best);
@@ -593,29 +665,30 @@ END_TEST
 
 int main(void)
 {
-    Suite *suite = suite_create("policy");
-    TCase *models = tcase_create("models");
+    const struct test_case cases[] =
+    {
+        TEST_CASE(finds_many_threads_where_they_pay),
+        TEST_CASE(stays_low_where_more_threads_do_not_pay),
+        TEST_CASE(stays_low_where_more_threads_cost),
+        TEST_CASE(a_modest_gain_ends_the_climb_below_a_doubling_too),
+        TEST_CASE(does_not_probe_down_to_a_count_it_climbed_from),
+        TEST_CASE(keeps_its_bounds_on_a_noisy_machine),
+        TEST_CASE(a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain),
+        TEST_CASE(keeps_climbing_on_a_machine_that_jolts),
+        TEST_CASE(keeps_its_bounds_when_the_machine_slows_for_spells),
+        TEST_CASE(slow_spells_do_not_make_it_forget_what_did_not_pay),
+        TEST_CASE(tries_again_a_count_that_measured_low_once),
+        TEST_CASE(climbs_past_8_threads_per_cpu_only_on_large_gains),
+        TEST_CASE(climbs_again_when_a_slow_period_ends),
+        TEST_CASE(grows_fast_for_blocking_callbacks),
+        TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
+        TEST_CASE(climbs_again_when_callbacks_start_to_wait),
+        TEST_CASE(idle_pool_keeps_its_target),
+        TEST_CASE(starvation_adds_a_thread_every_tick_up_to_the_maximum),
+        TEST_CASE(target_follows_the_limits_at_once),
+    };
 
-    tcase_set_timeout(models, 60);
-    tcase_add_test(models, finds_many_threads_where_they_pay);
-    tcase_add_test(models, stays_low_where_more_threads_do_not_pay);
-    tcase_add_test(models, stays_low_where_more_threads_cost);
-    tcase_add_test(models, a_modest_gain_ends_the_climb_below_a_doubling_too);
-    tcase_add_test(models, does_not_probe_down_to_a_count_it_climbed_from);
-    tcase_add_test(models, keeps_its_bounds_on_a_noisy_machine);
-    tcase_add_test(models, a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain);
-    tcase_add_test(models, keeps_climbing_on_a_machine_that_jolts);
-    tcase_add_test(models, keeps_its_bounds_when_the_machine_slows_for_spells);
-    tcase_add_test(models, slow_spells_do_not_make_it_forget_what_did_not_pay);
-    tcase_add_test(models, tries_again_a_count_that_measured_low_once);
-    tcase_add_test(models, climbs_past_8_threads_per_cpu_only_on_large_gains);
-    tcase_add_test(models, climbs_again_when_a_slow_period_ends);
-    tcase_add_test(models, grows_fast_for_blocking_callbacks);
-    tcase_add_test(models, grows_fast_when_a_tenth_of_callbacks_block);
-    tcase_add_test(models, climbs_again_when_callbacks_start_to_wait);
-    tcase_add_test(models, idle_pool_keeps_its_target);
-    tcase_add_test(models, starvation_adds_a_thread_every_tick_up_to_the_maximum);
-    tcase_add_test(models, target_follows_the_limits_at_once);
-    suite_add_tcase(suite, models);
-    return run_suite(suite);
+    /* check cannot fork here, so only a process of its own gives each case a time limit. */
+    return run_cases_in_own_processes(suite_of_cases("policy", cases, ARRAYSIZE(cases), NULL, NULL), cases,
+                                      ARRAYSIZE(cases));
 }

@@ -1,7 +1,9 @@
 /* Fault injection: for each scenario a host runs and each system call hostiocp makes that can
  * fail, the scenario runs again and again with the 1st, 2nd, 3rd ... call of that kind failing
  * (HOSTIOCP_FAULT=site:N, read when the DLL loads; the DLL is unloaded between runs), until a run
- * makes fewer calls than N.  For each failure:
+ * makes fewer calls than N.  How many calls failed in turn is the scenario's count of that site's
+ * calls, and it must be the one the scenario makes: a sweep in which no fault fires fails.
+ * For each failure:
  * - the method that saw it returns the documented HRESULT, or succeeds where the failure is
  *   hidden by design (a thread above the first that cannot start, a packet of the pool's own);
  * - the same call made again succeeds, and completions still flow;
@@ -28,13 +30,15 @@ struct site
     HRESULT failure;            /* what a method that sees this failure returns */
 };
 
-static const struct site sites[] =
+enum { CREATE_PORT, CREATE_THREAD, HEAP_ALLOC, REGISTRY, POST, SITE_COUNT };
+
+static const struct site sites[SITE_COUNT] =
 {
-    { "create_port", HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) },
-    { "create_thread", HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_MEMORY) },
-    { "heap_alloc", E_OUTOFMEMORY },
-    { "registry", HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) },
-    { "post", S_OK },
+    [CREATE_PORT] = { "create_port", HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) },
+    [CREATE_THREAD] = { "create_thread", HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_MEMORY) },
+    [HEAP_ALLOC] = { "heap_alloc", E_OUTOFMEMORY },
+    [REGISTRY] = { "registry", HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) },
+    [POST] = { "post", S_OK },
 };
 
 static const struct site *site;       /* the one failing in this run */
@@ -262,20 +266,41 @@ static void register_and_unregister(void)
 
 /* ---- the sweep ---- */
 
+/* How many calls of a site a scenario makes: exactly `least` where the scenario decides it; where
+ * the pool's timing decides how many threads start (and so how many stop packets Close posts),
+ * from what the scenario needs to what its maximum allows. */
+struct call_count
+{
+    LONG least, most;
+};
+
 struct scenario
 {
     const char *name;
     void (*run)(void);
     BOOL uses_dll;              /* loads the DLL itself, rather than through COM */
+    struct call_count calls[SITE_COUNT];
 };
 
+/* create_port: the port, and Bind's association.  create_thread: the monitor and the threads,
+ * from those the scenario needs at once (the first; the minimum of 6; 4 blocked callbacks and
+ * one for the other packets) to the maximum.  heap_alloc: the manager, its engine, the port and
+ * its pool; registration's journal, per user and per machine.  registry: every call of one
+ * registration and unregistration per user and one per machine, in a registry where the other
+ * bitness is not registered.  post: a stop packet per thread at Close, from those that must be
+ * left (one listener; the minimum) to the maximum. */
 static const struct scenario scenarios[] =
 {
-    { "create and close a port", create_and_close_a_port, FALSE },
-    { "Bind", bind_a_pipe, FALSE },
-    { "raise the minimum", raise_the_minimum, FALSE },
-    { "inject under load", inject_under_load, FALSE },
-    { "register and unregister", register_and_unregister, TRUE },
+    { "create and close a port", create_and_close_a_port, FALSE,
+      { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 2, 1 + 4 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 4 } } },
+    { "Bind", bind_a_pipe, FALSE,
+      { [CREATE_PORT] = { 2, 2 }, [CREATE_THREAD] = { 2, 1 + 4 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 4 } } },
+    { "raise the minimum", raise_the_minimum, FALSE,
+      { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 6, 1 + 8 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 6, 8 } } },
+    { "inject under load", inject_under_load, FALSE,
+      { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 5, 1 + 8 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 8 } } },
+    { "register and unregister", register_and_unregister, TRUE,
+      { [HEAP_ALLOC] = { 2, 2 }, [REGISTRY] = { 372, 372 } } },
 };
 
 static BOOL dll_gone(void *unused)
@@ -316,8 +341,32 @@ static BOOL run_once(const struct scenario *scenario)
     return hostiocp_trace.lines > faults;
 }
 
+/* The site's 1st, 2nd, 3rd ... call failing in turn, until a run makes fewer calls; how many. */
+static LONG sweep(const struct scenario *scenario)
+{
+    for (call = 1; call <= MAX_CALLS && run_once(scenario); call++)
+        ;
+    ok(call <= MAX_CALLS, "%s: still failing calls after %d\n", scenario->name, MAX_CALLS);
+    trace("%s: %s failed at each of its %ld calls in turn\n", scenario->name, site->name, call - 1);
+    return call - 1;
+}
+
+static void check_calls_failed(const struct scenario *scenario, size_t site_index, LONG failed)
+{
+    const struct call_count *expected = &scenario->calls[site_index];
+
+    if (expected->least == expected->most)
+        ok(failed == expected->least, "%s: %s failed at %ld calls in turn, not %ld\n", scenario->name,
+           sites[site_index].name, failed, expected->least);
+    else
+        ok(failed >= expected->least && failed <= expected->most,
+           "%s: %s failed at %ld calls in turn, not %ld to %ld\n", scenario->name, sites[site_index].name, failed,
+           expected->least, expected->most);
+}
+
 START_TEST(faults)
 {
+    LONG failed, failed_in_all[SITE_COUNT] = { 0 };
     void *handler;
     size_t s, i;
 
@@ -334,14 +383,15 @@ START_TEST(faults)
             run_once(&scenarios[s]);
     warming_up = FALSE;
     for (s = 0; s < ARRAYSIZE(scenarios); s++)
-        for (i = 0; i < ARRAYSIZE(sites); i++)
+        for (i = 0; i < SITE_COUNT; i++)
         {
             site = &sites[i];
-            for (call = 1; call <= MAX_CALLS && run_once(&scenarios[s]); call++)
-                ;
-            ok(call <= MAX_CALLS, "%s: still failing calls after %d\n", scenarios[s].name, MAX_CALLS);
-            trace("%s: %s failed at each of its %ld calls in turn\n", scenarios[s].name, site->name, call - 1);
+            failed = sweep(&scenarios[s]);
+            check_calls_failed(&scenarios[s], i, failed);
+            failed_in_all[i] += failed;
         }
+    for (i = 0; i < SITE_COUNT; i++)
+        ok(failed_in_all[i] > 0, "%s: no call failed in any scenario\n", sites[i].name);
     fake_clr_destroy(clr);
     CoUninitialize();
     RemoveVectoredExceptionHandler(handler);

@@ -68,19 +68,45 @@ static void test_unsupported_interface(IHostIoCompletionManager *manager, BOOL t
     ok(hostiocp_trace_count(mark, NULL) == (traced ? 2 : 1), "%ld lines\n", hostiocp_trace_count(mark, NULL));
 }
 
-static void test_set_max_threads(IHostIoCompletionManager *manager, BOOL traced)
+static DWORD max_threads(IHostIoCompletionManager *manager)
+{
+    DWORD count = 0;
+
+    IHostIoCompletionManager_GetMaxThreads(manager, &count);
+    return count;
+}
+
+static void check_set_max_threads_traced(IHostIoCompletionManager *manager, DWORD count, HRESULT expected,
+                                         BOOL traced)
 {
     char entry[128];
     LONG mark = hostiocp_trace_mark();
-    HRESULT hr;
+    HRESULT hr = IHostIoCompletionManager_SetMaxThreads(manager, count);
 
-    /* The line comes on entry, whether or not 7 is above the minimum (the CPU count). */
-    hr = IHostIoCompletionManager_SetMaxThreads(manager, 7);
-    ok(hr == S_OK || hr == E_INVALIDARG, "SetMaxThreads returned %#lx\n", hr);
-    sprintf(entry, "]: manager_SetMaxThreads %s, 7.", ptr(manager));
+    ok(hr == expected, "SetMaxThreads(%lu) returned %#lx, not %#lx\n", count, hr, expected);
+    sprintf(entry, "]: manager_SetMaxThreads %s, %lu.", ptr(manager), count);
     ok(hostiocp_trace_count(mark, entry, NULL) == (traced ? 1 : 0), "%ld lines with \"%s\"\n",
        hostiocp_trace_count(mark, entry, NULL), entry);
     ok(hostiocp_trace_count(mark, NULL) == (traced ? 1 : 0), "%ld lines\n", hostiocp_trace_count(mark, NULL));
+}
+
+/* The line comes on entry, whether the call is refused or not.  The minimum is set first: its
+ * default is the CPU count, which would decide whether 7 is refused.  The limits are left as they
+ * were (the policy test after this one needs a minimum at the pool's first target). */
+static void test_set_max_threads(IHostIoCompletionManager *manager, BOOL traced)
+{
+    DWORD default_min = 0;
+
+    IHostIoCompletionManager_GetMinThreads(manager, &default_min);
+    ok(IHostIoCompletionManager_SetMinThreads(manager, 8) == S_OK, "SetMinThreads(8) failed\n");
+    check_set_max_threads_traced(manager, 7, E_INVALIDARG, traced);
+    ok(max_threads(manager) == 1000, "the refused maximum left %lu\n", max_threads(manager));
+    ok(IHostIoCompletionManager_SetMinThreads(manager, 1) == S_OK, "SetMinThreads(1) failed\n");
+    check_set_max_threads_traced(manager, 7, S_OK, traced);
+    ok(max_threads(manager) == 7, "the maximum is %lu\n", max_threads(manager));
+    ok(IHostIoCompletionManager_SetMaxThreads(manager, 1000) == S_OK, "SetMaxThreads(1000) failed\n");
+    ok(IHostIoCompletionManager_SetMinThreads(manager, default_min) == S_OK, "SetMinThreads(%lu) failed\n",
+       default_min);
 }
 
 static void test_unprovided_host_manager(BOOL traced)
