@@ -182,6 +182,24 @@ static void raise_the_minimum(void)
     close_and_release(manager, port);
 }
 
+/* A fixed pool that runs its maximum has a monitor asleep; one raised to a larger fixed size
+ * gets back a thread that cannot start. */
+static void grow_a_fixed_pool(void)
+{
+    IHostIoCompletionManager *manager = start_manager(2, 2);
+    HANDLE port;
+
+    if (!manager)
+        return;
+    port = open_port(manager);
+    ok(wait_for_statistics(manager, port, threads_at_least, 2, 5000), "%s: fewer than 2 threads\n", where);
+    ok(IHostIoCompletionManager_SetMaxThreads(manager, 4) == S_OK, "%s: SetMaxThreads(4) failed\n", where);
+    ok(IHostIoCompletionManager_SetMinThreads(manager, 4) == S_OK, "%s: SetMinThreads(4) failed\n", where);
+    ok(wait_for_statistics(manager, port, threads_at_least, 4, 5000), "%s: fewer than 4 threads\n", where);
+    check_packets_flow(port, 8);
+    close_and_release(manager, port);
+}
+
 static LONG calls_before;
 
 static BOOL four_calls_done(void *unused)
@@ -283,8 +301,8 @@ struct scenario
 };
 
 /* create_port: the port, and Bind's association.  create_thread: the monitor and the threads,
- * from those the scenario needs at once (the first; the minimum of 6; 4 blocked callbacks and
- * one for the other packets) to the maximum.  heap_alloc: the manager, its engine, the port and
+ * from those the scenario needs at once (the first; the minimum of 6; the fixed 4; 4 blocked
+ * callbacks and one for the other packets) to the maximum.  heap_alloc: the manager, its engine, the port and
  * its pool; registration's journal, per user and per machine.  registry: every call of one
  * registration and unregistration per user and one per machine, in a registry where the other
  * bitness is not registered.  post: a stop packet per thread at Close, from those that must be
@@ -297,6 +315,8 @@ static const struct scenario scenarios[] =
       { [CREATE_PORT] = { 2, 2 }, [CREATE_THREAD] = { 2, 1 + 4 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 4 } } },
     { "raise the minimum", raise_the_minimum, FALSE,
       { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 6, 1 + 8 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 6, 8 } } },
+    { "grow a fixed pool", grow_a_fixed_pool, FALSE,
+      { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 4, 1 + 4 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 4, 4 } } },
     { "inject under load", inject_under_load, FALSE,
       { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 5, 1 + 8 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 8 } } },
     { "register and unregister", register_and_unregister, TRUE,
@@ -308,6 +328,12 @@ static BOOL dll_gone(void *unused)
     (void)unused;
     CoFreeUnusedLibrariesEx(0, 0);
     return !GetModuleHandleW(L"hostiocp.dll");
+}
+
+/* A thread of ours that has left the DLL may still be on its way out of the process. */
+static BOOL threads_back_to(void *count)
+{
+    return process_threads() <= *(LONG *)count;
 }
 
 /* One run with the site's Nth call failing; TRUE if it was made (the fault fired). */
@@ -335,6 +361,7 @@ static BOOL run_once(const struct scenario *scenario)
     ok(wait_until(dll_gone, NULL, 10000), "%s: hostiocp.dll stayed loaded\n", where);
     if (warming_up)
         return FALSE;
+    wait_until(threads_back_to, &threads, 5000);
     ok(process_threads() == threads, "%s: %ld threads left behind\n", where, process_threads() - threads);
     ok(process_handles() == handles, "%s: %ld handles left behind\n", where, (LONG)(process_handles() - handles));
     ok(clr->refs == 1, "%s: the CLR callback kept %ld references\n", where, clr->refs - 1);
