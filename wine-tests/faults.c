@@ -167,37 +167,38 @@ static BOOL threads_at_least(const HOSTIOCP_STATISTICS *stats, LONG count)
     return stats->ThreadsTotal >= (DWORD)count;
 }
 
-/* Threads that cannot start when the minimum rises are started again by the pool. */
-static void raise_the_minimum(void)
+/* A pool that runs its minimum gets new limits; threads that cannot start when the minimum
+ * rises are started again by the pool, and completions flow. */
+static void change_the_limits(DWORD min, DWORD max, DWORD new_min, DWORD new_max)
 {
-    IHostIoCompletionManager *manager = start_manager(1, 8);
+    IHostIoCompletionManager *manager = start_manager(min, max);
     HANDLE port;
 
     if (!manager)
         return;
     port = open_port(manager);
-    ok(IHostIoCompletionManager_SetMinThreads(manager, 6) == S_OK, "%s: SetMinThreads(6) failed\n", where);
-    ok(wait_for_statistics(manager, port, threads_at_least, 6, 5000), "%s: fewer than 6 threads\n", where);
+    ok(wait_for_statistics(manager, port, threads_at_least, min, 5000), "%s: fewer than %lu threads\n", where, min);
+    if (new_max != max)
+        ok(IHostIoCompletionManager_SetMaxThreads(manager, new_max) == S_OK, "%s: SetMaxThreads(%lu) failed\n",
+           where, new_max);
+    ok(IHostIoCompletionManager_SetMinThreads(manager, new_min) == S_OK, "%s: SetMinThreads(%lu) failed\n", where,
+       new_min);
+    ok(wait_for_statistics(manager, port, threads_at_least, new_min, 5000), "%s: fewer than %lu threads\n", where,
+       new_min);
     check_packets_flow(port, 8);
     close_and_release(manager, port);
 }
 
-/* A fixed pool that runs its maximum has a monitor asleep; one raised to a larger fixed size
- * gets back a thread that cannot start. */
+static void raise_the_minimum(void)
+{
+    change_the_limits(1, 8, 6, 8);
+}
+
+/* A fixed pool that runs its maximum has a monitor asleep, and one made larger must start the
+ * threads that could not start. */
 static void grow_a_fixed_pool(void)
 {
-    IHostIoCompletionManager *manager = start_manager(2, 2);
-    HANDLE port;
-
-    if (!manager)
-        return;
-    port = open_port(manager);
-    ok(wait_for_statistics(manager, port, threads_at_least, 2, 5000), "%s: fewer than 2 threads\n", where);
-    ok(IHostIoCompletionManager_SetMaxThreads(manager, 4) == S_OK, "%s: SetMaxThreads(4) failed\n", where);
-    ok(IHostIoCompletionManager_SetMinThreads(manager, 4) == S_OK, "%s: SetMinThreads(4) failed\n", where);
-    ok(wait_for_statistics(manager, port, threads_at_least, 4, 5000), "%s: fewer than 4 threads\n", where);
-    check_packets_flow(port, 8);
-    close_and_release(manager, port);
+    change_the_limits(2, 2, 4, 4);
 }
 
 static LONG calls_before;

@@ -318,39 +318,39 @@ static void test_dllinstall_without_a_scope(void)
     check_unregistered(HKEY_LOCAL_MACHINE, "regsvr32 /u /n /i");
 }
 
-/* Any other string is refused before anything is written or removed: installing with nothing
- * registered leaves both hives without our keys, uninstalling with both registered keeps them. */
-static void test_dllinstall_refuses_other_strings(void)
+/* DllInstall(install, s) for strings it does not know: each refused, and the hives as `check`
+ * finds them (in HKLM only where the process may register per machine). */
+static void check_other_strings_refused(BOOL install, void (*check)(HKEY hive, const char *where), BOOL machine)
 {
     const WCHAR *const command_lines[] = { L"everyone", L"users", L" machine", L"user:x" };
-    BOOL machine = pDllUnregisterServer() != E_ACCESSDENIED;
     char where[64];
     HRESULT hr;
     size_t i;
 
+    for (i = 0; i < ARRAYSIZE(command_lines); i++)
+    {
+        sprintf(where, "DllInstall(%s, %s)", install ? "TRUE" : "FALSE", wine_dbgstr_w(command_lines[i]));
+        hr = pDllInstall(install, command_lines[i]);
+        ok(hr == E_INVALIDARG, "%s returned %#lx\n", where, hr);
+        check(HKEY_CURRENT_USER, where);
+        if (machine)
+            check(HKEY_LOCAL_MACHINE, where);
+    }
+}
+
+/* Any other string is refused before anything is written or removed: installing with nothing
+ * registered leaves both hives without our keys, uninstalling with both registered keeps them. */
+static void test_dllinstall_refuses_other_strings(void)
+{
+    BOOL machine = pDllUnregisterServer() != E_ACCESSDENIED;
+
     if (!machine)
         skip("per-machine registration needs an elevated process: HKCU only\n");
     ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
-    for (i = 0; i < ARRAYSIZE(command_lines); i++)
-    {
-        sprintf(where, "DllInstall(TRUE, %s)", wine_dbgstr_w(command_lines[i]));
-        hr = pDllInstall(TRUE, command_lines[i]);
-        ok(hr == E_INVALIDARG, "%s returned %#lx\n", where, hr);
-        check_unregistered(HKEY_CURRENT_USER, where);
-        if (machine)
-            check_unregistered(HKEY_LOCAL_MACHINE, where);
-    }
+    check_other_strings_refused(TRUE, check_unregistered, machine);
     ok(pDllInstall(TRUE, L"user") == S_OK, "DllInstall(TRUE, user) failed\n");
     ok(!machine || pDllRegisterServer() == S_OK, "DllRegisterServer failed\n");
-    for (i = 0; i < ARRAYSIZE(command_lines); i++)
-    {
-        sprintf(where, "DllInstall(FALSE, %s)", wine_dbgstr_w(command_lines[i]));
-        hr = pDllInstall(FALSE, command_lines[i]);
-        ok(hr == E_INVALIDARG, "%s returned %#lx\n", where, hr);
-        check_registered(HKEY_CURRENT_USER, where);
-        if (machine)
-            check_registered(HKEY_LOCAL_MACHINE, where);
-    }
+    check_other_strings_refused(FALSE, check_registered, machine);
     ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
 }
 

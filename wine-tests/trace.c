@@ -243,18 +243,33 @@ static void test_policy_decisions_traced(IHostIoCompletionManager *manager, HAND
     CloseHandle(release);
 }
 
-/* The child: HOSTIOCP_TRACE=warn. */
-static void test_warn_only(void)
+/* The start of each process's part: the trace collected from here on, COM, and a manager of
+ * its own (NULL, reported, if none). */
+static IHostIoCompletionManager *begin_traced(void **handler)
 {
-    IHostIoCompletionManager *manager;
-    void *handler;
+    IHostIoCompletionManager *manager = NULL;
     HRESULT hr;
 
-    handler = collect_hostiocp_trace();
+    *handler = collect_hostiocp_trace();
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     hr = create_manager(&manager);
     ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
-    if (SUCCEEDED(hr))
+    return SUCCEEDED(hr) ? manager : NULL;
+}
+
+static void end_traced(void *handler)
+{
+    CoUninitialize();
+    RemoveVectoredExceptionHandler(handler);
+}
+
+/* The child: HOSTIOCP_TRACE=warn. */
+static void test_warn_only(void)
+{
+    void *handler;
+    IHostIoCompletionManager *manager = begin_traced(&handler);
+
+    if (manager)
     {
         ok(hostiocp_trace.created == 0, "%ld lines announced the manager\n", hostiocp_trace.created);
         test_unsupported_interface(manager, FALSE);
@@ -266,26 +281,19 @@ static void test_warn_only(void)
     ok(hostiocp_trace.warn == 2, "%ld warn lines\n", hostiocp_trace.warn);
     ok(hostiocp_trace.lines == hostiocp_trace.warn, "%ld lines, %ld of them warn lines\n", hostiocp_trace.lines,
        hostiocp_trace.warn);
-    CoUninitialize();
-    RemoveVectoredExceptionHandler(handler);
+    end_traced(handler);
 }
 
 /* The child: HOSTIOCP_TRACE=policy.  Only the thread policy's decisions come, and warn lines
  * (none here): no entry lines, no OnComplete lines. */
 static void test_policy_only(void)
 {
-    IHostIoCompletionManager *manager;
-    struct fake_clr *clr;
-    HANDLE port;
+    struct fake_clr *clr = fake_clr_create();
     void *handler;
-    HRESULT hr;
+    IHostIoCompletionManager *manager = begin_traced(&handler);
+    HANDLE port;
 
-    handler = collect_hostiocp_trace();
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    clr = fake_clr_create();
-    hr = create_manager(&manager);
-    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
-    if (SUCCEEDED(hr))
+    if (manager)
     {
         port = open_port_and_complete(manager, clr, 1);
         test_policy_decisions_traced(manager, port, clr);
@@ -296,8 +304,7 @@ static void test_policy_only(void)
        "%ld lines, %ld of them the policy's\n", hostiocp_trace.lines,
        hostiocp_trace_count_any_thread(0, ": policy ", NULL));
     fake_clr_destroy(clr);
-    CoUninitialize();
-    RemoveVectoredExceptionHandler(handler);
+    end_traced(handler);
 }
 
 /* A value longer than any of the words that choose less: tracing is on in full. */
@@ -306,18 +313,13 @@ static void test_policy_only(void)
 /* The child: HOSTIOCP_TRACE=everything-please. */
 static void test_long_value(void)
 {
-    IHostIoCompletionManager *manager;
     void *handler;
-    HRESULT hr;
+    IHostIoCompletionManager *manager = begin_traced(&handler);
 
-    handler = collect_hostiocp_trace();
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    hr = create_manager(&manager);
-    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
     ok(hostiocp_trace_count(0, "]: loaded", NULL) == 1, "%ld \"loaded\" lines\n",
        hostiocp_trace_count(0, "]: loaded", NULL));
     ok(hostiocp_trace.created == 1, "%ld lines announced the manager\n", hostiocp_trace.created);
-    if (SUCCEEDED(hr))
+    if (manager)
     {
         test_unsupported_interface(manager, TRUE);
         test_set_max_threads(manager, TRUE);
@@ -325,8 +327,7 @@ static void test_long_value(void)
         ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     }
     ok(hostiocp_trace.warn == 2, "%ld warn lines\n", hostiocp_trace.warn);
-    CoUninitialize();
-    RemoveVectoredExceptionHandler(handler);
+    end_traced(handler);
 }
 
 struct monitor_lines
@@ -365,17 +366,12 @@ static void check_monitor_lines(const char *when, LONG sleeps, LONG wakes)
 static void test_fixed_pool_monitor(void)
 {
     HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
-    IHostIoCompletionManager *manager;
-    struct fake_clr *clr;
+    struct fake_clr *clr = fake_clr_create();
     void *handler;
+    IHostIoCompletionManager *manager = begin_traced(&handler);
     HRESULT hr;
 
-    handler = collect_hostiocp_trace();
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
-    clr = fake_clr_create();
-    hr = create_manager(&manager);
-    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
-    if (FAILED(hr))
+    if (!manager)
         return;
     hr = activate_manager(manager, &clr->ICLRIoCompletionManager_iface, 2, 2);
     ok(hr == S_OK, "activating with 2 threads returned %#lx\n", hr);
@@ -402,8 +398,7 @@ static void test_fixed_pool_monitor(void)
        "times, expected 3 and 2\n", monitor_sleeps(), monitor_wakes());
     fake_clr_destroy(clr);
     CloseHandle(never);
-    CoUninitialize();
-    RemoveVectoredExceptionHandler(handler);
+    end_traced(handler);
 }
 
 /* Runs this program again as "trace <argument>" with HOSTIOCP_TRACE=<setting>. */
@@ -435,7 +430,6 @@ START_TEST(trace)
     IHostIoCompletionManager *manager;
     struct fake_clr *clr;
     HANDLE port;
-    HRESULT hr;
     void *handler;
     char **argv;
     int argc;
@@ -464,13 +458,8 @@ START_TEST(trace)
 
     /* Read once, when the DLL loads: set it before COM loads hostiocp. */
     SetEnvironmentVariableA("HOSTIOCP_TRACE", "1");
-    handler = collect_hostiocp_trace();
-    CoInitializeEx(NULL, COINIT_MULTITHREADED);
     clr = fake_clr_create();
-
-    hr = create_manager(&manager);
-    ok(hr == S_OK, "CoCreateInstance returned %#lx\n", hr);
-    if (FAILED(hr))
+    if (!(manager = begin_traced(&handler)))
         return;
     /* Loading says "loaded".  CoCreateInstance goes through the class factory, whose
      * QueryInterface, AddRef and Release COM calls as it likes, but always in pairs, and its
@@ -500,8 +489,7 @@ START_TEST(trace)
     ok(hostiocp_trace.oncomplete == clr->calls, "%ld OnComplete lines for %ld calls\n", hostiocp_trace.oncomplete, clr->calls);
     trace("%ld trace lines, %ld warn lines\n", hostiocp_trace.lines, hostiocp_trace.warn);
     fake_clr_destroy(clr);
-    CoUninitialize();
-    RemoveVectoredExceptionHandler(handler);
+    end_traced(handler);
 
     run_child_with_setting("warn");
     run_child_with_setting("policy");
