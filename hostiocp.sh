@@ -38,27 +38,33 @@ if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Mak
     autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 fi
 
-configure_args() { # $1 = triplet
-    echo "PKG_CONFIG_PATH=$HOSTIOCP_CACHE/check-$1/lib/pkgconfig WINETEST_INCDIR=$HOSTIOCP_CACHE/winetest/include"
-}
 export HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template"
+
+# Runs the command in $2... with configure's arguments for the target $1 after it.
+with_deps() {
+    target=$1
+    shift
+    "$@" "PKG_CONFIG_PATH=$HOSTIOCP_CACHE/check-$target/lib/pkgconfig" \
+        "WINETEST_INCDIR=$HOSTIOCP_CACHE/winetest/include"
+}
 
 build_target() { # $1 = triplet
     dir=build/$1
     mkdir -p "$dir"
     if [ ! -f "$dir/Makefile" ]; then
         log "configuring $1"
-        # shellcheck disable=SC2046
-        (cd "$dir" && ../../configure -q --host="$1" $(configure_args "$1") HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_WINE_TEMPLATE")
+        (cd "$dir" && with_deps "$1" ../../configure -q --host="$1" HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_WINE_TEMPLATE")
     fi
     log "building $1"
     make -s -C "$dir" -j"$JOBS" all >/dev/null
     make -s -C "$dir" register >/dev/null
 }
 
-for target in $TARGETS; do
-    build_target "$target"
-done
+if [ "$command" != native ]; then
+    for target in $TARGETS; do
+        build_target "$target"
+    done
+fi
 
 VERSION=$(sed -n 's/^AC_INIT(\[hostiocp\], *\[\([^]]*\)\].*/\1/p' configure.ac)
 MSI=build/hostiocp-$VERSION.msi
@@ -71,17 +77,23 @@ build_msi() {
     sh build-aux/make-msi.sh "$MSI" "$VERSION" build/x86_64-w64-mingw32 build/i686-w64-mingw32 >/dev/null
 }
 
-# Adds the results of the make check in $1 to the totals, printing each with the label $2.
+# Adds the results of the make check in $1 (whose test-suite.log the caller removed before it,
+# so that none of an earlier run counts) to the totals, printing each with the label $2; $3 is
+# its exit status.  A failure that no test reported (the build, the registration) counts as one.
 count_results() {
     grep -E '^(PASS|FAIL|XFAIL|XPASS|SKIP|ERROR):' "$1/check.out" 2>/dev/null | sed "s|^|  [$2] |" || true
     summary=$1/test-suite.log
+    p=0 f=0 e=0 s=0
     if [ -f "$summary" ]; then
         p=$(sed -n 's/^# PASS: *//p' "$summary"); f=$(sed -n 's/^# FAIL: *//p' "$summary")
         e=$(sed -n 's/^# ERROR: *//p' "$summary"); s=$(sed -n 's/^# SKIP: *//p' "$summary")
-        passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
-        [ "${f:-0}${e:-0}" = 00 ] || { cat "$summary"; status=1; }
-    else
-        tail -n 40 "$1/check.out" 2>/dev/null; failed=$((failed + 1)); status=1
+    fi
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0})); skipped=$((skipped + ${s:-0}))
+    if [ "${f:-0}${e:-0}" != 00 ]; then
+        cat "$summary"; status=1
+    elif [ "$3" -ne 0 ]; then
+        echo "hostiocp: make check ($2) failed (exit status $3) without a failed test:" >&2
+        tail -n 40 "$1/check.out" >&2; failed=$((failed + 1)); status=1
     fi
 }
 
@@ -110,22 +122,23 @@ check|native)
         log "32-bit programs: $(sh build-aux/i386-runner)"
         for target in $TARGETS; do
             log "make check ($target)"
-            make -s -C "build/$target" -j"$JOBS" check >"build/$target/check.out" 2>&1 || status=1
-            count_results "build/$target" "$target"
+            rm -f "build/$target/test-suite.log"
+            run_status=0
+            make -s -C "build/$target" -j"$JOBS" check >"build/$target/check.out" 2>&1 || run_status=$?
+            count_results "build/$target" "$target" $run_status
         done
     fi
     for target in $TARGETS; do
         log "make check ($target, native: configure --without-wine, Windows programs started directly)"
-        mkdir -p "build/native-$target"
-        # shellcheck disable=SC2046
-        native_status=0
-        sh build-aux/native-on-wine "$target" "build/native-$target" $(configure_args "$target") \
-            >"build/native-$target/check.out" 2>&1 || native_status=$?
-        if [ "$native_status" -eq 77 ]; then
-            grep '^SKIP:' "build/native-$target/check.out" >&2; skipped=$((skipped + 1))
+        dir=build/native-$target
+        mkdir -p "$dir"
+        rm -f "$dir/test-suite.log"
+        run_status=0
+        with_deps "$target" sh build-aux/native-on-wine "$target" "$dir" >"$dir/check.out" 2>&1 || run_status=$?
+        if [ "$run_status" -eq 77 ] && grep '^SKIP: native make check' "$dir/check.out" >&2; then
+            skipped=$((skipped + 1))
         else
-            [ "$native_status" -eq 0 ] || status=1
-            count_results "build/native-$target" "native $target"
+            count_results "$dir" "native $target" $run_status
         fi
     done
     if [ "$command" = native ]; then

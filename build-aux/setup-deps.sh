@@ -113,7 +113,10 @@ QEMU=/usr/bin/qemu-i386
 install_qemu_user() {
     "$QEMU" --version 2>/dev/null | grep -Eq ' version ([1-9][0-9]+)\.' && return 0
     need_root qemu-user
-    if [ ! -f "$BACKPORTS" ]; then
+    # A machine that lists bookworm-backports already keeps its own entry (a second one with
+    # another Signed-By would stop apt).
+    if [ ! -f "$BACKPORTS" ] &&
+       ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
             $SUDO tee "$BACKPORTS" >/dev/null
     fi
@@ -122,32 +125,33 @@ install_qemu_user() {
     $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-user >/dev/null
 }
 
-register_qemu_i386() {
-    need_root "binfmt_misc registration"
-    binfmt=/proc/sys/fs/binfmt_misc
-    [ -e "$binfmt/register" ] || $SUDO mount -t binfmt_misc binfmt_misc "$binfmt"
-    set -- $(sh "$(dirname "$0")/i386-runner")
-    if [ "$1" = qemu ]; then
-        log "replacing the binfmt_misc entry $4 ($3, qemu $2)"
+# Removes the i386 entry that i386-runner reports while it names an older (or unknown) qemu.
+remove_old_qemu_entries() {
+    while ! runner=$(sh "$(dirname "$0")/i386-runner"); do
+        set -- $runner
+        [ "$1" = qemu ] || return 0
+        need_root "binfmt_misc"
+        log "removing the binfmt_misc entry $4 ($3, qemu $2)"
         echo -1 | $SUDO tee "$4" >/dev/null
-    fi
-    log "registering $QEMU for i386 programs"
-    $SUDO sh "$(dirname "$0")/i386-runner" register "$QEMU"
+    done
 }
 
 enable_i386_programs() {
     binfmt=/proc/sys/fs/binfmt_misc
-    if [ "${HOSTIOCP_FORCE_QEMU:-0}" = 1 ] && [ ! -e "$binfmt/register" ]; then
+    force=${HOSTIOCP_FORCE_QEMU:-0}
+    if [ ! -e "$binfmt/register" ] && { [ "$force" = 1 ] || ! /lib/ld-linux.so.2 --version >/dev/null 2>&1; }; then
         need_root "binfmt_misc"
         $SUDO mount -t binfmt_misc binfmt_misc "$binfmt"
     fi
-    runner=$(sh "$(dirname "$0")/i386-runner") && status=0 || status=$?
-    case $status:$runner in
-    0:kernel) [ "${HOSTIOCP_FORCE_QEMU:-0}" = 1 ] || return 0 ;;
-    0:qemu*) return 0 ;;
+    remove_old_qemu_entries
+    case $(sh "$(dirname "$0")/i386-runner") in
+    kernel) [ "$force" = 1 ] || return 0 ;;
+    qemu*) return 0 ;;
     esac
     install_qemu_user
-    register_qemu_i386
+    need_root "binfmt_misc registration"
+    log "registering $QEMU for i386 programs"
+    $SUDO sh "$(dirname "$0")/i386-runner" register "$QEMU"
     runner=$(sh "$(dirname "$0")/i386-runner") ||
         { log "cannot run 32-bit Wine's threads: i386 programs run by: $runner"; exit 1; }
     log "i386 programs run under $runner"
