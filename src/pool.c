@@ -433,7 +433,6 @@ static void post_stop_packet(struct pool *pool)
 
 static void worker_leave(struct pool *pool, struct worker *worker)
 {
-    BOOL counted = !worker->slot_released;
     LONG extra;
 
     /* A batch can hold several stop packets: the others' go back to the port for them. */
@@ -457,7 +456,7 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         ICLRIoCompletionManager_Release(pool->clr);
         pool->clr = NULL;
     }
-    thread_gone(pool, counted);
+    thread_gone(pool, !worker->slot_released);
     pool_release(pool);
 }
 
