@@ -40,11 +40,12 @@ fi
 
 export HOSTIOCP_WINE_TEMPLATE="$HOSTIOCP_CACHE/wineprefix-template"
 
-# Runs the command in $2... with configure's arguments for the target $1 after it.
+# Runs the command in $2... with configure's arguments for the target $1 after it (a name of
+# its own: sh has no local variables, and the callers loop over $target).
 with_deps() {
-    target=$1
+    deps_target=$1
     shift
-    "$@" "PKG_CONFIG_PATH=$HOSTIOCP_CACHE/check-$target/lib/pkgconfig" \
+    "$@" "PKG_CONFIG_PATH=$HOSTIOCP_CACHE/check-$deps_target/lib/pkgconfig" \
         "WINETEST_INCDIR=$HOSTIOCP_CACHE/winetest/include"
 }
 
