@@ -13,7 +13,6 @@ BOOL hostiocp_trace_enabled;
 BOOL hostiocp_warn_enabled;
 BOOL hostiocp_policy_trace_enabled;
 static volatile LONG module_refs;
-static DWORD pool_tls = TLS_OUT_OF_INDEXES;
 
 void module_add_ref(void)
 {
@@ -59,16 +58,6 @@ BOOL module_must_not_wait(void)
     if (module_process_ending())
         return TRUE;
     return (lock = loader_lock()) && RtlIsCriticalSectionLockedByThread(lock);
-}
-
-void set_current_worker(struct worker *worker)
-{
-    TlsSetValue(pool_tls, worker);
-}
-
-struct worker *current_worker(void)
-{
-    return pool_tls == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(pool_tls);
 }
 
 void hostiocp_debug_line(const char *marker, const char *function, const char *format, ...)
@@ -126,12 +115,12 @@ BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved)
         DisableThreadLibraryCalls(instance);
         read_trace_setting();
         fault_init();
-        if ((pool_tls = TlsAlloc()) == TLS_OUT_OF_INDEXES)
+        if (!pool_process_attach())
             return FALSE;
         TRACE("loaded");
     }
     else if (reason == DLL_PROCESS_DETACH && !reserved)
-        TlsFree(pool_tls);
+        pool_process_detach();
     return TRUE;
 }
 

@@ -18,7 +18,7 @@ struct engine
     SRWLOCK lock;
     struct open_port *ports;      /* locked via lock; oldest first: the first is Bind(NULL)'s port */
     ICLRIoCompletionManager *clr; /* locked via lock */
-    struct pool_limits limits;    /* written Interlocked, min and max under lock; read without it */
+    struct pool_limits limits;    /* the host's settings: written under lock, read without it */
     struct thread_tally tally;    /* its own lock */
     HOSTIOCP_STATISTICS closed;   /* locked via lock: what ports already closed had counted */
 };
@@ -41,12 +41,12 @@ struct engine *engine_create(void)
     GetSystemInfo(&system);
     engine->refs = 1;
     InitializeSRWLock(&engine->lock);
-    InitializeSRWLock(&engine->tally.lock);
-    InitializeConditionVariable(&engine->tally.thread_left);
+    thread_tally_init(&engine->tally);
+    /* The CLR's own defaults: a thread per CPU at least, 1000 at most. */
     engine->limits.min_threads = min(system.dwNumberOfProcessors, HOSTIOCP_MAX_THREADS_LIMIT);
     engine->limits.max_threads = ENGINE_DEFAULT_MAX_THREADS;
     engine->limits.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
-    engine->limits.batch_size = 1;
+    engine->limits.batch_size = ENGINE_DEFAULT_BATCH_SIZE;
     engine->closed.cbSize = sizeof(engine->closed);
     return engine;
 }
@@ -89,7 +89,7 @@ static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
     if (!(open_port = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*open_port))))
         return E_OUTOFMEMORY;
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
-    if (FAILED(hr = pool_create(engine->clr, &engine->limits, &engine->tally, engine_release, engine, &open_port->pool)))
+    if (FAILED(hr = pool_create(engine->clr, engine->limits, &engine->tally, engine_release, engine, &open_port->pool)))
     {
         HeapFree(GetProcessHeap(), 0, open_port);
         return hr;
@@ -125,12 +125,8 @@ static void wait_for_threads(struct engine *engine)
 {
     LONG remaining = current_thread_tally() == &engine->tally ? 1 : 0;
 
-    if (module_must_not_wait())
-        return;
-    AcquireSRWLockExclusive(&engine->tally.lock);
-    while (engine->tally.threads > remaining)
-        SleepConditionVariableSRW(&engine->tally.thread_left, &engine->tally.lock, INFINITE, 0);
-    ReleaseSRWLockExclusive(&engine->tally.lock);
+    if (!module_must_not_wait())
+        thread_tally_wait(&engine->tally, remaining);
 }
 
 void engine_shutdown(struct engine *engine)
@@ -234,39 +230,42 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
     return hr;
 }
 
-HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
+/* Every pool obeys the host's settings as they are after the change. */
+static void limits_changed_locked(struct engine *engine)
 {
     struct open_port *open_port;
-    HRESULT hr = E_INVALIDARG;
+
+    for (open_port = engine->ports; open_port; open_port = open_port->next)
+        pool_limits_changed(open_port->pool, engine->limits);
+}
+
+/* The minimum may be 0; the maximum must be at least 1 and at least the minimum. */
+static HRESULT set_thread_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
+{
+    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+        return E_INVALIDARG;
+    engine->limits.min_threads = (LONG)min_threads;
+    engine->limits.max_threads = (LONG)max_threads;
+    limits_changed_locked(engine);
+    return S_OK;
+}
+
+HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
+{
+    HRESULT hr;
 
     AcquireSRWLockExclusive(&engine->lock);
-    if (count <= (DWORD)engine->limits.max_threads)
-    {
-        InterlockedExchange(&engine->limits.min_threads, (LONG)count);
-        for (open_port = engine->ports; open_port; open_port = open_port->next)
-            pool_limits_changed(open_port->pool);
-        hr = S_OK;
-    }
+    hr = set_thread_limits(engine, count, (DWORD)engine->limits.max_threads);
     ReleaseSRWLockExclusive(&engine->lock);
     return hr;
 }
 
 HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
 {
-    HRESULT hr = E_INVALIDARG;
+    HRESULT hr;
 
-    if (!count || count > HOSTIOCP_MAX_THREADS_LIMIT)
-        return E_INVALIDARG;
     AcquireSRWLockExclusive(&engine->lock);
-    if (count >= (DWORD)engine->limits.min_threads)
-    {
-        struct open_port *open_port;
-
-        InterlockedExchange(&engine->limits.max_threads, (LONG)count);
-        for (open_port = engine->ports; open_port; open_port = open_port->next)
-            pool_limits_changed(open_port->pool);
-        hr = S_OK;
-    }
+    hr = set_thread_limits(engine, (DWORD)engine->limits.min_threads, count);
     ReleaseSRWLockExclusive(&engine->lock);
     return hr;
 }
@@ -298,7 +297,10 @@ HRESULT engine_set_idle_timeout(struct engine *engine, DWORD milliseconds)
 {
     if (milliseconds < HOSTIOCP_MIN_IDLE_TIMEOUT || milliseconds > HOSTIOCP_MAX_IDLE_TIMEOUT)
         return E_INVALIDARG;
-    InterlockedExchange(&engine->limits.idle_timeout, (LONG)milliseconds);
+    AcquireSRWLockExclusive(&engine->lock);
+    engine->limits.idle_timeout = (LONG)milliseconds;
+    limits_changed_locked(engine);
+    ReleaseSRWLockExclusive(&engine->lock);
     return S_OK;
 }
 
@@ -311,7 +313,10 @@ HRESULT engine_set_batch_size(struct engine *engine, DWORD entries)
 {
     if (!entries || entries > HOSTIOCP_MAX_BATCH_SIZE)
         return E_INVALIDARG;
-    InterlockedExchange(&engine->limits.batch_size, (LONG)entries);
+    AcquireSRWLockExclusive(&engine->lock);
+    engine->limits.batch_size = (LONG)entries;
+    limits_changed_locked(engine);
+    ReleaseSRWLockExclusive(&engine->lock);
     return S_OK;
 }
 
@@ -340,7 +345,7 @@ HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats)
         stats->PortsOpen++;
     }
     ReleaseSRWLockShared(&engine->lock);
-    finish_statistics(stats, engine->tally.peak);
+    finish_statistics(stats, thread_tally_peak(&engine->tally));
     return S_OK;
 }
 

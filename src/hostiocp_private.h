@@ -24,10 +24,6 @@ BOOL module_must_not_wait(void);
 /* The process is exiting: other threads were killed wherever they were, locks and all. */
 BOOL module_process_ending(void);
 
-struct worker;
-/* Which pool thread, if any, the calling thread is. */
-void set_current_worker(struct worker *worker);
-struct worker *current_worker(void);
 
 /* ---- tracing (dllmain.c): lines to OutputDebugString, "hostiocp[tid]: " first ----
  * HOSTIOCP_TRACE=1 turns on TRACE, TRACE_POLICY and WARN lines, HOSTIOCP_TRACE=policy only
@@ -65,21 +61,34 @@ enum registration_scope { SCOPE_MACHINE, SCOPE_USER };
 HRESULT register_server(enum registration_scope scope);
 HRESULT unregister_server(enum registration_scope scope);
 
-/* ---- the completion engine (engine.c) and its thread policy (pool.c) ---- */
+/* ---- small helpers for Interlocked counts ---- */
+
+/* Whole on 32-bit too. */
+static inline LONG64 interlocked_read64(const volatile LONG64 *value)
+{
+    return InterlockedCompareExchange64((volatile LONG64 *)value, 0, 0);
+}
+
+/* Raises *value to at least `to`. */
+static inline void interlocked_raise(volatile LONG *value, LONG to)
+{
+    LONG seen = *value;
+
+    while (to > seen)
+    {
+        LONG previous = InterlockedCompareExchange(value, to, seen);
+        if (previous == seen)
+            break;
+        seen = previous;
+    }
+}
+
+/* ---- the completion engine (engine.c): ports, bound handles, the host's limits, statistics ---- */
 #define ENGINE_DEFAULT_IDLE_TIMEOUT 10000
 #define ENGINE_DEFAULT_MAX_THREADS  HOSTIOCP_MAX_THREADS_LIMIT
+#define ENGINE_DEFAULT_BATCH_SIZE   1
 
 struct engine;
-
-struct port_counters
-{
-    LONG64 dispatched;
-    LONG64 failed;
-    LONG64 foreign;
-    LONG64 wakeups;
-    LONG64 discarded;
-    LONG64 batched;         /* dispatched from a GetQueuedCompletionStatusEx batch */
-};
 
 struct engine *engine_create(void);
 /* Stops every port (see pool_stop), waits for every thread and drops the caller's reference. */
@@ -101,38 +110,51 @@ DWORD engine_batch_size(struct engine *engine);
 HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats);
 HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIOCP_STATISTICS *stats);
 
-/* Limits the engine sets and its pools read on their own threads. */
-struct pool_limits
-{
-    volatile LONG min_threads;
-    volatile LONG max_threads;
-    volatile LONG idle_timeout;
-    volatile LONG batch_size;
-};
-
-/* Engine-wide thread counts that every pool updates; engine_shutdown waits on thread_left. */
+/* ---- the thread tally (tally.c): how many pool threads of one engine are alive, for every
+ * port, so that the engine can wait for the last; its fields are tally.c's ---- */
 struct thread_tally
 {
-    volatile LONG threads;            /* Interlocked only */
-    volatile LONG peak;               /* Interlocked only */
+    volatile LONG threads;
+    volatile LONG peak;
     SRWLOCK lock;
-    CONDITION_VARIABLE thread_left;   /* waited for and woken under lock */
+    CONDITION_VARIABLE thread_left;
 };
 
-/* The threads that serve one completion port, and its thread policy (pool.c, policy.c). */
+void thread_tally_init(struct thread_tally *tally);
+void thread_tally_add(struct thread_tally *tally);
+void thread_tally_remove(struct thread_tally *tally);
+/* Waits until no more than `remaining` threads are alive. */
+void thread_tally_wait(struct thread_tally *tally, LONG remaining);
+LONG thread_tally_peak(const struct thread_tally *tally);
+
+/* ---- the threads that serve one completion port (pool.c) and their controller (policy.c) ---- */
+
+/* The host's settings that a pool obeys; what they mean for its threads is pool.c's. */
+struct pool_limits
+{
+    LONG min_threads;
+    LONG max_threads;
+    LONG idle_timeout;
+    LONG batch_size;
+};
+
 struct pool;
+
+/* The worker's TLS slot, from DllMain. */
+BOOL pool_process_attach(void);
+void pool_process_detach(void);
 
 /* Creates the port and starts the minimum of threads (at least one) and the monitor.  The pool
  * holds its own reference to clr, and calls on_destroy(context) when it is gone, or at once if
  * it could not be created. */
-HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limits, struct thread_tally *tally,
+HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, struct thread_tally *tally,
                     void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
 HANDLE pool_port(const struct pool *pool);
 ULONG_PTR pool_bind_key(const struct pool *pool);
-/* After the host changed the minimum or the maximum: tops the pool up to the minimum and has
- * the monitor look again at once. */
-void pool_limits_changed(struct pool *pool);
+/* The host changed a setting.  A new minimum or maximum tops the pool up to the minimum, has idle
+ * threads above the maximum retire and the monitor look again at once. */
+void pool_limits_changed(struct pool *pool, struct pool_limits limits);
 /* Dispatches every packet queued before the call, ends every thread (but the caller, if it is
  * one, which ends when its callback returns), counts what arrived later as discarded and closes
  * the port.  Where nothing may wait (module_must_not_wait) it only tells the threads to stop. */
@@ -140,7 +162,6 @@ void pool_stop(struct pool *pool);
 LONG pool_busy(const struct pool *pool);
 LONG pool_threads(const struct pool *pool);
 LONG pool_peak(const struct pool *pool);
-void pool_counters(struct pool *pool, struct port_counters *sum);
 /* Adds the pool's counters, and while it runs its live figures (threads, busy, parked, target,
  * queued, from one reading of its counts), to stats; not ThreadsPeak. */
 void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats);

@@ -1,17 +1,15 @@
-/* The threads of one completion port: they dequeue packets and call OnComplete on the same
- * thread, exactly once per packet with an OVERLAPPED, between the host's minimum and maximum,
- * at the count that the controller (policy.c) finds, sampled by the pool's monitor thread.
+/* The threads of one completion port.  Each takes packets from the port and calls OnComplete,
+ * on the same thread and exactly once, for each packet that carries an OVERLAPPED.  The pool runs
+ * between the host's minimum and maximum, at the count that the controller (policy.c) finds from
+ * the samples its monitor thread takes; "The thread rules" below say when a thread comes and
+ * goes, and doc/thread-policy.md why.
  *
  * Invariants:
- * - An idle thread retires only if another idle thread stays: threads and busy threads share
- *   one word, so that decision and a dequeue that takes the last idle thread see each other.
- * - A retired thread parks and is the first to be reused.  It ends only when the pool stops, or
- *   after the idle timeout where the system can tell that no I/O it issued is pending: under
- *   Wine, I/O completes through the thread that issued it, and is lost if that thread ends.
- * - Packets queued while every thread is inside a callback are noticed by the monitor within
- *   two ticks (40 ms), which then adds threads up to the maximum.
- * - A dequeued packet is always dispatched; every thread ends on a stop packet of its own, so
- *   the port's FIFO order dispatches everything queued before pool_stop before it returns.
+ * - Threads alive and threads busy share one interlocked word (`counts`), so that an idle
+ *   thread's decision to retire and a dequeue that takes the last idle thread see each other.
+ * - A dequeued packet is always dispatched, or counted as discarded once the pool is abandoned.
+ * - Every thread ends on a stop packet of its own, so the port's FIFO order dispatches everything
+ *   queued before pool_stop before it returns.
  */
 #include <assert.h>
 #include <winternl.h>
@@ -20,30 +18,59 @@
 
 NTSTATUS NTAPI NtQueryIoCompletion(HANDLE port, int information_class, void *buffer, ULONG length,
                                    ULONG *returned);
+/* Takes its entries as FILE_IO_COMPLETION_INFORMATION, which OVERLAPPED_ENTRY lays out the same
+ * way (GetQueuedCompletionStatusEx passes them straight through): key, OVERLAPPED, status, bytes. */
+NTSTATUS NTAPI NtRemoveIoCompletionEx(HANDLE port, OVERLAPPED_ENTRY *entries, ULONG count, ULONG *removed,
+                                      LARGE_INTEGER *timeout, BOOLEAN alertable);
+C_ASSERT(FIELD_OFFSET(OVERLAPPED_ENTRY, Internal) == 2 * sizeof(void *));
+C_ASSERT(sizeof(OVERLAPPED_ENTRY) == 4 * sizeof(void *));
 #ifndef STATUS_SUCCESS
 #define STATUS_SUCCESS ((NTSTATUS)0x00000000)
 #endif
-#ifndef STATUS_UNSUCCESSFUL
-#define STATUS_UNSUCCESSFUL ((NTSTATUS)0xc0000001)
-#endif
-NTSTATUS NTAPI NtRemoveIoCompletion(HANDLE port, ULONG_PTR *key, ULONG_PTR *value, IO_STATUS_BLOCK *io,
-                                    LARGE_INTEGER *timeout);
 
-/* counts: threads alive in the high half; in the low half, those not waiting on the port (from
+#define NT_TICKS_PER_MS          10000  /* NT timeouts count 100 ns */
+#define STOP_POST_BACKOFF_MAX_MS   100  /* a stop packet the system refused is posted again */
+
+/* counts: threads alive in the high 16 bits; in the low 16, those not waiting on the port (from
  * the moment a dequeue returns packets until they are all dispatched). */
 #define BUSY_ONE      1
 #define THREADS_ONE   0x10000
+C_ASSERT(HOSTIOCP_MAX_THREADS_LIMIT < 0x8000);  /* both halves hold any count, and counts stays positive */
 static inline LONG busy_of(LONG counts) { return counts & 0xffff; }
 static inline LONG threads_of(LONG counts) { return counts >> 16; }
+
+/* The port's counters, each with the HOSTIOCP_STATISTICS field that reports it. */
+#define PORT_COUNTERS(X) \
+    X(dispatched, CompletionsDispatched) \
+    X(failed,     CompletionsFailed)     \
+    X(foreign,    ForeignPackets)        \
+    X(wakeups,    WakeupPackets)         \
+    X(discarded,  PacketsDiscarded)      \
+    X(batched,    CompletionsBatched)
+
+/* The pool's own: the monitor's and the threads' decisions. */
+#define POOL_COUNTERS(X) \
+    X(injected,   ThreadsInjected)       \
+    X(retired,    ThreadsRetired)        \
+    X(raised,     TargetRaised)          \
+    X(lowered,    TargetLowered)         \
+    X(starvation, StarvationInjections)
+
+struct port_counters
+{
+#define DECLARE_COUNTER(name, field) volatile LONG64 name;
+    PORT_COUNTERS(DECLARE_COUNTER)
+};
 
 struct worker
 {
     struct pool *pool;
     struct worker *next, *prev;       /* locked via pool->lock */
-    struct port_counters counts;      /* written by its own thread, read by anyone */
-    OVERLAPPED_ENTRY *entries;        /* what the last dequeue returned ... */
-    ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go */
-    BOOL from_ex;                     /* entries came from GetQueuedCompletionStatusEx */
+    struct port_counters counts;      /* Interlocked; written by its own thread, read by anyone */
+    OVERLAPPED_ENTRY *entries;        /* the batch in hand (batch or single) ... */
+    ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go;
+                                       * pool_stop, inside a callback, dispatches them */
+    BOOL batched;                     /* the batch came from a dequeue of more than one */
     OVERLAPPED_ENTRY single;
     OVERLAPPED_ENTRY *batch;          /* room for HOSTIOCP_MAX_BATCH_SIZE, allocated on first use */
     LONG stop_packets;                /* our stop packets this thread has taken */
@@ -55,16 +82,20 @@ struct pool
 {
     volatile LONG refs;               /* the owner's, one per thread and the monitor's */
     HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
-    ULONG_PTR bind_key, control_key, retire_key; /* set at creation, then read-only */
+    ULONG_PTR bind_key, stop_key, retire_key; /* set at creation, then read-only */
     ICLRIoCompletionManager *clr;     /* the pool's own reference, until no thread can call it */
-    const struct pool_limits *limits; /* the engine's: it outlives the pool */
-    struct thread_tally *tally;       /* the engine's, for every port: Interlocked only */
+    struct thread_tally *tally;       /* the engine's, for every port */
     void (*on_destroy)(void *context); /* set at creation; called by the last reference */
     void *context;
+    struct
+    {
+        volatile LONG min_threads, max_threads, idle_timeout, batch_size;
+    } limits;                         /* written Interlocked by pool_limits_changed, read by anyone */
+    LONG cpus;                        /* set at creation */
 
     volatile LONG counts;             /* Interlocked only; grows only under lock */
     volatile LONG target;             /* written by the monitor only */
-    volatile LONG peak;               /* Interlocked only (raise_to) */
+    volatile LONG peak;               /* Interlocked only (interlocked_raise) */
     volatile LONG queued;             /* the monitor's last look at the port */
     volatile LONG retire_packets;     /* posted to wake idle threads above the limit, not yet taken */
 
@@ -74,21 +105,89 @@ struct pool
     volatile LONG abandoned;          /* stopped without waiting: discard instead of dispatch */
     volatile LONG stopped;            /* pool_stop closed the port */
     struct worker *workers;           /* locked via lock */
-    struct port_counters ended_threads; /* locked via lock: the counters of threads that have ended */
+    struct port_counters ended_threads_counts; /* locked via lock: what threads that ended counted */
     LONG monitors;                    /* locked via lock: 1 while the monitor runs */
     LONG parked;                      /* locked via lock: retired threads waiting to be needed */
     LONG unpark_requests;             /* locked via lock: how many of them are asked back */
     CONDITION_VARIABLE unparked;      /* an unpark request, or the stop */
 
     HANDLE monitor_wake;              /* set when the pool stops */
-    HANDLE monitor_nudge;             /* auto-reset: the host changed the limits */
+    HANDLE monitor_nudge;             /* auto-reset: the host changed the thread limits */
     HANDLE thread_left;               /* auto-reset: a thread ended, or did not start, while the pool runs */
     struct policy *policy;            /* used by the monitor thread only */
-    volatile LONG64 injected, retired, raised, lowered, starvation; /* Interlocked only */
+#define DECLARE_POOL_COUNTER(name, field) volatile LONG64 name;
+    POOL_COUNTERS(DECLARE_POOL_COUNTER) /* Interlocked only */
 };
 
-static DWORD WINAPI dispatch_thread(void *arg);
+static DWORD WINAPI worker_thread(void *arg);
 static DWORD WINAPI monitor_thread(void *arg);
+
+/* ---- the thread rules: every decision that starts, retires, parks or ends a thread ---- */
+
+#define THREADS_AT_LEAST   1  /* the floor when the minimum is 0: someone must read the port */
+#define IDLE_THREADS_KEPT  1  /* an idle thread retires only if this many others wait on the port,
+                               * so a packet never waits for a thread to start */
+
+static LONG floor_of(const struct pool *pool)
+{
+    return max(pool->limits.min_threads, THREADS_AT_LEAST);
+}
+
+/* The host's maximum, unless its minimum is above it for the moment. */
+static LONG ceiling_of(const struct pool *pool)
+{
+    return max(pool->limits.max_threads, floor_of(pool));
+}
+
+/* Where the controller starts: a thread per CPU, as the CLR's own pool does, within the limits. */
+static LONG initial_target(const struct pool *pool)
+{
+    return max(min(max(pool->cpus, floor_of(pool)), pool->limits.max_threads), THREADS_AT_LEAST);
+}
+
+/* The monitor adds threads up to the target only while there is work for them: packets wait,
+ * or every thread is inside a callback. */
+static BOOL work_waits_for_threads(const struct policy_sample *sample)
+{
+    return sample->queued > 0 || sample->busy >= sample->threads;
+}
+
+/* Idle (its dequeue timed out): it may go if the floor and another idle thread remain. */
+static BOOL idle_thread_may_retire(const struct pool *pool, LONG counts)
+{
+    LONG remaining = threads_of(counts) - 1;
+    return !pool->stopping && remaining >= floor_of(pool) && remaining - busy_of(counts) >= IDLE_THREADS_KEPT;
+}
+
+/* Between callbacks: above the controller's target or the maximum, a thread goes. */
+static BOOL excess_thread_must_retire(const struct pool *pool, LONG counts)
+{
+    LONG limit = min(pool->target, pool->limits.max_threads);
+    return !pool->stopping && threads_of(counts) > max(limit, floor_of(pool));
+}
+
+/* A retired thread parks, and is the first to be reused.  It ends after the idle timeout only
+ * where the system can tell that no I/O it issued is pending: under Wine, I/O completes through
+ * the thread that issued it, and is lost if that thread ends. */
+static BOOL parked_thread_may_end(void)
+{
+    static int system_can_tell = -1;
+    BOOL pending = TRUE;
+
+    if (system_can_tell < 0)
+        system_can_tell = !GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "wine_get_version");
+    return system_can_tell && GetThreadIOPendingFlag(GetCurrentThread(), &pending) && !pending;
+}
+
+/* A pool whose minimum is its maximum and that runs exactly that many threads has nothing to
+ * decide (starvation cannot add a thread either): its monitor sleeps. */
+static BOOL fixed_and_full(const struct pool *pool)
+{
+    return pool->limits.min_threads >= pool->limits.max_threads &&
+           threads_of(pool->counts) == pool->limits.max_threads;
+}
+
+/* ---- references and counters ---- */
 
 static void pool_add_ref(struct pool *pool)
 {
@@ -130,22 +229,64 @@ LONG pool_busy(const struct pool *pool)
     return busy_of(pool->counts);
 }
 
-static LONG floor_of(const struct pool_limits *limits)
+LONG pool_threads(const struct pool *pool)
 {
-    return limits->min_threads > 1 ? limits->min_threads : 1;
+    return threads_of(pool->counts);
 }
 
-static void raise_to(volatile LONG *peak, LONG value)
+LONG pool_peak(const struct pool *pool)
 {
-    LONG seen = *peak;
+    return pool->peak;
+}
 
-    while (value > seen)
-    {
-        LONG previous = InterlockedCompareExchange(peak, value, seen);
-        if (previous == seen)
-            break;
-        seen = previous;
-    }
+static void add_counters(struct port_counters *sum, const struct port_counters *counts)
+{
+#define ADD_COUNTER(name, field) sum->name += interlocked_read64(&counts->name);
+    PORT_COUNTERS(ADD_COUNTER)
+}
+
+/* Every thread's counters and those of the threads that ended. */
+static void sum_counters(struct pool *pool, struct port_counters *sum)
+{
+    const struct worker *worker;
+
+    ZeroMemory(sum, sizeof(*sum));
+    AcquireSRWLockShared(&pool->lock);
+    add_counters(sum, &pool->ended_threads_counts);
+    for (worker = pool->workers; worker; worker = worker->next)
+        add_counters(sum, &worker->counts);
+    ReleaseSRWLockShared(&pool->lock);
+}
+
+/* ---- the worker's TLS slot: which pool thread, if any, the calling thread is ---- */
+
+static DWORD worker_tls = TLS_OUT_OF_INDEXES;
+
+BOOL pool_process_attach(void)
+{
+    return (worker_tls = TlsAlloc()) != TLS_OUT_OF_INDEXES;
+}
+
+void pool_process_detach(void)
+{
+    TlsFree(worker_tls);
+}
+
+static struct worker *current_worker(void)
+{
+    return worker_tls == TLS_OUT_OF_INDEXES ? NULL : TlsGetValue(worker_tls);
+}
+
+static struct worker *own_worker(struct pool *pool)
+{
+    struct worker *worker = current_worker();
+    return worker && worker->pool == pool ? worker : NULL;
+}
+
+const struct thread_tally *current_thread_tally(void)
+{
+    struct worker *worker = current_worker();
+    return worker ? worker->pool->tally : NULL;
 }
 
 /* ---- threads coming and going ---- */
@@ -172,21 +313,16 @@ static BOOL reserve_thread(struct pool *pool, LONG limit)
     if (!reserved)
         return FALSE;
     module_add_ref();
-    raise_to(&pool->peak, threads_of(counts) + 1);
-    raise_to(&pool->tally->peak, InterlockedIncrement(&pool->tally->threads));
+    interlocked_raise(&pool->peak, threads_of(counts) + 1);
+    thread_tally_add(pool->tally);
     return TRUE;
 }
 
-/* The engine's counts first, so that whoever waits for the pool sees them settled. */
+/* The engine's tally first, so that whoever waits for the pool sees it settled. */
 static void thread_gone(struct pool *pool, BOOL take_off_count)
 {
-    struct thread_tally *tally = pool->tally;
-
     module_release();
-    AcquireSRWLockExclusive(&tally->lock);
-    InterlockedDecrement(&tally->threads);
-    WakeAllConditionVariable(&tally->thread_left);
-    ReleaseSRWLockExclusive(&tally->lock);
+    thread_tally_remove(pool->tally);
     AcquireSRWLockExclusive(&pool->lock);
     if (take_off_count)
         InterlockedExchangeAdd(&pool->counts, -THREADS_ONE);
@@ -212,7 +348,7 @@ static BOOL start_thread(struct pool *pool, LONG limit)
         return FALSE;
     }
     pool_add_ref(pool);
-    if ((thread = create_thread(dispatch_thread, pool)))
+    if ((thread = create_thread(worker_thread, pool)))
     {
         CloseHandle(thread);
         return TRUE;
@@ -225,8 +361,8 @@ static BOOL start_thread(struct pool *pool, LONG limit)
     return FALSE;
 }
 
-/* Takes the caller off the count if what remains satisfies `keep`. */
-static BOOL leave_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(struct pool *pool, LONG counts))
+/* Takes the caller off the count if the rule allows it for the counts that remain. */
+static BOOL retire_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(const struct pool *pool, LONG counts))
 {
     LONG counts = pool->counts;
 
@@ -244,231 +380,13 @@ static BOOL leave_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(s
     return FALSE;
 }
 
-/* An idle thread (waiting on the port, not counted busy) may go if the minimum and another
- * waiting thread remain: a dequeue that takes that other one is counted in the same word. */
-static BOOL idle_may_leave(struct pool *pool, LONG counts)
+/* A retire packet stays counted until its thread has left the count or chosen to stay, so that
+ * the monitor does not post another for the same excess in between. */
+static void settle_retire_packets(struct pool *pool, struct worker *worker)
 {
-    LONG remaining = threads_of(counts) - 1;
-    return !pool->stopping && remaining >= floor_of(pool->limits) && remaining - busy_of(counts) >= 1;
-}
-
-/* Between callbacks: above the maximum or the controller's target, a thread goes. */
-static BOOL excess_may_leave(struct pool *pool, LONG counts)
-{
-    LONG limit = min(pool->target, pool->limits->max_threads);
-    return !pool->stopping && threads_of(counts) > max(limit, floor_of(pool->limits));
-}
-
-/* ---- the dispatch loop ---- */
-
-/* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
-static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
-{
-    NTSTATUS status = (NTSTATUS)entry->Internal;
-    return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
-}
-
-static void dispatch_entry(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
-{
-    DWORD error = entry_error(entry);
-
-    if (!entry->lpOverlapped)
-    {
-        if (entry->lpCompletionKey == pool->control_key)
-            worker->stop_packets++;
-        else if (entry->lpCompletionKey == pool->retire_key)
-            worker->retire_packets++;  /* the loop sees whether this thread is in excess */
-        else
-            InterlockedIncrement64(&worker->counts.wakeups);
-        return;
-    }
-    if (pool->abandoned)
-    {
-        InterlockedIncrement64(&worker->counts.discarded);
-        return;
-    }
-    InterlockedIncrement64(&worker->counts.dispatched);
-    if (worker->from_ex)
-        InterlockedIncrement64(&worker->counts.batched);
-    if (error != ERROR_SUCCESS)
-        InterlockedIncrement64(&worker->counts.failed);
-    if (entry->lpCompletionKey != pool->bind_key)
-        InterlockedIncrement64(&worker->counts.foreign);
-    TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
-          entry->lpOverlapped, (void *)entry->lpCompletionKey);
-    ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
-                                       entry->lpOverlapped);
-}
-
-/* Dispatches what the last dequeue returned; pool_stop calls it too, from inside a callback. */
-static void dispatch_entries(struct pool *pool, struct worker *worker)
-{
-    while (worker->next_entry < worker->count)
-        dispatch_entry(pool, worker, &worker->entries[worker->next_entry++]);
-}
-
-/* One packet into entry, with its status in Internal as GetQueuedCompletionStatusEx gives it;
- * returns STATUS_SUCCESS, STATUS_TIMEOUT, or why the call failed (the port is closed or gone).
- * GetQueuedCompletionStatus cannot be told apart from a failed call when the packet has an error
- * status and no OVERLAPPED, so the one-packet path asks the system itself. */
-static NTSTATUS take_packet(HANDLE port, OVERLAPPED_ENTRY *entry, DWORD timeout_ms)
-{
-    LARGE_INTEGER timeout = { .QuadPart = -(LONGLONG)timeout_ms * 10000 };
-    IO_STATUS_BLOCK io;
-    NTSTATUS status;
-
-    status = NtRemoveIoCompletion(port, &entry->lpCompletionKey, (ULONG_PTR *)&entry->lpOverlapped, &io,
-                                  timeout_ms == INFINITE ? NULL : &timeout);
-    if (status == STATUS_SUCCESS)
-    {
-        entry->Internal = (ULONG_PTR)io.Status;
-        entry->dwNumberOfBytesTransferred = (DWORD)io.Information;
-    }
-    return status;
-}
-
-/* One packet into worker->single, then the worker's entries; leaves them as they were if none
- * came, and returns take_packet's answer. */
-static NTSTATUS dequeue_single(struct pool *pool, struct worker *worker, DWORD timeout)
-{
-    NTSTATUS status = take_packet(pool->port, &worker->single, timeout);
-
-    if (status != STATUS_SUCCESS)
-        return status;
-    worker->entries = &worker->single;
-    worker->from_ex = FALSE;
-    worker->count = 1;
-    worker->next_entry = 0;
-    return status;
-}
-
-/* Up to the batch size of packets into the worker's entries, as dequeue_single answers. */
-static NTSTATUS take_packets(struct pool *pool, struct worker *worker)
-{
-    LONG batch = pool->limits->batch_size;
-    DWORD timeout = (DWORD)pool->limits->idle_timeout;
-
-    if (batch > 1 && !worker->batch)
-        worker->batch = heap_alloc(0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
-    if (batch <= 1 || !worker->batch)
-        return dequeue_single(pool, worker, timeout);
-    worker->entries = worker->batch;
-    worker->from_ex = TRUE;
-    /* It never fails with a packet: an error packet is an entry like any other. */
-    if (GetQueuedCompletionStatusEx(pool->port, worker->batch, (ULONG)batch, &worker->count, timeout, FALSE))
-        return STATUS_SUCCESS;
-    if (GetLastError() == WAIT_TIMEOUT)
-        return STATUS_TIMEOUT;
-    TRACE("port %p: GetQueuedCompletionStatusEx failed with error %lu", pool->port, GetLastError());
-    return STATUS_UNSUCCESSFUL;
-}
-
-/* Returns FALSE when the thread should stop serving the port: the port is closed or gone, or
- * the thread retired after idling (worker->slot_released). */
-static BOOL dequeue(struct pool *pool, struct worker *worker)
-{
-    NTSTATUS status;
-
-    worker->count = worker->next_entry = 0;
-    status = take_packets(pool, worker);
-    if (status == STATUS_SUCCESS)
-    {
-        InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
-        return TRUE;
-    }
-    if (status != STATUS_TIMEOUT)
-    {
-        TRACE("port %p: dequeue failed with status %#lx; the thread ends", pool->port, status);
-        return FALSE;
-    }
-    if (!leave_if(pool, worker, idle_may_leave))
-        return TRUE;
-    TRACE("port %p: an idle thread retired, %ld left", pool->port, threads_of(pool->counts));
-    return FALSE;
-}
-
-static void worker_enter(struct pool *pool, struct worker *worker)
-{
-    ZeroMemory(worker, sizeof(*worker));
-    worker->pool = pool;
-    set_current_worker(worker);
-    AcquireSRWLockExclusive(&pool->lock);
-    worker->next = pool->workers;
-    if (pool->workers)
-        pool->workers->prev = worker;
-    pool->workers = worker;
-    ReleaseSRWLockExclusive(&pool->lock);
-}
-
-/* Whole on 32-bit too. */
-static LONG64 read64(const volatile LONG64 *value)
-{
-    return InterlockedCompareExchange64((volatile LONG64 *)value, 0, 0);
-}
-
-static void add_counters(struct port_counters *sum, const struct port_counters *counts)
-{
-    sum->dispatched += read64(&counts->dispatched);
-    sum->failed += read64(&counts->failed);
-    sum->foreign += read64(&counts->foreign);
-    sum->wakeups += read64(&counts->wakeups);
-    sum->discarded += read64(&counts->discarded);
-    sum->batched += read64(&counts->batched);
-}
-
-/* Every thread ends on a stop packet of its own, so one that cannot be posted now (the system
- * is out of resources) is tried again until it is: giving up would leave a thread waiting on
- * the port for ever. */
-static void post_stop_packet(struct pool *pool)
-{
-    DWORD delay = 1;
-
-    while (!post_packet(pool->port, 0, pool->control_key, NULL))
-    {
-        WARN("port %p: a stop packet could not be posted (error %lu); trying again", pool->port, GetLastError());
-        Sleep(delay);  /* back-off before the retry, not synchronisation */
-        delay = min(delay * 2, 100);
-    }
-}
-
-static void worker_leave(struct pool *pool, struct worker *worker)
-{
-    LONG extra;
-
-    /* A batch can hold several stop packets: the others' go back to the port for them. */
-    for (extra = worker->stop_packets - 1; extra > 0 && !pool->stopped; extra--)
-        post_stop_packet(pool);
-    HeapFree(GetProcessHeap(), 0, worker->batch);
-    AcquireSRWLockExclusive(&pool->lock);
-    add_counters(&pool->ended_threads, &worker->counts);
-    if (worker->prev)
-        worker->prev->next = worker->next;
-    else
-        pool->workers = worker->next;
-    if (worker->next)
-        worker->next->prev = worker->prev;
-    ReleaseSRWLockExclusive(&pool->lock);
-    set_current_worker(NULL);
-    /* pool_stop ran inside this thread's callback, the pool's last: nothing calls the CLR now,
-     * and whoever waits for the thread to be gone may count on the reference being gone too. */
-    if (pool->stopped && pool->clr)
-    {
-        ICLRIoCompletionManager_Release(pool->clr);
-        pool->clr = NULL;
-    }
-    thread_gone(pool, !worker->slot_released);
-    pool_release(pool);
-}
-
-/* Whether a parked thread may end: only where the system can tell it has no I/O pending. */
-static BOOL thread_may_end(void)
-{
-    static int system_can_tell = -1;
-    BOOL pending = TRUE;
-
-    if (system_can_tell < 0)
-        system_can_tell = !GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "wine_get_version");
-    return system_can_tell && GetThreadIOPendingFlag(GetCurrentThread(), &pending) && !pending;
+    if (worker->retire_packets)
+        InterlockedExchangeAdd(&pool->retire_packets, -worker->retire_packets);
+    worker->retire_packets = 0;
 }
 
 /* A retired thread waits to be asked back (TRUE) or to end (FALSE). */
@@ -490,8 +408,8 @@ static BOOL park(struct pool *pool, struct worker *worker)
         }
         if (pool->stopping || may_end)
             break;
-        may_end = !SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits->idle_timeout, 0) &&
-                  thread_may_end();
+        may_end = !SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits.idle_timeout, 0) &&
+                  parked_thread_may_end();
     }
     pool->parked--;
     WakeAllConditionVariable(&pool->changed);
@@ -512,68 +430,199 @@ static LONG unpark(struct pool *pool, LONG wanted)
     if (count > 0)
     {
         pool->unpark_requests += count;
-        raise_to(&pool->peak, threads_of(InterlockedExchangeAdd(&pool->counts, count * THREADS_ONE)) + count);
+        interlocked_raise(&pool->peak, threads_of(InterlockedExchangeAdd(&pool->counts, count * THREADS_ONE)) + count);
         WakeAllConditionVariable(&pool->unparked);
     }
     ReleaseSRWLockExclusive(&pool->lock);
     return max(count, 0);
 }
 
-/* A retire packet stays counted until its thread has left the count or chosen to stay, so that
- * the monitor does not post another for the same excess in between. */
-static void settle_retire_packets(struct pool *pool, struct worker *worker)
+/* Every thread ends on a stop packet of its own, so one that cannot be posted now (the system
+ * is out of resources) is tried again until it is: giving up would leave a thread waiting on
+ * the port for ever. */
+static void post_stop_packet(struct pool *pool)
 {
-    if (worker->retire_packets)
-        InterlockedExchangeAdd(&pool->retire_packets, -worker->retire_packets);
-    worker->retire_packets = 0;
-}
+    DWORD delay = 1;
 
-/* Dispatches until the thread retires (TRUE) or ends (FALSE). */
-static BOOL serve_port(struct pool *pool, struct worker *worker)
-{
-    BOOL left;
-
-    while (!pool->stopped)
+    while (!post_packet(pool->port, 0, pool->stop_key, NULL))
     {
-        if (!dequeue(pool, worker))
-            return worker->slot_released;
-        if (!worker->count)
-            continue;
-        dispatch_entries(pool, worker);
-        InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
-        if (worker->stop_packets || pool->stopped)
-            return FALSE;
-        left = leave_if(pool, worker, excess_may_leave);
-        settle_retire_packets(pool, worker);
-        if (left)
-        {
-            TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->counts));
-            return TRUE;
-        }
+        WARN("port %p: a stop packet could not be posted (error %lu); trying again", pool->port, GetLastError());
+        Sleep(delay);  /* back-off before the retry, not synchronisation */
+        delay = min(delay * 2, STOP_POST_BACKOFF_MAX_MS);
     }
-    return FALSE;
 }
 
-static DWORD WINAPI dispatch_thread(void *arg)
+static void worker_enter(struct pool *pool, struct worker *worker)
+{
+    ZeroMemory(worker, sizeof(*worker));
+    worker->pool = pool;
+    TlsSetValue(worker_tls, worker);
+    AcquireSRWLockExclusive(&pool->lock);
+    worker->next = pool->workers;
+    if (pool->workers)
+        pool->workers->prev = worker;
+    pool->workers = worker;
+    ReleaseSRWLockExclusive(&pool->lock);
+}
+
+static void worker_leave(struct pool *pool, struct worker *worker)
+{
+    LONG extra;
+
+    /* A batch can hold several stop packets: the others' go back to the port for them. */
+    for (extra = worker->stop_packets - 1; extra > 0 && !pool->stopped; extra--)
+        post_stop_packet(pool);
+    HeapFree(GetProcessHeap(), 0, worker->batch);
+    AcquireSRWLockExclusive(&pool->lock);
+    add_counters(&pool->ended_threads_counts, &worker->counts);
+    if (worker->prev)
+        worker->prev->next = worker->next;
+    else
+        pool->workers = worker->next;
+    if (worker->next)
+        worker->next->prev = worker->prev;
+    ReleaseSRWLockExclusive(&pool->lock);
+    TlsSetValue(worker_tls, NULL);
+    /* pool_stop ran inside this thread's callback, the pool's last: nothing calls the CLR now,
+     * and whoever waits for the thread to be gone may count on the reference being gone too. */
+    if (pool->stopped && pool->clr)
+    {
+        ICLRIoCompletionManager_Release(pool->clr);
+        pool->clr = NULL;
+    }
+    thread_gone(pool, !worker->slot_released);
+    pool_release(pool);
+}
+
+/* ---- from the port to OnComplete ---- */
+
+/* Up to `count` packets into `entries`; STATUS_SUCCESS, STATUS_TIMEOUT, or why the call failed
+ * (the port is closed or gone).  One call serves a single packet and a batch alike, and unlike
+ * GetQueuedCompletionStatus it tells a failed call from a packet with an error status and no
+ * OVERLAPPED: a packet's status is in its entry's Internal. */
+static NTSTATUS take_packets(HANDLE port, OVERLAPPED_ENTRY *entries, ULONG count, ULONG *taken, DWORD timeout_ms)
+{
+    LARGE_INTEGER timeout = { .QuadPart = -(LONGLONG)timeout_ms * NT_TICKS_PER_MS };
+
+    return NtRemoveIoCompletionEx(port, entries, count, taken, timeout_ms == INFINITE ? NULL : &timeout, FALSE);
+}
+
+/* Where the next dequeue puts its packets, and how many it asks for: the batch size, where the
+ * room for a batch could be allocated. */
+static ULONG prepare_batch(struct worker *worker, LONG batch_size)
+{
+    if (batch_size > 1 && !worker->batch)
+        worker->batch = heap_alloc(0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
+    worker->batched = batch_size > 1 && worker->batch;
+    worker->entries = worker->batched ? worker->batch : &worker->single;
+    worker->count = worker->next_entry = 0;
+    return worker->batched ? (ULONG)batch_size : 1;
+}
+
+/* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
+static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
+{
+    NTSTATUS status = (NTSTATUS)entry->Internal;
+    return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
+}
+
+/* Dispatches the batch in hand: the worker's loop, and pool_stop from inside a callback, which
+ * must see everything dequeued before it dispatched.  Packets without an OVERLAPPED are ours
+ * (stop, retire) or someone else's wake-ups (the CLR posts its own); every packet with one goes
+ * to OnComplete, whatever its key. */
+static void dispatch_batch(struct pool *pool, struct worker *worker)
+{
+    while (worker->next_entry < worker->count)
+    {
+        const OVERLAPPED_ENTRY *entry = &worker->entries[worker->next_entry++];
+        DWORD error = entry_error(entry);
+
+        if (!entry->lpOverlapped)
+        {
+            if (entry->lpCompletionKey == pool->stop_key)
+                worker->stop_packets++;
+            else if (entry->lpCompletionKey == pool->retire_key)
+                worker->retire_packets++;  /* the loop sees whether this thread is in excess */
+            else
+                InterlockedIncrement64(&worker->counts.wakeups);
+            continue;
+        }
+        if (pool->abandoned)
+        {
+            InterlockedIncrement64(&worker->counts.discarded);
+            continue;
+        }
+        InterlockedIncrement64(&worker->counts.dispatched);
+        if (worker->batched)
+            InterlockedIncrement64(&worker->counts.batched);
+        if (error != ERROR_SUCCESS)
+            InterlockedIncrement64(&worker->counts.failed);
+        if (entry->lpCompletionKey != pool->bind_key)
+            InterlockedIncrement64(&worker->counts.foreign);
+        TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
+              entry->lpOverlapped, (void *)entry->lpCompletionKey);
+        ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
+    }
+}
+
+/* A worker thread serves the port until it takes its stop packet, the port is closed, a dequeue
+ * fails or, retired, it parks and is not asked back before it may end. */
+static DWORD WINAPI worker_thread(void *arg)
 {
     struct pool *pool = arg;
     struct worker worker;
+    NTSTATUS status;
+    ULONG wanted, taken;
 
     worker_enter(pool, &worker);
     TRACE("port %p: thread started", pool->port);
-    while (serve_port(pool, &worker) && park(pool, &worker))
-        ;
+    while (!pool->stopped)
+    {
+        wanted = prepare_batch(&worker, pool->limits.batch_size);
+        status = take_packets(pool->port, worker.entries, wanted, &taken, (DWORD)pool->limits.idle_timeout);
+        if (status == STATUS_TIMEOUT)
+        {
+            if (!retire_if(pool, &worker, idle_thread_may_retire))
+                continue;
+            TRACE("port %p: an idle thread retired, %ld left", pool->port, threads_of(pool->counts));
+            if (park(pool, &worker))
+                continue;
+            break;
+        }
+        if (status != STATUS_SUCCESS)
+        {
+            TRACE("port %p: dequeue failed with status %#lx; the thread ends", pool->port, status);
+            break;
+        }
+        InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
+        worker.count = taken;
+        dispatch_batch(pool, &worker);
+        InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
+        if (worker.stop_packets || pool->stopped)
+            break;
+        if (!retire_if(pool, &worker, excess_thread_must_retire))
+        {
+            settle_retire_packets(pool, &worker);
+            continue;
+        }
+        settle_retire_packets(pool, &worker);
+        TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->counts));
+        if (!park(pool, &worker))
+            break;
+    }
     TRACE("port %p: thread ends", pool->port);
     worker_leave(pool, &worker);
     FreeLibraryAndExitThread(hostiocp_instance, 0);
 }
+
+/* ---- the monitor: samples the pool for the controller and starts the threads it asks for ---- */
 
 /* Threads above a lowered maximum retire between callbacks; idle ones wait on the port, so a
  * packet of ours wakes as many of them as are in excess, rather than leaving them to their idle
  * timeout.  (Not for the controller's target: its probes would park and unpark threads.) */
 static void wake_threads_above_maximum(struct pool *pool)
 {
-    LONG counts = pool->counts, limit = max(pool->limits->max_threads, floor_of(pool->limits));
+    LONG counts = pool->counts, limit = ceiling_of(pool);
     LONG wanted = min(threads_of(counts) - limit, threads_of(counts) - busy_of(counts)) - pool->retire_packets;
 
     for (; wanted > 0 && !pool->stopping; wanted--)
@@ -587,18 +636,17 @@ static void wake_threads_above_maximum(struct pool *pool)
     }
 }
 
-/* Parked threads first, then new ones, up to the minimum (and at least one listener). */
-static void grow_to_minimum(struct pool *pool)
+/* Parked threads first, then new ones, up to `target`; returns how many came. */
+static LONG grow_to(struct pool *pool, LONG target)
 {
-    LONG floor = floor_of(pool->limits), missing = floor - threads_of(pool->counts);
+    LONG missing = target - threads_of(pool->counts), added = 0;
 
     if (missing > 0)
-        unpark(pool, missing);
-    while (threads_of(pool->counts) < floor && start_thread(pool, floor))
-        ;
+        added = unpark(pool, missing);
+    while (threads_of(pool->counts) < target && start_thread(pool, target))
+        added++;
+    return added;
 }
-
-/* ---- the monitor: samples the pool for the controller and starts the threads it asks for ---- */
 
 static LONG queue_depth(HANDLE port)
 {
@@ -635,12 +683,20 @@ static void cpu_times(LONG64 *idle, LONG64 *total)
     *total = filetime_units(kernel_time) + filetime_units(user_time);
 }
 
-static LONG64 dispatched_so_far(struct pool *pool)
+static void take_sample(struct pool *pool, struct policy_sample *sample)
 {
     struct port_counters sum;
+    LONG counts = pool->counts;
 
-    pool_counters(pool, &sum);
-    return sum.dispatched;
+    sample->now_us = now_us();
+    sum_counters(pool, &sum);
+    sample->completions = sum.dispatched;
+    sample->threads = threads_of(counts);
+    sample->busy = busy_of(counts);
+    sample->queued = queue_depth(pool->port);
+    sample->floor = floor_of(pool);
+    sample->max = ceiling_of(pool);
+    cpu_times(&sample->cpu_idle, &sample->cpu_total);
 }
 
 static void note_decision(struct pool *pool, const struct policy_decision *decision)
@@ -659,44 +715,20 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
           decision->to_rate, decision->target);
 }
 
-/* A pool whose minimum is its maximum and that runs exactly that many threads has nothing to
- * decide (starvation cannot add a thread either) and no thread to start or to retire. */
-static BOOL fixed_and_full(const struct pool *pool)
-{
-    return pool->limits->min_threads >= pool->limits->max_threads &&
-           threads_of(pool->counts) == pool->limits->max_threads;
-}
-
 static void monitor_tick(struct pool *pool)
 {
     struct policy_sample sample;
     struct policy_decision decision;
-    LONG counts = pool->counts;
 
-    sample.now_us = now_us();
-    sample.completions = dispatched_so_far(pool);
-    sample.threads = threads_of(counts);
-    sample.busy = busy_of(counts);
-    sample.queued = queue_depth(pool->port);
-    sample.floor = floor_of(pool->limits);
-    sample.max = max(pool->limits->max_threads, sample.floor);
-    cpu_times(&sample.cpu_idle, &sample.cpu_total);
+    take_sample(pool, &sample);
     pool->queued = sample.queued;
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
     wake_threads_above_maximum(pool);  /* again: those that were still starting were busy */
-    grow_to_minimum(pool);  /* again: a thread may have failed to start */
-    /* Threads come when there is work for them; idle ones go after the idle timeout. */
-    if (sample.queued > 0 || sample.busy >= sample.threads)
-    {
-        LONG missing = decision.target - threads_of(pool->counts);
-
-        if (missing > 0)
-            InterlockedExchangeAdd64(&pool->injected, unpark(pool, missing));
-        while (threads_of(pool->counts) < decision.target && start_thread(pool, decision.target))
-            InterlockedIncrement64(&pool->injected);
-    }
+    grow_to(pool, floor_of(pool));  /* again: a thread may have failed to start */
+    if (work_waits_for_threads(&sample))
+        InterlockedExchangeAdd64(&pool->injected, grow_to(pool, decision.target));
 }
 
 /* Waits for the monitor's next look; FALSE when the pool stops.  Over a fixed, full pool the
@@ -760,12 +792,28 @@ static BOOL start_monitor(struct pool *pool)
 
 /* ---- the pool's life ---- */
 
-HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limits, struct thread_tally *tally,
+/* Tops the pool up to its minimum, has idle threads above its maximum retire, and has the monitor
+ * look again at once. */
+static void apply_thread_limits(struct pool *pool)
+{
+    SetEvent(pool->monitor_nudge);
+    wake_threads_above_maximum(pool);
+    grow_to(pool, floor_of(pool));
+}
+
+static void store_limits(struct pool *pool, struct pool_limits limits)
+{
+    InterlockedExchange(&pool->limits.min_threads, limits.min_threads);
+    InterlockedExchange(&pool->limits.max_threads, limits.max_threads);
+    InterlockedExchange(&pool->limits.idle_timeout, limits.idle_timeout);
+    InterlockedExchange(&pool->limits.batch_size, limits.batch_size);
+}
+
+HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, struct thread_tally *tally,
                     void (*on_destroy)(void *context), void *context, struct pool **out)
 {
     struct pool *pool;
     SYSTEM_INFO system;
-    LONG initial;
     HRESULT hr;
 
     if (!(pool = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*pool))))
@@ -783,32 +831,33 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
         return hr;
     }
     pool->refs = 1;
+    /* Keys no one else can hold: the pool's own address and the two bytes after it. */
     pool->bind_key = (ULONG_PTR)pool;
-    pool->control_key = (ULONG_PTR)pool + 1;
+    pool->stop_key = (ULONG_PTR)pool + 1;
     pool->retire_key = (ULONG_PTR)pool + 2;
     pool->clr = clr;
     ICLRIoCompletionManager_AddRef(clr);
-    pool->limits = limits;
+    store_limits(pool, limits);
+    pool->cpus = (LONG)system.dwNumberOfProcessors;
     pool->tally = tally;
     pool->on_destroy = on_destroy;
     pool->context = context;
     InitializeSRWLock(&pool->lock);
     InitializeConditionVariable(&pool->changed);
     InitializeConditionVariable(&pool->unparked);
-    initial = min(max((LONG)system.dwNumberOfProcessors, floor_of(limits)), limits->max_threads);
-    pool->target = max(initial, 1);
-    pool->policy = policy_create(pool->target, (LONG)system.dwNumberOfProcessors);
+    pool->target = initial_target(pool);
+    pool->policy = policy_create(pool->target, pool->cpus);
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
     pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
-        !start_thread(pool, limits->max_threads))
+        !start_thread(pool, limits.max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else
     {
-        pool_limits_changed(pool);
+        apply_thread_limits(pool);
         *out = pool;
         return S_OK;
     }
@@ -817,47 +866,48 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, const struct pool_limits *limi
     return hr;
 }
 
-void pool_limits_changed(struct pool *pool)
+void pool_limits_changed(struct pool *pool, struct pool_limits limits)
 {
-    SetEvent(pool->monitor_nudge);
-    wake_threads_above_maximum(pool);
-    grow_to_minimum(pool);
-}
+    BOOL thread_limits_changed = limits.min_threads != pool->limits.min_threads ||
+                                 limits.max_threads != pool->limits.max_threads;
 
-static struct worker *own_worker(struct pool *pool)
-{
-    struct worker *worker = current_worker();
-    return worker && worker->pool == pool ? worker : NULL;
-}
-
-const struct thread_tally *current_thread_tally(void)
-{
-    struct worker *worker = current_worker();
-    return worker ? worker->pool->tally : NULL;
-}
-
-/* From inside a callback: everything queued before the stop packet of this thread is
- * dispatched here, on this thread, since nobody else is left to. */
-static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *worker)
-{
-    LONG stop_packets = worker->stop_packets;
-
-    while (worker->stop_packets == stop_packets && dequeue_single(pool, worker, 0) == STATUS_SUCCESS)
-        dispatch_entries(pool, worker);
+    store_limits(pool, limits);
+    if (thread_limits_changed)
+        apply_thread_limits(pool);
 }
 
 /* After the threads: what arrived after the stop is counted, not dispatched. */
 static void discard_remaining(struct pool *pool)
 {
     OVERLAPPED_ENTRY entry;
+    ULONG taken;
     LONG64 discarded = 0;
 
-    while (take_packet(pool->port, &entry, 0) == STATUS_SUCCESS)
+    while (take_packets(pool->port, &entry, 1, &taken, 0) == STATUS_SUCCESS)
         if (entry.lpOverlapped)
             discarded++;
-    pool->ended_threads.discarded += discarded;
+    pool->ended_threads_counts.discarded += discarded;
     if (discarded)
         TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
+}
+
+/* From inside a callback: everything queued before the stop packet of this thread is
+ * dispatched here, on this thread, since nobody else is left to; one packet at a time, so that
+ * none queued after it is taken. */
+static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *worker)
+{
+    LONG stop_packets = worker->stop_packets;
+    ULONG taken;
+
+    while (worker->stop_packets == stop_packets &&
+           take_packets(pool->port, &worker->single, 1, &taken, 0) == STATUS_SUCCESS)
+    {
+        worker->entries = &worker->single;
+        worker->batched = FALSE;
+        worker->count = taken;
+        worker->next_entry = 0;
+        dispatch_batch(pool, worker);
+    }
 }
 
 void pool_stop(struct pool *pool)
@@ -892,7 +942,7 @@ void pool_stop(struct pool *pool)
     if (pool->abandoned)
         return;
     if (own)
-        dispatch_entries(pool, own);
+        dispatch_batch(pool, own);
     AcquireSRWLockExclusive(&pool->lock);
     while (threads_of(pool->counts) > remaining || pool->parked || pool->monitors)
         SleepConditionVariableSRW(&pool->changed, &pool->lock, INFINITE, 0);
@@ -915,35 +965,16 @@ void pool_stop(struct pool *pool)
     TRACE("pool %p: stopped", pool);
 }
 
-void pool_counters(struct pool *pool, struct port_counters *sum)
-{
-    const struct worker *worker;
-
-    ZeroMemory(sum, sizeof(*sum));
-    AcquireSRWLockShared(&pool->lock);
-    add_counters(sum, &pool->ended_threads);
-    for (worker = pool->workers; worker; worker = worker->next)
-        add_counters(sum, &worker->counts);
-    ReleaseSRWLockShared(&pool->lock);
-}
-
 void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
 {
     struct port_counters counts;
     LONG packed = pool->counts;
 
-    pool_counters(pool, &counts);
-    stats->CompletionsDispatched += counts.dispatched;
-    stats->CompletionsFailed += counts.failed;
-    stats->ForeignPackets += counts.foreign;
-    stats->WakeupPackets += counts.wakeups;
-    stats->PacketsDiscarded += counts.discarded;
-    stats->CompletionsBatched += counts.batched;
-    stats->ThreadsInjected += read64(&pool->injected);
-    stats->ThreadsRetired += read64(&pool->retired);
-    stats->TargetRaised += read64(&pool->raised);
-    stats->TargetLowered += read64(&pool->lowered);
-    stats->StarvationInjections += read64(&pool->starvation);
+    sum_counters(pool, &counts);
+#define REPORT_COUNTER(name, field) stats->field += counts.name;
+    PORT_COUNTERS(REPORT_COUNTER)
+#define REPORT_POOL_COUNTER(name, field) stats->field += interlocked_read64(&pool->name);
+    POOL_COUNTERS(REPORT_POOL_COUNTER)
     if (pool->stopping)
         return;  /* what a stopped pool's threads still do is not the port's any more */
     assert(busy_of(packed) >= 0 && busy_of(packed) <= threads_of(packed));
@@ -954,14 +985,4 @@ void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
     AcquireSRWLockShared(&pool->lock);
     stats->ThreadsParked += pool->parked;
     ReleaseSRWLockShared(&pool->lock);
-}
-
-LONG pool_threads(const struct pool *pool)
-{
-    return threads_of(pool->counts);
-}
-
-LONG pool_peak(const struct pool *pool)
-{
-    return pool->peak;
 }
