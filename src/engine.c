@@ -230,44 +230,64 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
     return hr;
 }
 
-/* Every pool obeys the host's settings as they are after the change. */
-static void limits_changed_locked(struct engine *engine)
-{
-    struct open_port *open_port;
+enum setting { SETTING_MIN_THREADS, SETTING_MAX_THREADS, SETTING_IDLE_TIMEOUT, SETTING_BATCH_SIZE };
 
-    for (open_port = engine->ports; open_port; open_port = open_port->next)
-        pool_limits_changed(open_port->pool, engine->limits);
+/* What the host may set: the maximum at least 1 and at least the minimum (which may be 0). */
+static BOOL limits_valid(const struct pool_limits *limits)
+{
+    return limits->min_threads >= 0 && limits->min_threads <= limits->max_threads &&
+           limits->max_threads >= 1 && limits->max_threads <= HOSTIOCP_MAX_THREADS_LIMIT &&
+           limits->idle_timeout >= HOSTIOCP_MIN_IDLE_TIMEOUT && limits->idle_timeout <= HOSTIOCP_MAX_IDLE_TIMEOUT &&
+           limits->batch_size >= 1 && limits->batch_size <= HOSTIOCP_MAX_BATCH_SIZE;
 }
 
-/* The minimum may be 0; the maximum must be at least 1 and at least the minimum. */
-static HRESULT set_thread_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
+/* Changes one setting if the limits stay valid, and has every pool obey them. */
+static HRESULT change_setting(struct engine *engine, enum setting setting, DWORD value)
 {
-    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+    struct open_port *open_port;
+    struct pool_limits limits;
+    HRESULT hr = E_INVALIDARG;
+
+    if (value > MAXLONG)
         return E_INVALIDARG;
-    engine->limits.min_threads = (LONG)min_threads;
-    engine->limits.max_threads = (LONG)max_threads;
-    limits_changed_locked(engine);
-    return S_OK;
+    AcquireSRWLockExclusive(&engine->lock);
+    limits = engine->limits;
+    switch (setting)
+    {
+    case SETTING_MIN_THREADS: limits.min_threads = (LONG)value; break;
+    case SETTING_MAX_THREADS: limits.max_threads = (LONG)value; break;
+    case SETTING_IDLE_TIMEOUT: limits.idle_timeout = (LONG)value; break;
+    case SETTING_BATCH_SIZE: limits.batch_size = (LONG)value; break;
+    }
+    if (limits_valid(&limits))
+    {
+        engine->limits = limits;
+        for (open_port = engine->ports; open_port; open_port = open_port->next)
+            pool_limits_changed(open_port->pool, limits);
+        hr = S_OK;
+    }
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
 }
 
 HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
 {
-    HRESULT hr;
-
-    AcquireSRWLockExclusive(&engine->lock);
-    hr = set_thread_limits(engine, count, (DWORD)engine->limits.max_threads);
-    ReleaseSRWLockExclusive(&engine->lock);
-    return hr;
+    return change_setting(engine, SETTING_MIN_THREADS, count);
 }
 
 HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
 {
-    HRESULT hr;
+    return change_setting(engine, SETTING_MAX_THREADS, count);
+}
 
-    AcquireSRWLockExclusive(&engine->lock);
-    hr = set_thread_limits(engine, (DWORD)engine->limits.min_threads, count);
-    ReleaseSRWLockExclusive(&engine->lock);
-    return hr;
+HRESULT engine_set_idle_timeout(struct engine *engine, DWORD milliseconds)
+{
+    return change_setting(engine, SETTING_IDLE_TIMEOUT, milliseconds);
+}
+
+HRESULT engine_set_batch_size(struct engine *engine, DWORD entries)
+{
+    return change_setting(engine, SETTING_BATCH_SIZE, entries);
 }
 
 DWORD engine_min_threads(struct engine *engine)
@@ -293,31 +313,9 @@ DWORD engine_available_threads(struct engine *engine)
     return busy < max ? (DWORD)(max - busy) : 0;
 }
 
-HRESULT engine_set_idle_timeout(struct engine *engine, DWORD milliseconds)
-{
-    if (milliseconds < HOSTIOCP_MIN_IDLE_TIMEOUT || milliseconds > HOSTIOCP_MAX_IDLE_TIMEOUT)
-        return E_INVALIDARG;
-    AcquireSRWLockExclusive(&engine->lock);
-    engine->limits.idle_timeout = (LONG)milliseconds;
-    limits_changed_locked(engine);
-    ReleaseSRWLockExclusive(&engine->lock);
-    return S_OK;
-}
-
 DWORD engine_idle_timeout(struct engine *engine)
 {
     return (DWORD)engine->limits.idle_timeout;
-}
-
-HRESULT engine_set_batch_size(struct engine *engine, DWORD entries)
-{
-    if (!entries || entries > HOSTIOCP_MAX_BATCH_SIZE)
-        return E_INVALIDARG;
-    AcquireSRWLockExclusive(&engine->lock);
-    engine->limits.batch_size = (LONG)entries;
-    limits_changed_locked(engine);
-    ReleaseSRWLockExclusive(&engine->lock);
-    return S_OK;
 }
 
 DWORD engine_batch_size(struct engine *engine)
