@@ -5,7 +5,7 @@
  * goes, and doc/thread-policy.md why.
  *
  * Invariants:
- * - Threads alive and threads busy share one interlocked word (`counts`), so that an idle
+ * - Threads alive and threads busy share one interlocked word (`thread_counts`), so that an idle
  *   thread's decision to retire and a dequeue that takes the last idle thread see each other.
  * - A dequeued packet is always dispatched, or counted as discarded once the pool is abandoned.
  * - Every thread ends on a stop packet of its own, so the port's FIFO order dispatches everything
@@ -29,13 +29,14 @@ C_ASSERT(sizeof(OVERLAPPED_ENTRY) == 4 * sizeof(void *));
 #endif
 
 #define NT_TICKS_PER_MS          10000  /* NT timeouts count 100 ns */
+#define US_PER_SECOND              1e6
 #define STOP_POST_BACKOFF_MAX_MS   100  /* a stop packet the system refused is posted again */
 
-/* counts: threads alive in the high 16 bits; in the low 16, those not waiting on the port (from
+/* thread_counts: threads alive in the high 16 bits; in the low 16, those not waiting on the port (from
  * the moment a dequeue returns packets until they are all dispatched). */
 #define BUSY_ONE      1
 #define THREADS_ONE   0x10000
-C_ASSERT(HOSTIOCP_MAX_THREADS_LIMIT < 0x8000);  /* both halves hold any count, and counts stays positive */
+C_ASSERT(HOSTIOCP_MAX_THREADS_LIMIT < 0x8000);  /* both halves hold any count, and the word stays positive */
 static inline LONG busy_of(LONG counts) { return counts & 0xffff; }
 static inline LONG threads_of(LONG counts) { return counts >> 16; }
 
@@ -66,7 +67,7 @@ struct worker
 {
     struct pool *pool;
     struct worker *next, *prev;       /* locked via pool->lock */
-    struct port_counters counts;      /* Interlocked; written by its own thread, read by anyone */
+    struct port_counters counters;    /* Interlocked; written by its own thread, read by anyone */
     OVERLAPPED_ENTRY *entries;        /* the batch in hand (batch or single) ... */
     ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go;
                                        * pool_stop, inside a callback, dispatches them */
@@ -93,7 +94,7 @@ struct pool
     } limits;                         /* written Interlocked by pool_limits_changed, read by anyone */
     LONG cpus;                        /* set at creation */
 
-    volatile LONG counts;             /* Interlocked only; grows only under lock */
+    volatile LONG thread_counts;      /* Interlocked only; grows only under lock */
     volatile LONG target;             /* written by the monitor only */
     volatile LONG peak;               /* Interlocked only (interlocked_raise) */
     volatile LONG queued;             /* the monitor's last look at the port */
@@ -105,7 +106,7 @@ struct pool
     volatile LONG abandoned;          /* stopped without waiting: discard instead of dispatch */
     volatile LONG stopped;            /* pool_stop closed the port */
     struct worker *workers;           /* locked via lock */
-    struct port_counters ended_threads_counts; /* locked via lock: what threads that ended counted */
+    struct port_counters ended_counters; /* locked via lock: what threads that ended counted */
     LONG monitors;                    /* locked via lock: 1 while the monitor runs */
     LONG parked;                      /* locked via lock: retired threads waiting to be needed */
     LONG unpark_requests;             /* locked via lock: how many of them are asked back */
@@ -184,7 +185,7 @@ static BOOL parked_thread_may_end(void)
 static BOOL fixed_and_full(const struct pool *pool)
 {
     return pool->limits.min_threads >= pool->limits.max_threads &&
-           threads_of(pool->counts) == pool->limits.max_threads;
+           threads_of(pool->thread_counts) == pool->limits.max_threads;
 }
 
 /* ---- references and counters ---- */
@@ -198,7 +199,7 @@ void pool_release(struct pool *pool)
 {
     if (InterlockedDecrement(&pool->refs))
         return;
-    assert(threads_of(pool->counts) == 0 && !pool->monitors && !pool->parked);
+    assert(threads_of(pool->thread_counts) == 0 && !pool->monitors && !pool->parked);
     if (pool->port)
         CloseHandle(pool->port);
     if (pool->monitor_wake)
@@ -226,12 +227,12 @@ ULONG_PTR pool_bind_key(const struct pool *pool)
 
 LONG pool_busy(const struct pool *pool)
 {
-    return busy_of(pool->counts);
+    return busy_of(pool->thread_counts);
 }
 
 LONG pool_threads(const struct pool *pool)
 {
-    return threads_of(pool->counts);
+    return threads_of(pool->thread_counts);
 }
 
 LONG pool_peak(const struct pool *pool)
@@ -252,9 +253,9 @@ static void sum_counters(struct pool *pool, struct port_counters *sum)
 
     ZeroMemory(sum, sizeof(*sum));
     AcquireSRWLockShared(&pool->lock);
-    add_counters(sum, &pool->ended_threads_counts);
+    add_counters(sum, &pool->ended_counters);
     for (worker = pool->workers; worker; worker = worker->next)
-        add_counters(sum, &worker->counts);
+        add_counters(sum, &worker->counters);
     ReleaseSRWLockShared(&pool->lock);
 }
 
@@ -298,10 +299,10 @@ static BOOL reserve_thread(struct pool *pool, LONG limit)
     LONG counts;
 
     AcquireSRWLockExclusive(&pool->lock);
-    counts = pool->counts;
+    counts = pool->thread_counts;
     while (!pool->stopping && threads_of(counts) < limit)
     {
-        LONG seen = InterlockedCompareExchange(&pool->counts, counts + THREADS_ONE, counts);
+        LONG seen = InterlockedCompareExchange(&pool->thread_counts, counts + THREADS_ONE, counts);
         if (seen == counts)
         {
             reserved = TRUE;
@@ -325,7 +326,7 @@ static void thread_gone(struct pool *pool, BOOL take_off_count)
     thread_tally_remove(pool->tally);
     AcquireSRWLockExclusive(&pool->lock);
     if (take_off_count)
-        InterlockedExchangeAdd(&pool->counts, -THREADS_ONE);
+        InterlockedExchangeAdd(&pool->thread_counts, -THREADS_ONE);
     WakeAllConditionVariable(&pool->changed);
     ReleaseSRWLockExclusive(&pool->lock);
     /* One thread less than counted (it ended, or never started): a monitor asleep over a full
@@ -364,11 +365,11 @@ static BOOL start_thread(struct pool *pool, LONG limit)
 /* Takes the caller off the count if the rule allows it for the counts that remain. */
 static BOOL retire_if(struct pool *pool, struct worker *worker, BOOL (*allowed)(const struct pool *pool, LONG counts))
 {
-    LONG counts = pool->counts;
+    LONG counts = pool->thread_counts;
 
     while (allowed(pool, counts))
     {
-        LONG seen = InterlockedCompareExchange(&pool->counts, counts - THREADS_ONE, counts);
+        LONG seen = InterlockedCompareExchange(&pool->thread_counts, counts - THREADS_ONE, counts);
         if (seen == counts)
         {
             worker->slot_released = TRUE;
@@ -430,7 +431,7 @@ static LONG unpark(struct pool *pool, LONG wanted)
     if (count > 0)
     {
         pool->unpark_requests += count;
-        interlocked_raise(&pool->peak, threads_of(InterlockedExchangeAdd(&pool->counts, count * THREADS_ONE)) + count);
+        interlocked_raise(&pool->peak, threads_of(InterlockedExchangeAdd(&pool->thread_counts, count * THREADS_ONE)) + count);
         WakeAllConditionVariable(&pool->unparked);
     }
     ReleaseSRWLockExclusive(&pool->lock);
@@ -474,7 +475,7 @@ static void worker_leave(struct pool *pool, struct worker *worker)
         post_stop_packet(pool);
     HeapFree(GetProcessHeap(), 0, worker->batch);
     AcquireSRWLockExclusive(&pool->lock);
-    add_counters(&pool->ended_threads_counts, &worker->counts);
+    add_counters(&pool->ended_counters, &worker->counters);
     if (worker->prev)
         worker->prev->next = worker->next;
     else
@@ -544,21 +545,21 @@ static void dispatch_batch(struct pool *pool, struct worker *worker)
             else if (entry->lpCompletionKey == pool->retire_key)
                 worker->retire_packets++;  /* the loop sees whether this thread is in excess */
             else
-                InterlockedIncrement64(&worker->counts.wakeups);
+                InterlockedIncrement64(&worker->counters.wakeups);
             continue;
         }
         if (pool->abandoned)
         {
-            InterlockedIncrement64(&worker->counts.discarded);
+            InterlockedIncrement64(&worker->counters.discarded);
             continue;
         }
-        InterlockedIncrement64(&worker->counts.dispatched);
+        InterlockedIncrement64(&worker->counters.dispatched);
         if (worker->batched)
-            InterlockedIncrement64(&worker->counts.batched);
+            InterlockedIncrement64(&worker->counters.batched);
         if (error != ERROR_SUCCESS)
-            InterlockedIncrement64(&worker->counts.failed);
+            InterlockedIncrement64(&worker->counters.failed);
         if (entry->lpCompletionKey != pool->bind_key)
-            InterlockedIncrement64(&worker->counts.foreign);
+            InterlockedIncrement64(&worker->counters.foreign);
         TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
               entry->lpOverlapped, (void *)entry->lpCompletionKey);
         ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
@@ -584,7 +585,7 @@ static DWORD WINAPI worker_thread(void *arg)
         {
             if (!retire_if(pool, &worker, idle_thread_may_retire))
                 continue;
-            TRACE("port %p: an idle thread retired, %ld left", pool->port, threads_of(pool->counts));
+            TRACE("port %p: an idle thread retired, %ld left", pool->port, threads_of(pool->thread_counts));
             if (park(pool, &worker))
                 continue;
             break;
@@ -594,10 +595,10 @@ static DWORD WINAPI worker_thread(void *arg)
             TRACE("port %p: dequeue failed with status %#lx; the thread ends", pool->port, status);
             break;
         }
-        InterlockedExchangeAdd(&pool->counts, BUSY_ONE);
+        InterlockedExchangeAdd(&pool->thread_counts, BUSY_ONE);
         worker.count = taken;
         dispatch_batch(pool, &worker);
-        InterlockedExchangeAdd(&pool->counts, -BUSY_ONE);
+        InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
         if (worker.stop_packets || pool->stopped)
             break;
         if (!retire_if(pool, &worker, excess_thread_must_retire))
@@ -606,7 +607,7 @@ static DWORD WINAPI worker_thread(void *arg)
             continue;
         }
         settle_retire_packets(pool, &worker);
-        TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->counts));
+        TRACE("port %p: a thread above the target retired, %ld remain", pool->port, threads_of(pool->thread_counts));
         if (!park(pool, &worker))
             break;
     }
@@ -622,7 +623,7 @@ static DWORD WINAPI worker_thread(void *arg)
  * timeout.  (Not for the controller's target: its probes would park and unpark threads.) */
 static void wake_threads_above_maximum(struct pool *pool)
 {
-    LONG counts = pool->counts, limit = ceiling_of(pool);
+    LONG counts = pool->thread_counts, limit = ceiling_of(pool);
     LONG wanted = min(threads_of(counts) - limit, threads_of(counts) - busy_of(counts)) - pool->retire_packets;
 
     for (; wanted > 0 && !pool->stopping; wanted--)
@@ -639,11 +640,11 @@ static void wake_threads_above_maximum(struct pool *pool)
 /* Parked threads first, then new ones, up to `target`; returns how many came. */
 static LONG grow_to(struct pool *pool, LONG target)
 {
-    LONG missing = target - threads_of(pool->counts), added = 0;
+    LONG missing = target - threads_of(pool->thread_counts), added = 0;
 
     if (missing > 0)
         added = unpark(pool, missing);
-    while (threads_of(pool->counts) < target && start_thread(pool, target))
+    while (threads_of(pool->thread_counts) < target && start_thread(pool, target))
         added++;
     return added;
 }
@@ -661,7 +662,7 @@ static LONGLONG now_us(void)
 
     QueryPerformanceCounter(&counter);
     QueryPerformanceFrequency(&frequency);
-    return (LONGLONG)(counter.QuadPart * 1e6 / frequency.QuadPart);
+    return (LONGLONG)(counter.QuadPart * US_PER_SECOND / frequency.QuadPart);
 }
 
 static LONG64 filetime_units(FILETIME time)
@@ -686,7 +687,7 @@ static void cpu_times(LONG64 *idle, LONG64 *total)
 static void take_sample(struct pool *pool, struct policy_sample *sample)
 {
     struct port_counters sum;
-    LONG counts = pool->counts;
+    LONG counts = pool->thread_counts;
 
     sample->now_us = now_us();
     sum_counters(pool, &sum);
@@ -745,7 +746,7 @@ static BOOL monitor_wait(struct pool *pool)
     ResetEvent(pool->thread_left);
     if (!fixed_and_full(pool))
         return TRUE;
-    TRACE("port %p: monitor sleeps: the pool runs its fixed %ld threads", pool->port, threads_of(pool->counts));
+    TRACE("port %p: monitor sleeps: the pool runs its fixed %ld threads", pool->port, threads_of(pool->thread_counts));
     if (WaitForMultipleObjects(3, events, FALSE, INFINITE) == WAIT_OBJECT_0)
         return FALSE;
     TRACE("port %p: monitor wakes", pool->port);
@@ -886,7 +887,7 @@ static void discard_remaining(struct pool *pool)
     while (take_packets(pool->port, &entry, 1, &taken, 0) == STATUS_SUCCESS)
         if (entry.lpOverlapped)
             discarded++;
-    pool->ended_threads_counts.discarded += discarded;
+    pool->ended_counters.discarded += discarded;
     if (discarded)
         TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
 }
@@ -925,7 +926,7 @@ void pool_stop(struct pool *pool)
     AcquireSRWLockExclusive(&pool->lock);
     assert(!pool->stopping);
     pool->stopping = TRUE;
-    threads = threads_of(pool->counts);
+    threads = threads_of(pool->thread_counts);
     WakeAllConditionVariable(&pool->unparked);
     if (module_must_not_wait())
     {
@@ -944,7 +945,7 @@ void pool_stop(struct pool *pool)
     if (own)
         dispatch_batch(pool, own);
     AcquireSRWLockExclusive(&pool->lock);
-    while (threads_of(pool->counts) > remaining || pool->parked || pool->monitors)
+    while (threads_of(pool->thread_counts) > remaining || pool->parked || pool->monitors)
         SleepConditionVariableSRW(&pool->changed, &pool->lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&pool->lock);
     if (own)
@@ -968,7 +969,7 @@ void pool_stop(struct pool *pool)
 void pool_statistics(struct pool *pool, HOSTIOCP_STATISTICS *stats)
 {
     struct port_counters counts;
-    LONG packed = pool->counts;
+    LONG packed = pool->thread_counts;
 
     sum_counters(pool, &counts);
 #define REPORT_COUNTER(name, field) stats->field += counts.name;
