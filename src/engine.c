@@ -18,7 +18,8 @@ struct engine
     SRWLOCK lock;
     struct open_port *ports;      /* locked via lock; oldest first: the first is Bind(NULL)'s port */
     ICLRIoCompletionManager *clr; /* locked via lock */
-    struct pool_limits limits;    /* the host's settings: written under lock, read without it */
+    struct thread_limits limits;  /* written Interlocked under lock, read without it */
+    struct dequeue_settings dequeue; /* written Interlocked without the lock, read by every pool */
     struct thread_tally tally;    /* its own lock */
     HOSTIOCP_STATISTICS closed;   /* locked via lock: what ports already closed had counted */
 };
@@ -45,8 +46,8 @@ struct engine *engine_create(void)
     /* The CLR's own defaults: a thread per CPU at least, 1000 at most. */
     engine->limits.min_threads = min(system.dwNumberOfProcessors, HOSTIOCP_MAX_THREADS_LIMIT);
     engine->limits.max_threads = ENGINE_DEFAULT_MAX_THREADS;
-    engine->limits.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
-    engine->limits.batch_size = ENGINE_DEFAULT_BATCH_SIZE;
+    engine->dequeue.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
+    engine->dequeue.batch_size = ENGINE_DEFAULT_BATCH_SIZE;
     engine->closed.cbSize = sizeof(engine->closed);
     return engine;
 }
@@ -89,7 +90,7 @@ static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
     if (!(open_port = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*open_port))))
         return E_OUTOFMEMORY;
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
-    if (FAILED(hr = pool_create(engine->clr, engine->limits, &engine->tally, engine_release, engine, &open_port->pool)))
+    if (FAILED(hr = pool_create(engine->clr, engine->limits, &engine->dequeue, &engine->tally, engine_release, engine, &open_port->pool)))
     {
         HeapFree(GetProcessHeap(), 0, open_port);
         return hr;
@@ -230,64 +231,57 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
     return hr;
 }
 
-enum setting { SETTING_MIN_THREADS, SETTING_MAX_THREADS, SETTING_IDLE_TIMEOUT, SETTING_BATCH_SIZE };
-
-/* What the host may set: the maximum at least 1 and at least the minimum (which may be 0). */
-static BOOL limits_valid(const struct pool_limits *limits)
-{
-    return limits->min_threads >= 0 && limits->min_threads <= limits->max_threads &&
-           limits->max_threads >= 1 && limits->max_threads <= HOSTIOCP_MAX_THREADS_LIMIT &&
-           limits->idle_timeout >= HOSTIOCP_MIN_IDLE_TIMEOUT && limits->idle_timeout <= HOSTIOCP_MAX_IDLE_TIMEOUT &&
-           limits->batch_size >= 1 && limits->batch_size <= HOSTIOCP_MAX_BATCH_SIZE;
-}
-
-/* Changes one setting if the limits stay valid, and has every pool obey them. */
-static HRESULT change_setting(struct engine *engine, enum setting setting, DWORD value)
+/* The maximum at least 1 and at least the minimum, which may be 0. */
+static HRESULT set_thread_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
 {
     struct open_port *open_port;
-    struct pool_limits limits;
-    HRESULT hr = E_INVALIDARG;
+    struct thread_limits limits = { (LONG)min_threads, (LONG)max_threads };
 
-    if (value > MAXLONG)
+    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
         return E_INVALIDARG;
-    AcquireSRWLockExclusive(&engine->lock);
-    limits = engine->limits;
-    switch (setting)
-    {
-    case SETTING_MIN_THREADS: limits.min_threads = (LONG)value; break;
-    case SETTING_MAX_THREADS: limits.max_threads = (LONG)value; break;
-    case SETTING_IDLE_TIMEOUT: limits.idle_timeout = (LONG)value; break;
-    case SETTING_BATCH_SIZE: limits.batch_size = (LONG)value; break;
-    }
-    if (limits_valid(&limits))
-    {
-        engine->limits = limits;
-        for (open_port = engine->ports; open_port; open_port = open_port->next)
-            pool_limits_changed(open_port->pool, limits);
-        hr = S_OK;
-    }
-    ReleaseSRWLockExclusive(&engine->lock);
-    return hr;
+    InterlockedExchange(&engine->limits.min_threads, limits.min_threads);
+    InterlockedExchange(&engine->limits.max_threads, limits.max_threads);
+    for (open_port = engine->ports; open_port; open_port = open_port->next)
+        pool_limits_changed(open_port->pool, limits);
+    return S_OK;
 }
 
 HRESULT engine_set_min_threads(struct engine *engine, DWORD count)
 {
-    return change_setting(engine, SETTING_MIN_THREADS, count);
+    HRESULT hr;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    hr = set_thread_limits(engine, count, (DWORD)engine->limits.max_threads);
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
 }
 
 HRESULT engine_set_max_threads(struct engine *engine, DWORD count)
 {
-    return change_setting(engine, SETTING_MAX_THREADS, count);
+    HRESULT hr;
+
+    AcquireSRWLockExclusive(&engine->lock);
+    hr = set_thread_limits(engine, (DWORD)engine->limits.min_threads, count);
+    ReleaseSRWLockExclusive(&engine->lock);
+    return hr;
 }
 
+/* Without the engine's lock, so that a host may set them anywhere, under the loader lock too:
+ * the lock is held while threads start, and starting one takes the loader lock. */
 HRESULT engine_set_idle_timeout(struct engine *engine, DWORD milliseconds)
 {
-    return change_setting(engine, SETTING_IDLE_TIMEOUT, milliseconds);
+    if (milliseconds < HOSTIOCP_MIN_IDLE_TIMEOUT || milliseconds > HOSTIOCP_MAX_IDLE_TIMEOUT)
+        return E_INVALIDARG;
+    InterlockedExchange(&engine->dequeue.idle_timeout, (LONG)milliseconds);
+    return S_OK;
 }
 
 HRESULT engine_set_batch_size(struct engine *engine, DWORD entries)
 {
-    return change_setting(engine, SETTING_BATCH_SIZE, entries);
+    if (!entries || entries > HOSTIOCP_MAX_BATCH_SIZE)
+        return E_INVALIDARG;
+    InterlockedExchange(&engine->dequeue.batch_size, (LONG)entries);
+    return S_OK;
 }
 
 DWORD engine_min_threads(struct engine *engine)
@@ -315,12 +309,12 @@ DWORD engine_available_threads(struct engine *engine)
 
 DWORD engine_idle_timeout(struct engine *engine)
 {
-    return (DWORD)engine->limits.idle_timeout;
+    return (DWORD)engine->dequeue.idle_timeout;
 }
 
 DWORD engine_batch_size(struct engine *engine)
 {
-    return (DWORD)engine->limits.batch_size;
+    return (DWORD)engine->dequeue.batch_size;
 }
 
 static void finish_statistics(HOSTIOCP_STATISTICS *stats, LONG peak)

@@ -129,13 +129,20 @@ LONG thread_tally_peak(const struct thread_tally *tally);
 
 /* ---- the threads that serve one completion port (pool.c) and their controller (policy.c) ---- */
 
-/* The host's settings that a pool obeys; what they mean for its threads is pool.c's. */
-struct pool_limits
+/* The host's minimum and maximum, given to each pool by value: what they mean for its threads
+ * is pool.c's. */
+struct thread_limits
 {
-    LONG min_threads;
-    LONG max_threads;
-    LONG idle_timeout;
-    LONG batch_size;
+    volatile LONG min_threads;
+    volatile LONG max_threads;
+};
+
+/* The host's settings that every dequeue reads as they are then: the engine owns them and writes
+ * them Interlocked; pools only read them. */
+struct dequeue_settings
+{
+    volatile LONG idle_timeout;
+    volatile LONG batch_size;
 };
 
 struct pool;
@@ -147,14 +154,14 @@ void pool_process_detach(void);
 /* Creates the port and starts the minimum of threads (at least one) and the monitor.  The pool
  * holds its own reference to clr, and calls on_destroy(context) when it is gone, or at once if
  * it could not be created. */
-HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, struct thread_tally *tally,
-                    void (*on_destroy)(void *context), void *context, struct pool **pool);
+HRESULT pool_create(ICLRIoCompletionManager *clr, struct thread_limits limits, const struct dequeue_settings *dequeue,
+                    struct thread_tally *tally, void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
 HANDLE pool_port(const struct pool *pool);
 ULONG_PTR pool_bind_key(const struct pool *pool);
-/* The host changed a setting.  A new minimum or maximum tops the pool up to the minimum, has idle
- * threads above the maximum retire and the monitor look again at once. */
-void pool_limits_changed(struct pool *pool, struct pool_limits limits);
+/* The host set the minimum or the maximum: tops the pool up to the minimum, has idle threads
+ * above the maximum retire and the monitor look again at once. */
+void pool_limits_changed(struct pool *pool, struct thread_limits limits);
 /* Dispatches every packet queued before the call, ends every thread (but the caller, if it is
  * one, which ends when its callback returns), counts what arrived later as discarded and closes
  * the port.  Where nothing may wait (module_must_not_wait) it only tells the threads to stop. */

@@ -88,10 +88,8 @@ struct pool
     struct thread_tally *tally;       /* the engine's, for every port */
     void (*on_destroy)(void *context); /* set at creation; called by the last reference */
     void *context;
-    struct
-    {
-        volatile LONG min_threads, max_threads, idle_timeout, batch_size;
-    } limits;                         /* written Interlocked by pool_limits_changed, read by anyone */
+    struct thread_limits limits;      /* written Interlocked by pool_limits_changed, read by anyone */
+    const struct dequeue_settings *dequeue; /* the engine's: it outlives the pool */
     LONG cpus;                        /* set at creation */
 
     volatile LONG thread_counts;      /* Interlocked only; grows only under lock */
@@ -409,7 +407,7 @@ static BOOL park(struct pool *pool, struct worker *worker)
         }
         if (pool->stopping || may_end)
             break;
-        may_end = !SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->limits.idle_timeout, 0) &&
+        may_end = !SleepConditionVariableSRW(&pool->unparked, &pool->lock, (DWORD)pool->dequeue->idle_timeout, 0) &&
                   parked_thread_may_end();
     }
     pool->parked--;
@@ -579,8 +577,8 @@ static DWORD WINAPI worker_thread(void *arg)
     TRACE("port %p: thread started", pool->port);
     while (!pool->stopped)
     {
-        wanted = prepare_batch(&worker, pool->limits.batch_size);
-        status = take_packets(pool->port, worker.entries, wanted, &taken, (DWORD)pool->limits.idle_timeout);
+        wanted = prepare_batch(&worker, pool->dequeue->batch_size);
+        status = take_packets(pool->port, worker.entries, wanted, &taken, (DWORD)pool->dequeue->idle_timeout);
         if (status == STATUS_TIMEOUT)
         {
             if (!retire_if(pool, &worker, idle_thread_may_retire))
@@ -802,16 +800,14 @@ static void apply_thread_limits(struct pool *pool)
     grow_to(pool, floor_of(pool));
 }
 
-static void store_limits(struct pool *pool, struct pool_limits limits)
+static void store_limits(struct pool *pool, struct thread_limits limits)
 {
     InterlockedExchange(&pool->limits.min_threads, limits.min_threads);
     InterlockedExchange(&pool->limits.max_threads, limits.max_threads);
-    InterlockedExchange(&pool->limits.idle_timeout, limits.idle_timeout);
-    InterlockedExchange(&pool->limits.batch_size, limits.batch_size);
 }
 
-HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, struct thread_tally *tally,
-                    void (*on_destroy)(void *context), void *context, struct pool **out)
+HRESULT pool_create(ICLRIoCompletionManager *clr, struct thread_limits limits, const struct dequeue_settings *dequeue,
+                    struct thread_tally *tally, void (*on_destroy)(void *context), void *context, struct pool **out)
 {
     struct pool *pool;
     SYSTEM_INFO system;
@@ -839,6 +835,7 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, str
     pool->clr = clr;
     ICLRIoCompletionManager_AddRef(clr);
     store_limits(pool, limits);
+    pool->dequeue = dequeue;
     pool->cpus = (LONG)system.dwNumberOfProcessors;
     pool->tally = tally;
     pool->on_destroy = on_destroy;
@@ -867,14 +864,10 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, struct pool_limits limits, str
     return hr;
 }
 
-void pool_limits_changed(struct pool *pool, struct pool_limits limits)
+void pool_limits_changed(struct pool *pool, struct thread_limits limits)
 {
-    BOOL thread_limits_changed = limits.min_threads != pool->limits.min_threads ||
-                                 limits.max_threads != pool->limits.max_threads;
-
     store_limits(pool, limits);
-    if (thread_limits_changed)
-        apply_thread_limits(pool);
+    apply_thread_limits(pool);
 }
 
 /* After the threads: what arrived after the stop is counted, not dispatched. */

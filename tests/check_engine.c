@@ -318,6 +318,40 @@ START_TEST(error_statuses_give_their_win32_error)
 }
 END_TEST
 
+/* A thread that stays after its dequeue timed out (at the minimum, it must) dispatches nothing
+ * until the next packet comes: each packet reaches OnComplete once, and no thread stays busy. */
+static void check_idle_timeouts_dispatch_nothing(DWORD batch)
+{
+    IHostIoCompletionManager *manager = start(1, 1, NULL);
+    HOSTIOCP_STATISTICS stats;
+    OVERLAPPED request;
+    HANDLE port;
+    LONG calls_before;
+
+    ck_assert_hr(set_idle_timeout(manager, HOSTIOCP_MIN_IDLE_TIMEOUT), S_OK);
+    ck_assert_hr(set_batch_size(manager, batch), S_OK);
+    ck_assert_hr(IHostIoCompletionManager_CreateIoCompletionPort(manager, &port), S_OK);
+    calls_before = clr->calls;
+    fake_clr_expect(clr, 1);
+    post_packets(port, &request, 1);
+    ck_assert(fake_clr_wait(clr, WAIT_MS));
+    /* Many 1 ms idle timeouts pass meanwhile. */
+    ck_assert_msg(!wait_for_value(&clr->calls, calls_before + 2, 300),
+                  "batch %lu: OnComplete called %ld times for one packet", batch, clr->calls - calls_before);
+    ck_assert_hr(get_statistics(manager, port, &stats), S_OK);
+    ck_assert_msg(stats.CompletionsDispatched == 1 && stats.ThreadsBusy == 0 && stats.ThreadsTotal == 1,
+                  "batch %lu: %llu dispatched, %lu busy of %lu threads", batch,
+                  (unsigned long long)stats.CompletionsDispatched, stats.ThreadsBusy, stats.ThreadsTotal);
+    ck_assert_int_eq(IHostIoCompletionManager_Release(manager), 0);
+}
+
+START_TEST(idle_timeouts_dispatch_nothing)
+{
+    check_idle_timeouts_dispatch_nothing(1);
+    check_idle_timeouts_dispatch_nothing(16);
+}
+END_TEST
+
 /* An error status with no OVERLAPPED (NtSetIoCompletion can post one): GetQueuedCompletionStatus
  * returns FALSE with no OVERLAPPED for it, as for a timeout or a closed port, and with
  * STATUS_INVALID_HANDLE the very error of a closed port.  It is a packet like any other without
@@ -1493,6 +1527,7 @@ int main(int argc, char **argv)
         TEST_CASE(success_statuses_give_zero),
         TEST_CASE(error_statuses_give_their_win32_error),
         TEST_CASE(error_wakeup_packets_keep_the_thread),
+        TEST_CASE(idle_timeouts_dispatch_nothing),
         TEST_CASE(minimum_threads_start_with_the_port),
         TEST_CASE(blocked_callbacks_get_threads_up_to_the_maximum),
         TEST_CASE(blocked_past_the_idle_timeout_still_dispatches),
