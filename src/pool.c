@@ -72,6 +72,7 @@ struct worker
     ULONG count, next_entry;          /* ... of which entries[next_entry..count) are still to go;
                                        * pool_stop, inside a callback, dispatches them */
     BOOL batched;                     /* the batch came from a dequeue of more than one */
+    BOOL dispatching;                 /* inside serve_batch's loop: busy */
     OVERLAPPED_ENTRY single;
     OVERLAPPED_ENTRY *batch;          /* room for HOSTIOCP_MAX_BATCH_SIZE, allocated on first use */
     LONG stop_packets;                /* our stop packets this thread has taken */
@@ -506,16 +507,14 @@ static NTSTATUS take_packets(HANDLE port, OVERLAPPED_ENTRY *entries, ULONG count
     return NtRemoveIoCompletionEx(port, entries, count, taken, timeout_ms == INFINITE ? NULL : &timeout, FALSE);
 }
 
-/* Where the next dequeue puts its packets, and how many it asks for: the batch size, where the
- * room for a batch could be allocated. */
-static ULONG prepare_batch(struct worker *worker, LONG batch_size)
+/* How many packets the next dequeue asks for, and where they go: the batch size, where room for
+ * a batch could be allocated. */
+static ULONG batch_room(struct worker *worker, LONG batch_size, OVERLAPPED_ENTRY **entries)
 {
     if (batch_size > 1 && !worker->batch)
         worker->batch = heap_alloc(0, HOSTIOCP_MAX_BATCH_SIZE * sizeof(*worker->batch));
-    worker->batched = batch_size > 1 && worker->batch;
-    worker->entries = worker->batched ? worker->batch : &worker->single;
-    worker->count = worker->next_entry = 0;
-    return worker->batched ? (ULONG)batch_size : 1;
+    *entries = batch_size > 1 && worker->batch ? worker->batch : &worker->single;
+    return *entries == worker->batch ? (ULONG)batch_size : 1;
 }
 
 /* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
@@ -525,12 +524,33 @@ static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
     return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
 }
 
-/* Dispatches the batch in hand: the worker's loop, and pool_stop from inside a callback, which
- * must see everything dequeued before it dispatched.  Packets without an OVERLAPPED are ours
+/* From the port to OnComplete: takes up to `wanted` packets into `entries`, waiting up to
+ * `timeout_ms`, and dispatches them in order; returns the dequeue's status.  A batch still in
+ * hand is finished first, and then `wanted` 0 takes nothing: pool_stop, called from inside one
+ * of this thread's callbacks, serves the port from there.  Packets without an OVERLAPPED are ours
  * (stop, retire) or someone else's wake-ups (the CLR posts its own); every packet with one goes
  * to OnComplete, whatever its key. */
-static void dispatch_batch(struct pool *pool, struct worker *worker)
+static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED_ENTRY *entries, ULONG wanted,
+                            DWORD timeout_ms)
 {
+    BOOL nested = worker->dispatching;  /* inside a callback: the thread counts as busy already */
+    NTSTATUS status;
+    ULONG taken;
+
+    if (worker->next_entry == worker->count)
+    {
+        if (!wanted)
+            return STATUS_SUCCESS;
+        if ((status = take_packets(pool->port, entries, wanted, &taken, timeout_ms)) != STATUS_SUCCESS)
+            return status;
+        worker->entries = entries;
+        worker->count = taken;
+        worker->next_entry = 0;
+        worker->batched = wanted > 1;
+    }
+    if (!nested)
+        InterlockedExchangeAdd(&pool->thread_counts, BUSY_ONE);
+    worker->dispatching = TRUE;
     while (worker->next_entry < worker->count)
     {
         const OVERLAPPED_ENTRY *entry = &worker->entries[worker->next_entry++];
@@ -541,27 +561,31 @@ static void dispatch_batch(struct pool *pool, struct worker *worker)
             if (entry->lpCompletionKey == pool->stop_key)
                 worker->stop_packets++;
             else if (entry->lpCompletionKey == pool->retire_key)
-                worker->retire_packets++;  /* the loop sees whether this thread is in excess */
+                worker->retire_packets++;  /* the worker's loop sees whether it is in excess */
             else
                 InterlockedIncrement64(&worker->counters.wakeups);
-            continue;
         }
-        if (pool->abandoned)
-        {
+        else if (pool->abandoned)
             InterlockedIncrement64(&worker->counters.discarded);
-            continue;
+        else
+        {
+            InterlockedIncrement64(&worker->counters.dispatched);
+            if (worker->batched)
+                InterlockedIncrement64(&worker->counters.batched);
+            if (error != ERROR_SUCCESS)
+                InterlockedIncrement64(&worker->counters.failed);
+            if (entry->lpCompletionKey != pool->bind_key)
+                InterlockedIncrement64(&worker->counters.foreign);
+            TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
+                  entry->lpOverlapped, (void *)entry->lpCompletionKey);
+            ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
+                                               entry->lpOverlapped);
         }
-        InterlockedIncrement64(&worker->counters.dispatched);
-        if (worker->batched)
-            InterlockedIncrement64(&worker->counters.batched);
-        if (error != ERROR_SUCCESS)
-            InterlockedIncrement64(&worker->counters.failed);
-        if (entry->lpCompletionKey != pool->bind_key)
-            InterlockedIncrement64(&worker->counters.foreign);
-        TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
-              entry->lpOverlapped, (void *)entry->lpCompletionKey);
-        ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
     }
+    worker->dispatching = nested;
+    if (!nested)
+        InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
+    return STATUS_SUCCESS;
 }
 
 /* A worker thread serves the port until it takes its stop packet, the port is closed, a dequeue
@@ -570,15 +594,16 @@ static DWORD WINAPI worker_thread(void *arg)
 {
     struct pool *pool = arg;
     struct worker worker;
+    OVERLAPPED_ENTRY *entries;
     NTSTATUS status;
-    ULONG wanted, taken;
+    ULONG wanted;
 
     worker_enter(pool, &worker);
     TRACE("port %p: thread started", pool->port);
     while (!pool->stopped)
     {
-        wanted = prepare_batch(&worker, pool->dequeue->batch_size);
-        status = take_packets(pool->port, worker.entries, wanted, &taken, (DWORD)pool->dequeue->idle_timeout);
+        wanted = batch_room(&worker, pool->dequeue->batch_size, &entries);
+        status = serve_batch(pool, &worker, entries, wanted, (DWORD)pool->dequeue->idle_timeout);
         if (status == STATUS_TIMEOUT)
         {
             if (!retire_if(pool, &worker, idle_thread_may_retire))
@@ -593,10 +618,6 @@ static DWORD WINAPI worker_thread(void *arg)
             TRACE("port %p: dequeue failed with status %#lx; the thread ends", pool->port, status);
             break;
         }
-        InterlockedExchangeAdd(&pool->thread_counts, BUSY_ONE);
-        worker.count = taken;
-        dispatch_batch(pool, &worker);
-        InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
         if (worker.stop_packets || pool->stopped)
             break;
         if (!retire_if(pool, &worker, excess_thread_must_retire))
@@ -891,17 +912,9 @@ static void discard_remaining(struct pool *pool)
 static void dispatch_until_own_stop_packet(struct pool *pool, struct worker *worker)
 {
     LONG stop_packets = worker->stop_packets;
-    ULONG taken;
 
-    while (worker->stop_packets == stop_packets &&
-           take_packets(pool->port, &worker->single, 1, &taken, 0) == STATUS_SUCCESS)
-    {
-        worker->entries = &worker->single;
-        worker->batched = FALSE;
-        worker->count = taken;
-        worker->next_entry = 0;
-        dispatch_batch(pool, worker);
-    }
+    while (worker->stop_packets == stop_packets && serve_batch(pool, worker, &worker->single, 1, 0) == STATUS_SUCCESS)
+        ;
 }
 
 void pool_stop(struct pool *pool)
@@ -936,7 +949,7 @@ void pool_stop(struct pool *pool)
     if (pool->abandoned)
         return;
     if (own)
-        dispatch_batch(pool, own);
+        serve_batch(pool, own, NULL, 0, 0);  /* the rest of the batch in hand */
     AcquireSRWLockExclusive(&pool->lock);
     while (threads_of(pool->thread_counts) > remaining || pool->parked || pool->monitors)
         SleepConditionVariableSRW(&pool->changed, &pool->lock, INFINITE, 0);
