@@ -216,8 +216,8 @@ static struct outcome check_model(const struct model *model)
     return out;
 }
 
-/* Rates at 1, 2, 4, ... 512 threads: measured with hostiocp-bench --policy to 32 or 64 threads,
- * then extended flat. */
+/* Rates at 1, 2, 4, ... 512 threads: measured with hostiocp-bench --policy on 2026-11-28, then
+ * extended flat. */
 static const double light_posted[10] = { 11e3, 25e3, 63e3, 80e3, 90.5e3, 90e3, 89.5e3, 89e3, 88e3, 87e3 };
 static const double heavy_posted[10] = { 10e3, 19e3, 34e3, 34e3, 35e3, 34.5e3, 34e3, 33e3, 32e3, 30e3 };
 static const double echo_falling[10] = { 21e3, 27e3, 26e3, 25e3, 23e3, 20e3, 17e3, 16.6e3, 16e3, 15e3 };
