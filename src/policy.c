@@ -22,29 +22,29 @@
 #define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
 
 /* A probe up: the rate at the probe over the rate at the target. */
-#define FAST_GAIN              1.50  /* in one pair while the CPUs wait, a raise at once: the pool starves meanwhile */
+#define FAST_GAIN              1.50  /* one pair while the CPUs wait raises at once: the pool starves meanwhile */
 #define CLEAR_GAIN             1.20  /* over two or three pairs, the climb goes on: larger counts may pay too */
 #define CLEAR_GAIN_MARGIN      0.07  /* two pairs this close to CLEAR_GAIN: a third pair decides */
 #define MODEST_GAIN            1.05  /* over two pairs, the least gain that raises: one pair can be 20 % off */
 #define ONE_PAIR_REJECTS       0.95  /* one pair below it refuses the probe at once: every probe costs */
 #define MANY_THREADS_PER_CPU      8  /* from here only a FAST_GAIN climbs on: smaller gains come and go */
-#define CPUS_BUSY              0.90  /* of the machine's CPU time in the window before: no probe above many threads */
-#define CPUS_COMPUTING         0.50  /* the callbacks compute, rather than wait, from this share of CPU time */
+#define CPUS_BUSY              0.90  /* CPUs this busy in the window before: no probe above many threads helps */
+#define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
-#define REMEASURE_MAX             2  /* measurements afresh of one probe, then its gain is taken as measured */
+#define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
 /* A probe down: its rate over the best window of the round. */
-#define SMALL_LOSS             0.97  /* over two pairs, the least that lowers the target: same work, fewer threads */
+#define SMALL_LOSS             0.97  /* over two pairs, the least that lowers: fewer threads for the same work */
 #define CLEAR_LOSS             0.85  /* one pair below it refuses the probe at once: it costs while measured */
 #define WORK_GONE              0.50  /* a probe window with too few completions and below this share of the
                                       * target's rate: the work went away, so no count can be judged */
 
 /* Between searches. */
-#define HOLD_MIN_US          500000  /* the hold after a round that set the target: the new count is checked soon */
-#define HOLD_MAX_US         8000000  /* the hold doubles up to this while rounds change nothing: every probe costs */
+#define HOLD_MIN_US          500000  /* after a round that set the target: the new count is checked soon */
+#define HOLD_MAX_US         8000000  /* doubling up to this while rounds change nothing: every probe costs */
 #define RATE_SHIFT             0.30  /* a window this far from the rate held ... */
 #define SHIFTED_WINDOWS           2  /* ... this many times in a row ends the hold: one window is noise */
-#define SAME_WORK                 2  /* work in flight within this factor of the ceiling's is the same work */
+#define SAME_WORK                 2  /* work within this factor of the ceiling's: a shift is the machine's doing */
 
 /* The windows measured at one count for one probe. */
 struct windows
