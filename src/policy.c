@@ -42,6 +42,7 @@
 /* Between searches. */
 #define HOLD_MIN_US          500000  /* after a round that set the target: the new count is checked soon */
 #define HOLD_MAX_US         8000000  /* doubling up to this while rounds change nothing: every probe costs */
+#define HOLD_GROWTH               2  /* per round that changes nothing: a steady pool probes ever more rarely */
 #define RATE_SHIFT             0.30  /* a window this far from the rate held ... */
 #define SHIFTED_WINDOWS           2  /* ... this many times in a row ends the hold: one window is noise */
 #define SAME_WORK                 2  /* work within this factor of the ceiling's: a shift is the machine's doing */
@@ -297,7 +298,7 @@ static void move_to(struct policy *policy, const struct policy_sample *sample, e
         break;
     case HOLDING:
         /* A short hold after a round that set the target; doubling after rounds that did not. */
-        policy->hold_us = target_set ? HOLD_MIN_US : min(policy->hold_us * 2, (LONGLONG)HOLD_MAX_US);
+        policy->hold_us = target_set ? HOLD_MIN_US : min(policy->hold_us * HOLD_GROWTH, (LONGLONG)HOLD_MAX_US);
         policy->hold_until = sample->now_us + policy->hold_us;
         policy->held_rate = policy->target_rate;
         if (leaves_probe)
