@@ -1,65 +1,51 @@
-/* The thread-count controller. It finds the count by measuring, as hill climbing does, but with
- * coarse steps that a noisy, shared machine can resolve: from the current target it tries twice as
- * many threads for one measurement window, then half as many, and keeps a change only when the
- * completion rate says so. Up: 50 % better in one window pair while the CPUs are less than half
- * busy (blocking callbacks), or 5 % better over two, because one pair can be 20 % off on a shared
- * machine. A gain that the machine's own movement could have made read as clear or as modest
- * (below), the rate at one count moving by a quarter or more, is measured again, up to twice: a
- * slow spell of the machine began or ended. Down: over two window pairs, no worse than 97 % of the
- * best rate of the round, and not to a count it has climbed from (just measured to do worse) until
- * the rate shifts. After a modest gain (5-20 % over two pairs, or over three when two come within
- * 7 % of 20 %), or a probe up that did not pay in two searches, it does not try more threads
- * (after a gain) or that count or more (after a probe) again until the rate shifts: returns
- * diminish, every probe costs threads, and a count that a doubling improves by less than 11 % is
- * already within 0.9 of the doubled count's rate. A count that did not pay is tried once more
- * after each hold, though, because the machine may have been busy with something else while it was
- * measured. From 8 threads per CPU, only a 50 % gain lets it climb on: that many threads pay when
- * callbacks wait, and then a doubling nearly doubles the rate, while smaller gains there come and
- * go with the scheduler (measured under Wine on 2 CPUs: 16 threads ran 3 us callbacks at 103,700/s
- * in one round of a benchmark, and at 81,100-82,500/s in its two others). Nor does it try more
- * than 8 threads per CPU while the machine's CPUs were 90 % busy in the window before, as .NET's
- * thread pool adds no threads when its CPUs are busy: then more threads cannot help, and a gain
- * that the rate shows comes from the machine, not the count. One search is not enough to give up
- * on a count: a single window pair can be 10 % off, which is as much as a doubling may gain. A
- * probe down that cost throughput is not repeated until the rate moves by 30 % for two windows in
- * a row, the limits change or the pool starves; a shift with as much work in flight and the CPUs
- * still at least half busy forgets only that, not the ceiling above (see rate_shifted). Between
- * searches it holds the target for 0.5 s, doubling up to 8 s while nothing changes, and searches
- * again at once when the rate shifts by 30 %. A probe up is tried only when the pool was short of
- * threads in the window before (packets queued or every thread busy), and never above the most
- * work seen at once in that window (threads busy plus packets queued): more threads would find
- * nothing to do.
- *
- * Starvation overrides all of it: packets queued, every thread inside a callback and no callback
- * started since the last tick means the callbacks block, so the target grows by one at once, every
- * tick, up to the maximum. */
+/* The thread-count controller.  Its rules, with the measurements behind them, are in
+ * doc/thread-policy.md.  In short:
+ * - Starvation comes first: packets queued, every thread inside a callback and no callback
+ *   finished since the last tick add one thread at once, every tick, up to the maximum.
+ * - Otherwise a search finds the count by measuring: from the target it probes twice as many
+ *   threads, then half as many, in windows that alternate with windows at the target, and moves
+ *   the target only when the completion rate says so.
+ * - Between searches it holds the target, and searches again when the hold ends or the rate
+ *   shifts.
+ * The phases, and every change from one to another, are in move_to(). */
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include "policy.h"
 
-#define WINDOW_US           150000   /* the shortest measurement window */
-#define WINDOW_MAX_US      1000000   /* the longest, however few completions it sees */
-#define WINDOW_COMPLETIONS       8   /* a window ends once it has seen this many */
-#define SETTLE_US            40000   /* after a change, time for threads to start or leave */
-#define FAST_GAIN             1.50   /* in one window pair while the CPUs wait: no second pair
-                                      * needed; from `crowded` threads, the least clear gain */
-#define CLEAR_GAIN            1.20   /* over two or three: larger counts may pay too */
-#define AMBIGUOUS             0.07   /* two pairs this close to CLEAR_GAIN: measure a third */
-#define MOVED                 1.25   /* windows at one count this far apart: the machine moved */
-#define REMEASURE_MAX            2   /* ... then the gain is taken as measured, not to stall */
-#define CROWDED_PER_CPU          8
-#define GAIN                  1.05
-#define UNCLEAR               0.95   /* one pair below it rejects a probe up at once */
-#define CLEAR_LOSS            0.85
-#define LOSS                  0.97
-#define HOLD_MIN_US         500000
-#define HOLD_MAX_US        8000000
-#define SHIFT                 0.30
-#define SATURATED_SHARE       0.25   /* of a window's ticks, for a probe up to be worth trying */
-#define CPUS_BUSY             0.90   /* of the machine's CPU time in a window: no time to spare */
-#define CPUS_COMPUTING        0.50   /* ... callbacks that wait leave more idle (21 % busy measured
-                                      * with one in ten blocking, 75-85 % with pipe echo) */
+/* Measurement windows. */
+#define WINDOW_US            150000  /* the shortest window: several ticks, so that no one tick decides */
+#define WINDOW_MAX_US       1000000  /* the longest, however few completions: a quiet pool is judged too */
+#define WINDOW_COMPLETIONS        8  /* a window ends once it has seen this many; fewer cannot judge a count */
+#define SETTLE_US             40000  /* after the count changes, two ticks for threads to start or leave */
+#define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
+#define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
+
+/* A probe up: the rate at the probe over the rate at the target. */
+#define FAST_GAIN              1.50  /* one pair while the CPUs wait raises at once: the pool starves meanwhile */
+#define CLEAR_GAIN             1.20  /* over two or three pairs, the climb goes on: larger counts may pay too */
+#define CLEAR_GAIN_MARGIN      0.07  /* two pairs this close to CLEAR_GAIN: a third pair decides */
+#define MODEST_GAIN            1.05  /* over two pairs, the least gain that raises: one pair can be 20 % off */
+#define ONE_PAIR_REJECTS       0.95  /* one pair below it refuses the probe at once: every probe costs */
+#define MANY_THREADS_PER_CPU      8  /* from here only a FAST_GAIN climbs on: smaller gains come and go */
+#define CPUS_BUSY              0.90  /* CPUs this busy in the window before: no probe above many threads helps */
+#define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
+#define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
+#define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
+
+/* A probe down: its rate over the best window of the round. */
+#define SMALL_LOSS             0.97  /* over two pairs, the least that lowers: fewer threads for the same work */
+#define CLEAR_LOSS             0.85  /* one pair below it refuses the probe at once: it costs while measured */
+#define WORK_GONE              0.50  /* a probe window with too few completions and below this share of the
+                                      * target's rate: the work went away, so no count can be judged */
+
+/* Between searches. */
+#define HOLD_MIN_US          500000  /* after a round that set the target: the new count is checked soon */
+#define HOLD_MAX_US         8000000  /* doubling up to this while rounds change nothing: every probe costs */
+#define HOLD_GROWTH               2  /* per round that changes nothing: a steady pool probes ever more rarely */
+#define RATE_SHIFT             0.30  /* a window this far from the rate held ... */
+#define SHIFTED_WINDOWS           2  /* ... this many times in a row ends the hold: one window is noise */
+#define SAME_WORK                 2  /* work within this factor of the ceiling's: a shift is the machine's doing */
 
 /* The windows measured at one count for one probe. */
 struct windows
@@ -68,46 +54,55 @@ struct windows
     double sum, least, most;
 };
 
+/* Every change of phase is made by move_to(). */
 enum phase
 {
-    MEASURE_BASE,           /* the rate at the target */
-    MEASURE_PROBE,          /* the rate at the probe */
-    MEASURE_REBASE,         /* the target again, for a second window pair */
+    MEASURING_TARGET,       /* a window at the target; then a search starts */
+    MEASURING_PROBE,        /* a window at the probe, which completes a pair; then the pairs are judged */
+    MEASURING_TARGET_AGAIN, /* a window at the target for another pair; then the probe again */
+    HOLDING,                /* between searches: windows at the target until the hold ends or the rate shifts */
 };
 
 struct policy
 {
-    LONG target;
-    LONG crowded;           /* threads from which only a FAST_GAIN lets the target climb on */
     enum phase phase;
+    LONG target;
+    LONG many_threads;      /* MANY_THREADS_PER_CPU for each CPU */
+
+    /* The search. */
     LONG probe;
     int direction;          /* of the probe: +1 or -1 */
-    BOOL moved_up;          /* in this round */
+    BOOL raised_in_round;
     struct windows at_target, at_probe;
     int remeasured;         /* times this probe was measured afresh because the machine moved */
-    double base_rate;       /* the last window at the target */
+    double target_rate;     /* the last window at the target */
     double round_best;      /* the best window of this round */
 
+    /* What earlier searches found: counts not worth a probe until the rate shifts, the limits
+     * change or the pool starves. */
+    LONG ceiling;           /* probes up stay below it; 0: none */
+    LONG ceiling_demand;    /* the demand when it was set */
+    BOOL ceiling_did_not_pay; /* the ceiling is a probe that did not pay, not the count after a modest gain */
+    LONG rejected_once;     /* a probe up that did not pay once; if it does not pay again, it is the ceiling */
+    LONG probe_down_limit;  /* probes down stay above it: a count measured worse; 0: none */
+
+    /* The window. */
     LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until */
+    LONGLONG settle_until;
     LONG64 window_completions;
     LONG window_ticks, window_saturated_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_cpu_idle, window_cpu_total;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
-    LONG demand;            /* ... in the last window that ended */
-    LONG ceiling;           /* probes up stay below it; 0: none */
-    LONG ceiling_demand;    /* the demand when it was set */
-    BOOL ceiling_rejected;  /* the ceiling is a count that did not pay, rather than one after a modest gain */
-    LONG doubted;           /* a probe up that did not pay once; the second time it sets the ceiling */
-    LONG bottom;            /* probes down stay above it; 0: none */
-    LONGLONG settle_until;
+    LONG demand;            /* ... the most busy + queued in it */
 
-    BOOL settled;           /* between searches */
+    /* Holding. */
+    LONGLONG hold_us;
     LONGLONG hold_until;
-    LONGLONG hold;
-    double settled_rate;
-    int shifted_windows;    /* consecutive windows 30 % away from settled_rate */
+    double held_rate;       /* the target's rate when the hold began */
+    int shifted_windows;    /* windows in a row RATE_SHIFT away from held_rate */
 
+    /* Starvation. */
     BOOL sampled;
     LONG64 last_completions;
 };
@@ -119,9 +114,10 @@ struct policy *policy_create(LONG initial_target, LONG cpus)
     assert(initial_target >= 1 && cpus >= 1);
     if (!policy)
         return NULL;
+    policy->phase = MEASURING_TARGET;
     policy->target = initial_target;
-    policy->crowded = CROWDED_PER_CPU * cpus;
-    policy->hold = HOLD_MIN_US;
+    policy->many_threads = MANY_THREADS_PER_CPU * cpus;
+    policy->hold_us = HOLD_MIN_US;
     return policy;
 }
 
@@ -135,6 +131,8 @@ const char *policy_event_name(enum policy_event event)
     static const char *const names[] = { "none", "starving", "probe", "raised", "lowered", "kept" };
     return names[event];
 }
+
+/* ---- windows ---- */
 
 static void windows_start(struct windows *windows)
 {
@@ -163,17 +161,30 @@ static double windows_spread(const struct windows *windows)
     return windows->most / windows->least;
 }
 
+/* Each pair is a window at the target, then one at the probe. */
+static int pairs_measured(const struct policy *policy)
+{
+    return policy->at_probe.count;
+}
+
 static LONG clamp(LONG value, LONG floor, LONG max)
 {
     return value < floor ? floor : value > max ? max : value;
 }
 
-static LONG current_count(const struct policy *policy)
+static BOOL probing(const struct policy *policy)
 {
-    return policy->phase == MEASURE_PROBE ? policy->probe : policy->target;
+    return policy->phase == MEASURING_PROBE || policy->phase == MEASURING_TARGET_AGAIN;
 }
 
-/* The next window starts after the pool has had time to reach the new count. */
+/* The count the pool should run now. */
+static LONG current_count(const struct policy *policy)
+{
+    return policy->phase == MEASURING_PROBE ? policy->probe : policy->target;
+}
+
+/* The window in progress is dropped; the next starts at the next tick, or once the pool has had
+ * time to reach a new count. */
 static void restart_window(struct policy *policy, const struct policy_sample *sample, BOOL count_changed)
 {
     policy->window_start = 0;
@@ -221,43 +232,37 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     return TRUE;
 }
 
+/* ---- what earlier searches found ---- */
+
 static void forget_searches(struct policy *policy)
 {
-    policy->ceiling = policy->bottom = policy->doubted = 0;
-    policy->ceiling_rejected = FALSE;
+    policy->ceiling = policy->probe_down_limit = policy->rejected_once = 0;
+    policy->ceiling_did_not_pay = FALSE;
 }
 
-/* The rate moved by 30 % for two windows.  With as much work in flight as when the ceiling was
- * set and the callbacks still computing rather than waiting, the machine moved (or the callbacks'
- * CPU time), and more threads pay no better than they did (or than a modest gain said): only
- * fewer threads may do now (measured under Wine on 2 CPUs: when a slow spell began or ended, pipe
- * echo with 16 connections probed 16 threads, over its bound of 10).  Otherwise the work changed,
- * and what did not pay before may now.  Work in flight that grows by less than twice counts as the
- * same work. */
-static void rate_shifted(struct policy *policy)
+/* The rate shifted.  With the same work in flight as when the ceiling was set and the callbacks
+ * still computing, the machine moved rather than the work: more threads pay no better than they
+ * did, and only fewer threads may do now.  Otherwise the work changed, and everything may. */
+static void forget_after_shift(struct policy *policy)
 {
-    if (policy->cpu_share >= CPUS_COMPUTING && policy->demand < 2 * policy->ceiling_demand &&
-        2 * policy->demand > policy->ceiling_demand)
+    if (policy->cpu_share >= CPUS_COMPUTING && policy->demand < SAME_WORK * policy->ceiling_demand &&
+        SAME_WORK * policy->demand > policy->ceiling_demand)
     {
-        policy->bottom = 0;
+        policy->probe_down_limit = 0;
         return;
     }
     forget_searches(policy);
 }
 
-/* A count that did not pay is tried once more after each hold.  Something else on the machine
- * may have taken what it gains while it was measured, and then the rate at the target does not
- * move when the machine is free again (measured under Wine on 2 CPUs: for seconds at a time 8,
- * 16 and 64 threads ran 3 us callbacks at 63,000-69,000/s, as 4 threads always do, and at
- * 77,000-85,000/s otherwise), so nothing else would bring the pool back up.  One more rejection
- * sets the ceiling again, and the hold doubles unless the round moved the target. */
+/* After each hold, a count that did not pay is tried once more: something else on the machine
+ * may have taken what it gains while it was measured.  Refused again, it is the ceiling again. */
 static void retry_rejected_ceiling(struct policy *policy)
 {
-    if (!policy->ceiling_rejected)
+    if (!policy->ceiling_did_not_pay)
         return;
-    policy->doubted = policy->ceiling;
+    policy->rejected_once = policy->ceiling;
     policy->ceiling = 0;
-    policy->ceiling_rejected = FALSE;
+    policy->ceiling_did_not_pay = FALSE;
 }
 
 static void report(struct policy_decision *decision, enum policy_event event, LONG from, LONG to,
@@ -270,128 +275,141 @@ static void report(struct policy_decision *decision, enum policy_event event, LO
     decision->to_rate = to_rate;
 }
 
-static void settle(struct policy *policy, const struct policy_sample *sample, BOOL changed)
+/* ---- the phases ---- */
+
+/* Moves the controller to `next`, doing what entering it means; the caller has set the target
+ * and the probe.  target_set: the limits, starvation or the round just set the target. */
+static void move_to(struct policy *policy, const struct policy_sample *sample, enum phase next, BOOL target_set)
 {
-    policy->phase = MEASURE_BASE;
-    policy->settled = TRUE;
-    policy->hold = changed ? HOLD_MIN_US : min(policy->hold * 2, (LONGLONG)HOLD_MAX_US);
-    policy->hold_until = sample->now_us + policy->hold;
-    policy->settled_rate = policy->base_rate;
+    /* The pool goes from the probe back to the target. */
+    BOOL leaves_probe = policy->phase == MEASURING_PROBE && policy->probe != policy->target;
+
+    switch (next)
+    {
+    case MEASURING_TARGET:
+        /* Starting over: the next window waits for the threads if the count changes or the
+         * target was set anew, and begins at the next tick otherwise. */
+        restart_window(policy, sample, leaves_probe || target_set);
+        break;
+    case MEASURING_PROBE:
+    case MEASURING_TARGET_AGAIN:
+        /* The count goes from the target to the probe, or back. */
+        restart_window(policy, sample, TRUE);
+        break;
+    case HOLDING:
+        /* A short hold after a round that set the target; doubling after rounds that did not. */
+        policy->hold_us = target_set ? HOLD_MIN_US : min(policy->hold_us * HOLD_GROWTH, (LONGLONG)HOLD_MAX_US);
+        policy->hold_until = sample->now_us + policy->hold_us;
+        policy->held_rate = policy->target_rate;
+        if (leaves_probe)
+            restart_window(policy, sample, TRUE);
+        break;
+    }
+    policy->phase = next;
 }
 
-/* Starts measuring `direction` from the target; FALSE if the limits leave no room. */
+/* ---- the search ---- */
+
+/* A probe stays inside what earlier searches found, and up, below CPUs that are already busy. */
+static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
+{
+    if (direction < 0)
+        return probe < policy->target && probe > policy->probe_down_limit;
+    return probe > policy->target && (!policy->ceiling || probe < policy->ceiling) &&
+           !(probe > policy->many_threads && policy->cpu_share > CPUS_BUSY);
+}
+
+/* Starts measuring `direction` from the target: up, never past the most work seen at once in the
+ * window before (more threads would find nothing to do).  FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
     LONG probe;
 
     if (direction > 0)
-        probe = clamp(min(max(policy->target * 2, policy->target + 1), policy->demand), sample->floor, sample->max);
+        probe = clamp(min(max(policy->target * PROBE_FACTOR, policy->target + 1), policy->demand), sample->floor,
+                      sample->max);
     else
-        probe = clamp(policy->target / 2, sample->floor, sample->max);
-    if (direction > 0 ? probe <= policy->target || (policy->ceiling && probe >= policy->ceiling) ||
-                            (probe > policy->crowded && policy->cpu_share > CPUS_BUSY)
-                      : probe >= policy->target || probe <= policy->bottom)
+        probe = clamp(policy->target / PROBE_FACTOR, sample->floor, sample->max);
+    if (!worth_probing(policy, probe, direction))
         return FALSE;
-    policy->phase = MEASURE_PROBE;
     policy->probe = probe;
     policy->direction = direction;
     policy->remeasured = 0;
     windows_start(&policy->at_target);
-    windows_add(&policy->at_target, policy->base_rate);
+    windows_add(&policy->at_target, policy->target_rate);
     windows_start(&policy->at_probe);
-    restart_window(policy, sample, TRUE);
+    move_to(policy, sample, MEASURING_PROBE, FALSE);
     if (decision->event == POLICY_NONE)  /* a raise or lowering that leads to it says more */
-        report(decision, POLICY_PROBE, policy->target, probe, policy->base_rate, 0);
+        report(decision, POLICY_PROBE, policy->target, probe, policy->target_rate, 0);
     return TRUE;
 }
 
+/* A round probes up when the pool was short of threads in the window before, else down. */
 static void start_round(struct policy *policy, const struct policy_sample *sample, BOOL saturated,
                         struct policy_decision *decision)
 {
-    if (policy->settled)
+    if (policy->phase == HOLDING)
         retry_rejected_ceiling(policy);
-    policy->settled = FALSE;
-    policy->moved_up = FALSE;
-    policy->round_best = policy->base_rate;
+    policy->raised_in_round = FALSE;
+    policy->round_best = policy->target_rate;
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
     if (begin_probe(policy, sample, -1, decision))
         return;
-    settle(policy, sample, FALSE);
+    move_to(policy, sample, HOLDING, FALSE);
 }
 
-static void another_pair(struct policy *policy, const struct policy_sample *sample)
-{
-    policy->phase = MEASURE_REBASE;
-    restart_window(policy, sample, TRUE);
-}
-
+/* The probe up paid: it is the target, and the count below is not worth a probe down (it just
+ * measured worse).  After a modest gain the climb ends: no count above is tried. */
 static void raise_target(struct policy *policy, const struct policy_sample *sample, double rate, BOOL modest,
                          struct policy_decision *decision)
 {
     report(decision, POLICY_RAISED, policy->target, policy->probe, windows_mean(&policy->at_target),
            windows_mean(&policy->at_probe));
-    policy->bottom = policy->target;  /* just measured to do worse: not worth a probe down */
+    policy->probe_down_limit = policy->target;
     policy->target = policy->probe;
-    policy->moved_up = TRUE;
-    policy->base_rate = rate;
+    policy->raised_in_round = TRUE;
+    policy->target_rate = rate;
     policy->round_best = max(policy->round_best, rate);
     if (modest && (!policy->ceiling || policy->target + 1 < policy->ceiling))
     {
-        /* The next doubling will not pay, nor a smaller step where the work in flight is fewer
-         * (TCP echo with 16 connections went from a modest raise to 16 threads on to a probe of
-         * 24, over its bound of 18). */
         policy->ceiling = policy->target + 1;
         policy->ceiling_demand = policy->demand;
-        policy->ceiling_rejected = FALSE;
+        policy->ceiling_did_not_pay = FALSE;
     }
     if (!begin_probe(policy, sample, +1, decision))
-        settle(policy, sample, TRUE);
+        move_to(policy, sample, HOLDING, TRUE);
 }
 
-static void keep_target_below_probe(struct policy *policy, const struct policy_sample *sample,
-                                    struct policy_decision *decision)
+/* The probe up did not pay.  Twice in a row, it is the ceiling; a round that has not raised the
+ * target then probes down. */
+static void refuse_probe_up(struct policy *policy, const struct policy_sample *sample,
+                            struct policy_decision *decision)
 {
     report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target),
            windows_mean(&policy->at_probe));
-    if (policy->doubted == policy->probe)
+    if (policy->rejected_once == policy->probe)
     {
         policy->ceiling = policy->probe;
         policy->ceiling_demand = policy->demand;
-        policy->ceiling_rejected = TRUE;
+        policy->ceiling_did_not_pay = TRUE;
     }
     else
-        policy->doubted = policy->probe;  /* one search is not enough to give up on it */
+        policy->rejected_once = policy->probe;
     policy->round_best = max(policy->round_best, windows_mean(&policy->at_probe));
-    policy->phase = MEASURE_BASE;
-    if (policy->moved_up || !begin_probe(policy, sample, -1, decision))
-    {
-        restart_window(policy, sample, TRUE);
-        settle(policy, sample, policy->moved_up);
-    }
-}
-
-/* Each pair is a window at the target, then one at the probe. */
-static int pairs_measured(const struct policy *policy)
-{
-    return policy->at_probe.count;
+    if (policy->raised_in_round || !begin_probe(policy, sample, -1, decision))
+        move_to(policy, sample, HOLDING, policy->raised_in_round);
 }
 
 /* Whether the machine's own movement could have made a gain read as clear or as modest: the
- * rate at one of the two counts moved by a quarter or more while the probe was measured, and the
- * gain divided or multiplied by that movement falls on the other side of clear.  A slow spell of
- * the machine began or ended then, and the ratio says as much about it as about the count
- * (measured under Wine on 2 CPUs: pipe echo with 16 connections ran 4 threads at 0.70 of their
- * rate for seconds at a time, and 8 threads against that read as a gain of 50 %, where 8 gain
- * 8-10 % and 16 lose).  Windows next to each other at one count were within 14 % of each other
- * in 9 of 10.  A gain larger than the movement stands: 2 threads' first windows in a run read up
- * to 1.6 times the later ones, and 4 threads did 2.5 times as well as 2. */
+ * windows at one of the two counts lie MACHINE_MOVED apart, and the gain divided or multiplied
+ * by that spread falls on the other side of clear.  A gain larger than the movement stands. */
 static BOOL machine_may_decide(const struct policy *policy, double ratio, double clear_gain)
 {
     double moved = max(windows_spread(&policy->at_target), windows_spread(&policy->at_probe));
 
-    return moved > MOVED && ratio / moved < clear_gain && ratio * moved >= clear_gain;
+    return moved > MACHINE_MOVED && ratio / moved < clear_gain && ratio * moved >= clear_gain;
 }
 
 /* Starts the probe's measurement afresh, at the target. */
@@ -403,30 +421,28 @@ static void measure_again(struct policy *policy, const struct policy_sample *sam
     policy->remeasured++;
     windows_start(&policy->at_target);
     windows_start(&policy->at_probe);
-    another_pair(policy, sample);
+    move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
 }
 
 static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
                      struct policy_decision *decision)
 {
     double ratio = policy->at_probe.sum / policy->at_target.sum;
-    double clear_gain = policy->probe >= policy->crowded ? FAST_GAIN : CLEAR_GAIN;
+    double clear_gain = policy->probe >= policy->many_threads ? FAST_GAIN : CLEAR_GAIN;
 
     if (pairs_measured(policy) == 1)
     {
-        /* One pair cannot tell a slow spell from a gain, but callbacks that wait gain this much
-         * from each doubling, and the pool starves meanwhile.  Where the system does not say
-         * how busy its CPUs are, the share reads 0 and one pair does, as it did for all work. */
+        /* Where the system does not say how busy its CPUs are, the share reads 0. */
         if (ratio >= FAST_GAIN && policy->cpu_share < CPUS_COMPUTING)
             raise_target(policy, sample, rate, FALSE, decision);
-        else if (ratio >= UNCLEAR)
-            another_pair(policy, sample);
+        else if (ratio >= ONE_PAIR_REJECTS)
+            move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
         else
-            keep_target_below_probe(policy, sample, decision);
+            refuse_probe_up(policy, sample, decision);
     }
-    else if (pairs_measured(policy) == 2 && fabs(ratio - CLEAR_GAIN) < AMBIGUOUS)
-        another_pair(policy, sample);  /* whether to go on climbing: a third pair decides */
-    else if (ratio >= GAIN)
+    else if (pairs_measured(policy) == 2 && fabs(ratio - CLEAR_GAIN) < CLEAR_GAIN_MARGIN)
+        move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
+    else if (ratio >= MODEST_GAIN)
     {
         if (machine_may_decide(policy, ratio, clear_gain) && policy->remeasured < REMEASURE_MAX)
             measure_again(policy, sample, decision);
@@ -434,7 +450,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
             raise_target(policy, sample, rate, ratio < clear_gain, decision);
     }
     else
-        keep_target_below_probe(policy, sample, decision);
+        refuse_probe_up(policy, sample, decision);
 }
 
 static void judge_down(struct policy *policy, const struct policy_sample *sample, double rate,
@@ -442,33 +458,37 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
 {
     double probe_mean = windows_mean(&policy->at_probe);
 
-    if (pairs_measured(policy) == 2 && probe_mean >= LOSS * policy->round_best)
+    if (pairs_measured(policy) == 2 && probe_mean >= SMALL_LOSS * policy->round_best)
     {
         report(decision, POLICY_LOWERED, policy->target, policy->probe, windows_mean(&policy->at_target),
                probe_mean);
         policy->target = policy->probe;
-        policy->base_rate = rate;
+        policy->target_rate = rate;
         if (!begin_probe(policy, sample, -1, decision))
-            settle(policy, sample, TRUE);
+            move_to(policy, sample, HOLDING, TRUE);
         return;
     }
     if (pairs_measured(policy) == 1 && probe_mean >= CLEAR_LOSS * policy->round_best)
     {
-        another_pair(policy, sample);
+        move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
         return;
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target), probe_mean);
-    policy->bottom = policy->probe;
-    restart_window(policy, sample, TRUE);
-    settle(policy, sample, FALSE);
+    policy->probe_down_limit = policy->probe;
+    move_to(policy, sample, HOLDING, FALSE);
 }
 
-/* The work went away rather than the count being wrong: no count can be judged on that window,
- * so the round starts over from a window at the target. */
-static void measure_base_again(struct policy *policy, const struct policy_sample *sample, BOOL count_changed)
+/* Whether a held target's window ends the hold: the hold is over, or the rate has shifted for
+ * SHIFTED_WINDOWS in a row (then what earlier searches found may no longer hold). */
+static BOOL hold_ends(struct policy *policy, const struct policy_sample *sample, double rate)
 {
-    policy->phase = MEASURE_BASE;
-    restart_window(policy, sample, count_changed);
+    if (fabs(rate - policy->held_rate) < RATE_SHIFT * policy->held_rate)
+        policy->shifted_windows = 0;
+    else if (++policy->shifted_windows >= SHIFTED_WINDOWS)
+        forget_after_shift(policy);
+    if (policy->shifted_windows)
+        return policy->shifted_windows >= SHIFTED_WINDOWS;
+    return sample->now_us >= policy->hold_until;
 }
 
 static void window_done(struct policy *policy, const struct policy_sample *sample, double rate,
@@ -476,35 +496,34 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
 {
     switch (policy->phase)
     {
-    case MEASURE_BASE:
-        policy->base_rate = rate;
+    case MEASURING_TARGET:
+        policy->target_rate = rate;
         if (completions < WINDOW_COMPLETIONS)
             return;  /* too little work to tell one count from another */
-        if (!policy->settled || fabs(rate - policy->settled_rate) < SHIFT * policy->settled_rate)
-            policy->shifted_windows = 0;
-        else if (++policy->shifted_windows >= 2)
-            rate_shifted(policy);
-        if (policy->settled && !policy->shifted_windows && sample->now_us < policy->hold_until)
-            return;
-        if (policy->settled && policy->shifted_windows == 1)
-            return;  /* one window is noise until the next agrees */
+        policy->shifted_windows = 0;
         start_round(policy, sample, saturated, decision);
         return;
-    case MEASURE_REBASE:
+    case HOLDING:
+        policy->target_rate = rate;
+        if (completions < WINDOW_COMPLETIONS)
+            return;
+        if (hold_ends(policy, sample, rate))
+            start_round(policy, sample, saturated, decision);
+        return;
+    case MEASURING_TARGET_AGAIN:
         if (completions < WINDOW_COMPLETIONS)
         {
-            measure_base_again(policy, sample, FALSE);
+            move_to(policy, sample, MEASURING_TARGET, FALSE);  /* the work went away */
             return;
         }
         windows_add(&policy->at_target, rate);
         policy->round_best = max(policy->round_best, rate);
-        policy->phase = MEASURE_PROBE;
-        restart_window(policy, sample, TRUE);
+        move_to(policy, sample, MEASURING_PROBE, FALSE);
         return;
-    case MEASURE_PROBE:
-        if (completions < WINDOW_COMPLETIONS && rate < 0.5 * policy->base_rate)
+    case MEASURING_PROBE:
+        if (completions < WINDOW_COMPLETIONS && rate < WORK_GONE * policy->target_rate)
         {
-            measure_base_again(policy, sample, TRUE);
+            move_to(policy, sample, MEASURING_TARGET, FALSE);
             return;
         }
         windows_add(&policy->at_probe, rate);
@@ -517,6 +536,10 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
     }
 }
 
+/* ---- every tick ---- */
+
+/* Packets wait, every thread is inside a callback and none finished since the last tick: the
+ * callbacks block. */
 static BOOL starving(const struct policy *policy, const struct policy_sample *sample)
 {
     return policy->sampled && sample->queued > 0 && sample->busy >= sample->threads &&
@@ -533,22 +556,19 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     assert(sample->floor >= 1 && sample->floor <= sample->max);
     decision->event = POLICY_NONE;
     if ((target = clamp(policy->target, sample->floor, sample->max)) != policy->target ||
-        (policy->phase != MEASURE_BASE && clamp(policy->probe, sample->floor, sample->max) != policy->probe))
+        (probing(policy) && clamp(policy->probe, sample->floor, sample->max) != policy->probe))
     {
         /* The host moved the limits: start over from inside them. */
         policy->target = target;
         forget_searches(policy);
-        policy->phase = MEASURE_BASE;
-        policy->settled = FALSE;
-        restart_window(policy, sample, TRUE);
+        move_to(policy, sample, MEASURING_TARGET, TRUE);
     }
-    if (starving(policy, sample) && policy->phase == MEASURE_PROBE && policy->direction < 0)
+    if (starving(policy, sample) && policy->phase == MEASURING_PROBE && policy->direction < 0)
     {
         /* The probe down starves: that count is too few, whatever the rate would say. */
-        report(decision, POLICY_KEPT, policy->target, policy->probe, policy->base_rate, 0);
-        policy->bottom = policy->probe;
-        restart_window(policy, sample, TRUE);
-        settle(policy, sample, FALSE);
+        report(decision, POLICY_KEPT, policy->target, policy->probe, policy->target_rate, 0);
+        policy->probe_down_limit = policy->probe;
+        move_to(policy, sample, HOLDING, FALSE);
     }
     else if (starving(policy, sample))
     {
@@ -556,9 +576,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
 
         policy->target = clamp(max(from, sample->threads + 1), sample->floor, sample->max);
         forget_searches(policy);
-        policy->phase = MEASURE_BASE;
-        policy->settled = FALSE;
-        restart_window(policy, sample, TRUE);
+        move_to(policy, sample, MEASURING_TARGET, TRUE);
         report(decision, POLICY_STARVING, sample->threads, policy->target, 0, 0);
     }
     else if (window_ended(policy, sample, &rate, &completions, &saturated))

@@ -1,7 +1,8 @@
 /* Unit tests of the thread-count controller (src/policy.c) against modelled workloads: the
  * completion rate as a function of the thread count, with noise, on a simulated clock.  The
- * shapes are the ones measured under Wine (see the README's thread-policy table): rising then
- * flat, flat from a few threads, falling, and linear (blocking callbacks). */
+ * shapes are those measured under Wine (doc/thread-policy.md): rising then flat, flat from a few
+ * threads, falling, and linear (blocking callbacks).  A model passes on the benchmark's criteria:
+ * a rate within GOOD_SHARE of the best fixed pool, and a peak within bound_on_peak(). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "policy.h"
 
 #define CPUS 2
+#define GOOD_SHARE 0.9          /* of the best fixed pool's rate */
 
 struct model
 {
@@ -87,7 +89,8 @@ static double cpu_share(const struct model *model, LONG threads)
     return min(1.0, threads / (double)CPUS);
 }
 
-/* seed: where the noise starts, so that each run can be replayed. */
+/* Runs the controller against the model, the pool following its target within a tick.  seed:
+ * where the noise starts, so that each run can be replayed. */
 static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max, double seconds,
                      struct outcome *out)
 {
@@ -133,8 +136,8 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.cpu_idle = (LONG64)cpu_idle;
         sample.cpu_total = (LONG64)cpu_total;
         policy_update(policy, &sample, &decision);
-        ck_assert_int_ge(decision.target, floor);
-        ck_assert_int_le(decision.target, max);
+        ck_assert_msg(decision.target >= floor && decision.target <= max, "%s, seed %lu, tick %ld: target %ld "
+                      "outside the limits %ld-%ld", model->name, seed, i, decision.target, floor, max);
         threads = decision.target;  /* the pool follows within a tick */
         if (threads > out->peak)
             out->peak = threads;
@@ -153,7 +156,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
 /* The fixed pools that the benchmark compares with, in CPUs. */
 static const LONG fixed_pool_multiples[] = { 1, 2, 4, 8, 32 };
 
-/* The best of the fixed pools, and the smallest of them within 0.9 of it: the README's criteria. */
+/* The best of the fixed pools, and the smallest of them within GOOD_SHARE of it. */
 static void fixed_pools(const struct model *model, double *best, LONG *smallest_good)
 {
     size_t i;
@@ -162,11 +165,17 @@ static void fixed_pools(const struct model *model, double *best, LONG *smallest_
     for (i = 0; i < ARRAYSIZE(fixed_pool_multiples); i++)
         *best = max(*best, model->rate(model, fixed_pool_multiples[i] * CPUS));
     for (i = 0; i < ARRAYSIZE(fixed_pool_multiples); i++)
-        if (model->rate(model, fixed_pool_multiples[i] * CPUS) >= 0.9 * *best)
+        if (model->rate(model, fixed_pool_multiples[i] * CPUS) >= GOOD_SHARE * *best)
         {
             *smallest_good = fixed_pool_multiples[i] * CPUS;
             return;
         }
+}
+
+/* The most threads the pool may reach: twice the smallest good fixed pool, and the CPUs. */
+static LONG bound_on_peak(LONG smallest_good)
+{
+    return 2 * smallest_good + CPUS;
 }
 
 /* The best mean rate of the fixed pools on the machine of the run with this seed, as the
@@ -188,6 +197,7 @@ static double best_fixed_pool_on_the_same_machine(const struct model *model, ULO
     return best;
 }
 
+/* One 30 s run from the CLR's default limits must meet both criteria over its second half. */
 static struct outcome check_model(const struct model *model)
 {
     struct outcome out;
@@ -198,74 +208,82 @@ static struct outcome check_model(const struct model *model)
     simulate(model, 1, CPUS, 1000, 30, &out);
     printf("%-22s target %3ld, peak %3ld, mean rate %.0f/s = %.2f of the best fixed pool (%.0f/s); "
            "bound on peak %ld\n", model->name, out.final_target, out.peak, out.mean_rate, out.mean_rate / best,
-           best, 2 * smallest_good + CPUS);
-    ck_assert_msg(out.mean_rate >= 0.9 * best, "%s: %.0f/s against the best %.0f/s", model->name, out.mean_rate, best);
-    ck_assert_msg(out.peak <= 2 * smallest_good + CPUS, "%s: peak %ld threads", model->name, out.peak);
+           best, bound_on_peak(smallest_good));
+    ck_assert_msg(out.mean_rate >= GOOD_SHARE * best, "%s: %.0f/s against the best %.0f/s", model->name,
+                  out.mean_rate, best);
+    ck_assert_msg(out.peak <= bound_on_peak(smallest_good), "%s: peak %ld threads, over the bound of %ld",
+                  model->name, out.peak, bound_on_peak(smallest_good));
     return out;
 }
 
-/* Measured with hostiocp-bench --policy on 2026-11-28 (Wine 8, 2 CPUs), then extended flat. */
+/* Rates at 1, 2, 4, ... 512 threads: measured with hostiocp-bench --policy on 2026-11-28, then
+ * extended flat. */
 static const double light_posted[10] = { 11e3, 25e3, 63e3, 80e3, 90.5e3, 90e3, 89.5e3, 89e3, 88e3, 87e3 };
 static const double heavy_posted[10] = { 10e3, 19e3, 34e3, 34e3, 35e3, 34.5e3, 34e3, 33e3, 32e3, 30e3 };
 static const double echo_falling[10] = { 21e3, 27e3, 26e3, 25e3, 23e3, 20e3, 17e3, 16.6e3, 16e3, 15e3 };
-/* Pipe echo with 16 connections, measured 2026-11-28: 8 threads 8 % more than 4, 16 fewer. */
+/* Pipe echo with 16 connections: 8 threads 8 % more than 4, 16 fewer; its bound is 10 threads. */
 static const double pipe_echo[10] = { 7e3, 13.3e3, 28.2e3, 30.5e3, 28.8e3, 27.5e3, 26.3e3, 25e3, 24e3, 23e3 };
 
 START_TEST(finds_many_threads_where_they_pay)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64 };
     check_model(&model);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_do_not_pay)
 {
-    struct model model = { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "flat from 4 threads", .rate = rate_from_points, .points = heavy_posted,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64 };
     check_model(&model);
 }
 END_TEST
 
-/* 16 threads do 8 % better than 8, 32 do worse, 24 requests are in flight and the CPUs are 80 %
- * busy, as with TCP echo: the pool raises to 16, and after that modest raise a probe may not go on
- * to 24 (peak 24, over the bound of 18, when a modest gain only kept the pool from the next
- * doubling).  A pool that stayed at 8 would be within the bounds too, at 0.93 of the best. */
+/* After a modest gain the climb ends: no count above the new target is tried, not even a step
+ * smaller than a doubling (to the 24 requests in flight, over the bound of 18).  16 threads do 8 %
+ * better than 8 and 32 do worse, with the CPUs 80 % busy.  A pool that stayed at 8 would keep
+ * both bounds too, so the count itself is asserted. */
 static const double modest_at_16[10] = { 5e3, 10e3, 22e3, 29.7e3, 32e3, 25e3, 22e3, 20e3, 18e3, 16e3 };
 
 START_TEST(a_modest_gain_ends_the_climb_below_a_doubling_too)
 {
-    struct model model = { "modest at 16, 24 busy", rate_from_points, modest_at_16, TRUE, 0.02, 24, 0, 0, 0, 0.8 };
+    struct model model = { .name = "modest at 16, 24 busy", .rate = rate_from_points, .points = modest_at_16,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 24, .cpus_busy = 0.8 };
     struct outcome out = check_model(&model);
 
-    ck_assert_int_eq(out.peak, 16);
-    ck_assert_int_eq(out.final_target, 16);
+    ck_assert_msg(out.peak == 16 && out.final_target == 16, "peak %ld, final target %ld; expected 16 and 16",
+                  out.peak, out.final_target);
 }
 END_TEST
 
 START_TEST(stays_low_where_more_threads_cost)
 {
-    struct model model = { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0, 0, 0, 0 };
+    struct model model = { .name = "falling", .rate = rate_from_points, .points = echo_falling,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 256 };
     check_model(&model);
 }
 END_TEST
 
-/* Light callbacks: 4, 8 and 16 threads each measured better than half as many.  Once the pool has
- * climbed to 16, it does not probe down to 8 again: nothing has changed since 8 measured worse,
- * and a probe down costs what 8 threads lose for as long as it is measured. */
+/* No probe down to a count the target was raised from: it was just measured to do worse, and a
+ * probe costs what it loses for as long as it is measured.  Light callbacks: 4, 8 and 16
+ * threads each do better than half as many, so once at 16 the pool never runs 8 again. */
 START_TEST(does_not_probe_down_to_a_count_it_climbed_from)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 20, &out);
     printf("%-22s target %3ld, peak %3ld, %ld ticks back at a count it climbed from\n", model.name,
            out.final_target, out.peak, out.ticks_back_down);
-    ck_assert_int_eq(out.final_target, 16);
-    ck_assert_int_eq(out.ticks_back_down, 0);
+    ck_assert_msg(out.final_target == 16, "final target %ld, expected 16", out.final_target);
+    ck_assert_msg(out.ticks_back_down == 0, "%ld ticks at a count it climbed from", out.ticks_back_down);
 }
 END_TEST
 
-/* 8 threads gain 11 % over 4 (30 us callbacks, measured), or 8 %: then 4 is within 0.9 of the
- * best and may be doubled once, but not twice. */
+/* 8 threads gain 11 % over 4 (30 us callbacks, measured), or 8 %: then 4 is within GOOD_SHARE of
+ * the best and may be doubled once, but not twice. */
 static const double heavy_posted_measured[10] = { 10e3, 24e3, 35.5e3, 39.5e3, 37.3e3, 37.5e3, 37.5e3, 37e3, 36e3, 35e3 };
 static const double little_more_at_8[10] = { 10e3, 24e3, 36e3, 38.9e3, 39e3, 38.5e3, 38e3, 37e3, 36e3, 35e3 };
 
@@ -274,7 +292,7 @@ struct noisy_runs
 {
     int missed;                 /* over the bound on peak threads or, with check_rate, the rate */
     double median_share;        /* of the best fixed pool on the same machine */
-    int below;                  /* runs below 0.9 of the best fixed pool on the same machine */
+    int below;                  /* runs below GOOD_SHARE of the best fixed pool on the same machine */
 };
 
 static int compare_doubles(const void *a, const void *b)
@@ -283,11 +301,11 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The same workloads on a machine whose speed wanders from one 100 ms to the next, as the
- * benchmark's machine does: over many runs (seeds from first_seed), every one must keep the bound
- * on peak threads over the whole run and, with check_rate, reach 0.9 of the best fixed pool on a
- * steady machine over the run's second half (4 s to 8 s).  The rate of each run against the best
- * fixed pool on its own machine is in `runs`.  Returns the runs that missed. */
+/* The same workloads on a machine whose speed wanders from one 100 ms to the next: over many
+ * runs (seeds from first_seed), every one must keep the bound on peak threads over the whole run
+ * and, with check_rate, reach GOOD_SHARE of the best fixed pool on a steady machine over the
+ * run's second half (4 s to 8 s).  The rate of each run against the best fixed pool on its own
+ * machine is in `runs`.  Returns the runs that missed. */
 static int check_model_on_a_noisy_machine(const struct model *model, int first_seed, BOOL check_rate,
                                           struct noisy_runs *runs)
 {
@@ -306,8 +324,8 @@ static int check_model_on_a_noisy_machine(const struct model *model, int first_s
         worst_peak = max(worst_peak, out.peak);
         worst_share = min(worst_share, out.mean_rate / best);
         shares[run] = out.mean_rate / best_fixed_pool_on_the_same_machine(model, first_seed + run, 8);
-        runs->below += shares[run] < 0.9;
-        if ((check_rate && out.mean_rate < 0.9 * best) || out.peak > 2 * smallest_good + CPUS)
+        runs->below += shares[run] < GOOD_SHARE;
+        if ((check_rate && out.mean_rate < GOOD_SHARE * best) || out.peak > bound_on_peak(smallest_good))
         {
             printf("%-22s seed %d: target %ld, peak %ld, rate %.2f of the best\n", model->name, first_seed + run,
                    out.final_target, out.peak, out.mean_rate / best);
@@ -318,40 +336,32 @@ static int check_model_on_a_noisy_machine(const struct model *model, int first_s
     runs->median_share = (shares[RUNS / 2 - 1] + shares[RUNS / 2]) / 2;
     printf("%-22s on a noisy machine: %d of %d runs missed; worst peak %ld (bound %ld), worst rate %.2f of the best; "
            "against the best fixed pool on the same machine: median %.3f, %d runs below 0.9\n", model->name,
-           runs->missed, RUNS, worst_peak, 2 * smallest_good + CPUS, worst_share, runs->median_share,
+           runs->missed, RUNS, worst_peak, bound_on_peak(smallest_good), worst_share, runs->median_share,
            runs->below);
     return runs->missed;
 }
 
-static int check_models_on_a_noisy_machine(const struct model *models, size_t count, int first_seed, BOOL check_rate)
-{
-    struct noisy_runs runs;
-    int misses = 0;
-    size_t i;
-
-    for (i = 0; i < count; i++)
-        misses += check_model_on_a_noisy_machine(&models[i], first_seed, check_rate, &runs);
-    return misses;
-}
-
-/* A machine that runs at 0.65 of its speed for spells of a second or so, half of the time, as the
- * benchmark's machine does for seconds at a time: the rate then says more threads pay when they
- * do not.  Where the CPUs are busy, the pool must not go past 8 threads per CPU on that, and it
- * must still keep the benchmark's bound on the rate: at median over the runs, 0.9 of the best
- * fixed pool on the same machine (the machine is slower half of the time, so no pool reaches the
- * rate of a steady one).  A spell can still cost a run a count that pays, so a few runs fall below
- * 0.9: no more than now. */
+/* On a machine that slows to SLOW_SPELL of its speed for spells of a second or so, half of the
+ * time, the rate says more threads pay when they do not.  With the CPUs busy, the pool does not
+ * go past 8 threads per CPU on that, so it keeps the bound on peak threads.  It keeps the bound on
+ * the rate at median over the runs, against the best fixed pool on the same machine (the same
+ * spells, as the benchmark compares within a round); a spell can still cost a run a count that
+ * pays, so a few runs may fall below GOOD_SHARE. */
 START_TEST(keeps_its_bounds_when_the_machine_slows_for_spells)
 {
     static const struct
     {
         struct model model;
-        int allowed_below;      /* of 60, below 0.9 of the best fixed pool on the same machine */
+        int allowed_below;      /* of 60, below GOOD_SHARE of the best fixed pool on the same machine */
     }
     cases[] =
     {
-        { { "11 % more at 8, spells", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 }, 1 },
-        { { "rising, then flat, spells", rate_from_points, light_posted, TRUE, 0.05, 64, 0.03, 0.5, 0, 0 }, 4 },
+        { .model = { .name = "11 % more at 8, spells", .rate = rate_from_points, .points = heavy_posted_measured,
+                     .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.03, .slow_spells = 0.5 },
+          .allowed_below = 1 },
+        { .model = { .name = "rising, then flat, spells", .rate = rate_from_points, .points = light_posted,
+                     .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.03, .slow_spells = 0.5 },
+          .allowed_below = 4 },
     };
     struct noisy_runs runs;
     size_t i;
@@ -362,44 +372,46 @@ START_TEST(keeps_its_bounds_when_the_machine_slows_for_spells)
 
         check_model_on_a_noisy_machine(&cases[i].model, 2000, FALSE, &runs);
         ck_assert_msg(!runs.missed, "%s: %d runs went over the bound on peak threads", name, runs.missed);
-        ck_assert_msg(runs.median_share >= 0.9, "%s: at median %.3f of the best fixed pool on the same machine",
-                      name, runs.median_share);
+        ck_assert_msg(runs.median_share >= GOOD_SHARE, "%s: at median %.3f of the best fixed pool on the same "
+                      "machine", name, runs.median_share);
         ck_assert_msg(runs.below <= cases[i].allowed_below, "%s: %d runs below 0.9 of the best fixed pool on "
                       "the same machine, more than %d", name, runs.below, cases[i].allowed_below);
     }
 }
 END_TEST
 
-/* Pipe echo gains 8 % from 4 threads to 8 and loses from 8 to 16, so its bound is 10 threads.  A
- * spell that begins or ends moves the rate by a third with the same work in flight: that must not
- * make the pool forget that 16 threads do not pay (without that rule, 42 of these 60 runs probed
- * 16).  Nor may a spell that begins or ends inside the windows that compare 4 threads with 8
- * read as a clear gain (1 run of these 60 before the pool measured such a gain again). */
+/* A rate that moves with the same work in flight and the CPUs busy is the machine, not the
+ * work: it forgets the count below, never that 16 threads did not pay.  Nor does a spell that
+ * begins or ends inside the windows comparing 4 threads with 8 read as a clear gain.  Pipe echo,
+ * with spells a quarter of the time: no run goes over its bound of 10. */
 START_TEST(slow_spells_do_not_make_it_forget_what_did_not_pay)
 {
-    struct model model = { "pipe echo, spells", rate_from_points, pipe_echo, TRUE, 0.05, 16, 0.03, 0.25, 0, 0 };
+    struct model model = { .name = "pipe echo, spells", .rate = rate_from_points, .points = pipe_echo,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 16, .drift = 0.03,
+                           .slow_spells = 0.25 };
     struct noisy_runs runs;
+    int missed = check_model_on_a_noisy_machine(&model, 2000, FALSE, &runs);
 
-    ck_assert_int_eq(check_model_on_a_noisy_machine(&model, 2000, FALSE, &runs), 0);
+    ck_assert_msg(!missed, "%d runs went over the bound on peak threads", missed);
 }
 END_TEST
 
-/* Pipe echo on a machine that runs at 0.70 of its speed until a slow spell ends, as the
- * benchmark's did for seconds at a time.  Wherever the spell ends, the 4 threads measured before
- * against the 8 measured after must not read as a gain that lets the pool climb on to 16, over
- * its bound of 10.  Before either rule below, at 16 of these 300 moments it did; with one pair
- * enough for a 50 % gain while the CPUs are busy, at 7; without measuring again when the rate at
- * one count moved by a quarter, at 15. */
+/* A slow spell that ends while the windows compare 4 threads with 8 is not a gain: one pair does
+ * not decide while the CPUs are busy, and a gain that the machine's movement could have made is
+ * measured again.  The machine runs at SPELL_SPEED until the spell ends, at any of 300 moments in
+ * the first 3 s: pipe echo never goes over its bound of 10. */
+#define SPELL_SPEED 0.70
 static double spell_ends_at;
 
 static double rate_until_a_slow_spell_ends(const struct model *model, LONG threads)
 {
-    return (simulated_seconds < spell_ends_at ? 0.70 : 1.0) * rate_from_points(model, threads);
+    return (simulated_seconds < spell_ends_at ? SPELL_SPEED : 1.0) * rate_from_points(model, threads);
 }
 
 START_TEST(a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain)
 {
-    struct model model = { "pipe echo, spell ends", rate_until_a_slow_spell_ends, pipe_echo, TRUE, 0.02, 16, 0, 0, 0, 0 };
+    struct model model = { .name = "pipe echo, spell ends", .rate = rate_until_a_slow_spell_ends,
+                           .points = pipe_echo, .saturated = TRUE, .noise = 0.02, .in_flight = 16 };
     struct outcome out;
     LONG worst_peak = 0, over = 0, moment, smallest_good = 0;
     double best;
@@ -411,37 +423,36 @@ START_TEST(a_slow_spell_that_ends_while_it_compares_counts_is_not_a_gain)
         spell_ends_at = moment * 0.01;
         simulate(&model, moment, CPUS, 1000, 8, &out);
         worst_peak = max(worst_peak, out.peak);
-        if (out.peak > 2 * smallest_good + CPUS)
+        if (out.peak > bound_on_peak(smallest_good))
             over++;
     }
     printf("%-22s at 300 moments in 0-3 s: %ld over the bound of %ld, worst peak %ld\n", model.name, over,
-           2 * smallest_good + CPUS, worst_peak);
-    ck_assert_int_eq(over, 0);
+           bound_on_peak(smallest_good), worst_peak);
+    ck_assert_msg(!over, "%ld of 300 runs went over the bound of %ld; worst peak %ld", over,
+                  bound_on_peak(smallest_good), worst_peak);
 }
 END_TEST
 
-/* Light callbacks on a machine that, for its first 3 s, runs at 0.75 of its speed every other
- * 0.35 s, as a run's first second did under Wine.  4 threads do 2.5 times as well as 2, far more
- * than the machine moves: whenever the jolts begin, the pool must not stop at 4 (with a gain
- * that the machine might explain taken as a modest one after it moved twice, 68 of these 70 runs
- * did, as 3 rounds of 7 did in the benchmark).  Jolts that land on the windows comparing 4 threads
- * with 8 (27 % better) can make the gain read as modest, and then the pool stays at 8, at 0.88 of
- * the best.  Measuring again whenever the movement could have decided between clear and modest
- * leaves 5 runs of 70 there; measuring again only gains that read clear left 20, and the code
- * before either, 12. */
+/* A gain larger than the machine's movement stands.  For its first 3 s the machine runs at
+ * JOLT_SPEED every other JOLT_S, from any of 70 moments: 4 threads do 2.5 times as well as 2, so
+ * the pool never stops below 8.  Jolts that land on the windows comparing 4 with 8 (27 % better)
+ * can make that gain read as modest, and hold the pool at 8: in at most 5 runs. */
+#define JOLT_SPEED 0.75
+#define JOLT_S 0.35
 static double jolts_begin_at;
 
 static double rate_on_a_jolting_machine(const struct model *model, LONG threads)
 {
     double since = simulated_seconds - jolts_begin_at;
-    BOOL slow = since >= 0 && since < 3 && (int)(since / 0.35) % 2;
+    BOOL slow = since >= 0 && since < 3 && (int)(since / JOLT_S) % 2;
 
-    return (slow ? 0.75 : 1.0) * rate_from_points(model, threads);
+    return (slow ? JOLT_SPEED : 1.0) * rate_from_points(model, threads);
 }
 
 START_TEST(keeps_climbing_on_a_machine_that_jolts)
 {
-    struct model model = { "rising, jolting", rate_on_a_jolting_machine, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "rising, jolting", .rate = rate_on_a_jolting_machine, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
     struct outcome out;
     LONG fewest = 1000, short_of_16 = 0, moment;
 
@@ -455,46 +466,58 @@ START_TEST(keeps_climbing_on_a_machine_that_jolts)
     }
     printf("%-22s at 70 moments in 0-0.7 s: %ld short of 16 threads, fewest %ld\n", model.name, short_of_16,
            fewest);
-    ck_assert_int_ge(fewest, 8);
-    ck_assert_int_le(short_of_16, 5);
+    ck_assert_msg(fewest >= 8, "a run ended at %ld threads", fewest);
+    ck_assert_msg(short_of_16 <= 5, "%ld of 70 runs ended short of 16 threads", short_of_16);
 }
 END_TEST
 
+/* On a machine whose speed wanders by up to 6 % from one 100 ms to the next, every run keeps both
+ * bounds. */
 START_TEST(keeps_its_bounds_on_a_noisy_machine)
 {
     static const struct model models[] =
     {
-        { "rising, then flat", rate_from_points, light_posted, TRUE, 0.05, 64, 0.06, 0, 0, 0 },
-        { "flat from 4 threads", rate_from_points, heavy_posted, TRUE, 0.05, 64, 0.06, 0, 0, 0 },
-        { "falling", rate_from_points, echo_falling, TRUE, 0.05, 256, 0.06, 0, 0, 0 },
-        { "8 % more at 8 threads", rate_from_points, little_more_at_8, TRUE, 0.05, 64, 0.06, 0, 0, 0 },
-        { "11 % more at 8 threads", rate_from_points, heavy_posted_measured, TRUE, 0.05, 64, 0.06, 0, 0, 0 },
+        { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
+          .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.06 },
+        { .name = "flat from 4 threads", .rate = rate_from_points, .points = heavy_posted,
+          .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.06 },
+        { .name = "falling", .rate = rate_from_points, .points = echo_falling,
+          .saturated = TRUE, .noise = 0.05, .in_flight = 256, .drift = 0.06 },
+        { .name = "8 % more at 8 threads", .rate = rate_from_points, .points = little_more_at_8,
+          .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.06 },
+        { .name = "11 % more at 8 threads", .rate = rate_from_points, .points = heavy_posted_measured,
+          .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.06 },
     };
-    int misses = check_models_on_a_noisy_machine(models, ARRAYSIZE(models), 1000, TRUE);
+    struct noisy_runs runs;
+    int misses = 0;
+    size_t i;
 
+    for (i = 0; i < ARRAYSIZE(models); i++)
+        misses += check_model_on_a_noisy_machine(&models[i], 1000, TRUE, &runs);
     ck_assert_msg(!misses, "%d runs missed a bound", misses);
 }
 END_TEST
 
-/* Each doubling pays 30 % up to 64 threads: a gain that callbacks which compute give only by the
- * scheduler's luck.  From 8 threads per CPU (16) such a gain ends the climb. */
+/* From 8 threads per CPU only a 50 % gain lets the target climb on: callbacks that compute gain
+ * less there only by the scheduler's luck.  Each doubling here pays 30 % up to 64 threads. */
 static const double steady_gains[10] = { 10e3, 20e3, 26e3, 33.8e3, 43.9e3, 57.1e3, 74.3e3, 74.3e3, 74.3e3, 74.3e3 };
 
 START_TEST(climbs_past_8_threads_per_cpu_only_on_large_gains)
 {
-    struct model model = { "30 % per doubling", rate_from_points, steady_gains, TRUE, 0.02, 256, 0, 0, 0, 0 };
+    struct model model = { .name = "30 % per doubling", .rate = rate_from_points, .points = steady_gains,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 256 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
     printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
-    ck_assert_int_eq(out.final_target, 16);
-    ck_assert_int_eq(out.peak, 16);
+    ck_assert_msg(out.final_target == 16 && out.peak == 16, "final target %ld, peak %ld; expected 16 and 16",
+                  out.final_target, out.peak);
 }
 END_TEST
 
-/* The 11 % workload, but for the first 0.8 s something else on the machine takes a fifth of the
- * time whenever 8 or more threads run. */
-
+/* A probe up that did not pay once is tried again in the next search.  The 11 % workload, but for
+ * the first 0.8 s something else on the machine takes a fifth of the time whenever 8 or more
+ * threads run: the pool still ends at 8. */
 static double rate_disturbed_at_first(const struct model *model, LONG threads)
 {
     double rate = rate_from_points(model, threads);
@@ -503,20 +526,20 @@ static double rate_disturbed_at_first(const struct model *model, LONG threads)
 
 START_TEST(tries_again_a_count_that_measured_low_once)
 {
-    struct model model = { "8 low at first", rate_disturbed_at_first, heavy_posted_measured, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "8 low at first", .rate = rate_disturbed_at_first,
+                           .points = heavy_posted_measured, .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 10, &out);
     printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
-    ck_assert_int_eq(out.final_target, 8);
-    ck_assert_int_le(out.peak, 2 * 8 + CPUS);
+    ck_assert_msg(out.final_target == 8, "final target %ld, expected 8", out.final_target);
+    ck_assert_msg(out.peak <= 2 * 8 + CPUS, "peak %ld threads, over the bound of %d", out.peak, 2 * 8 + CPUS);
 }
 END_TEST
 
-/* Light callbacks, but for the first 3 s something else on the machine runs whenever the pool
- * has 8 threads or more, and takes what they would gain over 4: the pool may go down to 4 then,
- * and must find more again once the machine is its own (the benchmark's machine does this for
- * seconds at a time). */
+/* A count that did not pay is tried once more after each hold, so the pool climbs again once the
+ * machine is its own.  Light callbacks, but for the first 3 s something else runs whenever the
+ * pool has 8 threads or more and takes what they would gain over 4. */
 static double rate_crowded_at_first(const struct model *model, LONG threads)
 {
     if (simulated_seconds < 3 && threads >= 8)
@@ -526,8 +549,10 @@ static double rate_crowded_at_first(const struct model *model, LONG threads)
 
 START_TEST(climbs_again_when_a_slow_period_ends)
 {
-    struct model model = { "crowded for 3 s", rate_crowded_at_first, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
-    struct model once_its_own = { "light posted", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "crowded for 3 s", .rate = rate_crowded_at_first, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
+    struct model once_its_own = { .name = "light posted", .rate = rate_from_points, .points = light_posted,
+                                  .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
     struct outcome out;
     double best;
     LONG smallest_good;
@@ -537,14 +562,17 @@ START_TEST(climbs_again_when_a_slow_period_ends)
     simulate(&model, 1, CPUS, 1000, 16, &out);
     printf("%-22s target %3ld, peak %3ld, seconds 8-16 at %.2f of the best\n", model.name, out.final_target,
            out.peak, out.mean_rate / best);
-    ck_assert_msg(out.mean_rate >= 0.9 * best, "%.0f/s against the best %.0f/s", out.mean_rate, best);
-    ck_assert_int_le(out.peak, 2 * smallest_good + CPUS);
+    ck_assert_msg(out.mean_rate >= GOOD_SHARE * best, "%.0f/s against the best %.0f/s", out.mean_rate, best);
+    ck_assert_msg(out.peak <= bound_on_peak(smallest_good), "peak %ld threads, over the bound of %ld", out.peak,
+                  bound_on_peak(smallest_good));
 }
 END_TEST
 
+/* Callbacks that block get their threads fast: from 2 s on, at least half the ideal rate. */
 START_TEST(grows_fast_for_blocking_callbacks)
 {
-    struct model model = { "blocking 50 ms", rate_blocking, NULL, TRUE, 0.05, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
+                           .in_flight = 64 };
     struct outcome out;
 
     check_model(&model);
@@ -563,14 +591,15 @@ static double rate_tenth_blocking(const struct model *model, LONG threads)
 
 START_TEST(grows_fast_when_a_tenth_of_callbacks_block)
 {
-    struct model model = { "10% blocking 50 ms", rate_tenth_blocking, NULL, TRUE, 0.05, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "10% blocking 50 ms", .rate = rate_tenth_blocking, .saturated = TRUE,
+                           .noise = 0.05, .in_flight = 64 };
     check_model(&model);
 }
 END_TEST
 
-/* Light callbacks for 4 s, then one callback in ten blocks 50 ms with as much work in flight: the
- * counts that did not pay while the callbacks computed (32 and more) pay now, and the pool must
- * find them. */
+/* When callbacks start to wait, the CPUs go idle and the rate shifts: what did not pay while they
+ * computed is forgotten, and the pool finds the 64 threads that pay now.  Light callbacks for
+ * 4 s, then one in ten blocks 50 ms with as much work in flight. */
 static double rate_light_then_waiting(const struct model *model, LONG threads)
 {
     return waiting_now(model) ? rate_tenth_blocking(model, threads) : rate_from_points(model, threads);
@@ -578,30 +607,35 @@ static double rate_light_then_waiting(const struct model *model, LONG threads)
 
 START_TEST(climbs_again_when_callbacks_start_to_wait)
 {
-    struct model model = { "light, then 10% block", rate_light_then_waiting, light_posted, TRUE, 0.05, 64, 0, 0, 4.0, 0 };
+    struct model model = { .name = "light, then 10% block", .rate = rate_light_then_waiting, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64, .waits_from = 4.0 };
     double best = rate_tenth_blocking(&model, 64);
     struct outcome out;
 
     simulate(&model, 1, CPUS, 1000, 12, &out);
     printf("%-22s target %3ld, peak %3ld, seconds 6-12 at %.2f of the best\n", model.name, out.final_target,
            out.peak, out.mean_rate / best);
-    ck_assert_int_eq(out.final_target, 64);
-    ck_assert_msg(out.mean_rate >= 0.9 * best, "%.0f/s against the best %.0f/s", out.mean_rate, best);
+    ck_assert_msg(out.final_target == 64, "final target %ld, expected 64", out.final_target);
+    ck_assert_msg(out.mean_rate >= GOOD_SHARE * best, "%.0f/s against the best %.0f/s", out.mean_rate, best);
 }
 END_TEST
 
+/* A pool with no work keeps its initial target: a window needs completions to judge a count. */
 START_TEST(idle_pool_keeps_its_target)
 {
     static const double none[10] = { 0 };
-    struct model model = { "idle", rate_from_points, none, FALSE, 0, 0, 0, 0, 0, 0 };
+    struct model model = { .name = "idle", .rate = rate_from_points, .points = none };
     struct outcome out;
 
     simulate(&model, 1, 1, 1000, 10, &out);
-    ck_assert_int_eq(out.final_target, CPUS);
-    ck_assert_int_eq(out.peak, CPUS);
+    printf("%-22s target %3ld, peak %3ld\n", model.name, out.final_target, out.peak);
+    ck_assert_msg(out.final_target == CPUS && out.peak == CPUS, "final target %ld, peak %ld; expected %d and %d",
+                  out.final_target, out.peak, CPUS, CPUS);
 }
 END_TEST
 
+/* Every thread blocks, packets wait and nothing completes: one thread more at every tick after
+ * the first, up to the maximum. */
 START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 {
     struct policy *policy = policy_create(2, CPUS);
@@ -609,7 +643,6 @@ START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
     struct policy_decision decision;
     LONG threads = 2, i;
 
-    /* Every thread blocks, packets wait and nothing completes. */
     for (i = 0; i < 20; i++)
     {
         sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
@@ -620,20 +653,22 @@ START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
         sample.max = 12;
         policy_update(policy, &sample, &decision);
         if (i > 0 && threads < 12)
-        {
-            ck_assert_int_eq(decision.event, POLICY_STARVING);
-            ck_assert_int_eq(decision.target, threads + 1);
-        }
+            ck_assert_msg(decision.event == POLICY_STARVING && decision.target == threads + 1,
+                          "tick %ld, %ld threads: %s, target %ld", i, threads, policy_event_name(decision.event),
+                          decision.target);
         threads = decision.target;
     }
-    ck_assert_int_eq(threads, 12);
+    printf("starving: %ld threads after 20 ticks\n", threads);
+    ck_assert_msg(threads == 12, "%ld threads after 20 ticks, expected the maximum of 12", threads);
     policy_destroy(policy);
 }
 END_TEST
 
+/* When the host moves the limits, the target is inside them from that tick on. */
 START_TEST(target_follows_the_limits_at_once)
 {
-    struct model model = { "rising, then flat", rate_from_points, light_posted, TRUE, 0.02, 64, 0, 0, 0, 0 };
+    struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
+                           .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
     struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
@@ -651,12 +686,14 @@ START_TEST(target_follows_the_limits_at_once)
         sample.max = i < 300 ? 1000 : 6;
         policy_update(policy, &sample, &decision);
         if (i == 299)
-            ck_assert_int_gt(decision.target, 6);  /* it had climbed */
-        if (i >= 300)
         {
-            ck_assert_int_ge(decision.target, 5);
-            ck_assert_int_le(decision.target, 6);
+            printf("limits: %ld threads before the limits move to 5-6\n", decision.target);
+            ck_assert_msg(decision.target > 6, "target %ld before the limits move; it should have climbed past 6",
+                          decision.target);
         }
+        if (i >= 300)
+            ck_assert_msg(decision.target >= 5 && decision.target <= 6, "tick %ld: target %ld outside the limits 5-6",
+                          i, decision.target);
         threads = decision.target;
     }
     policy_destroy(policy);
