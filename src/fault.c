@@ -5,10 +5,10 @@
  * create_port (CreateIoCompletionPort, for a new port and for Bind), create_thread, heap_alloc,
  * registry (every registry call of registration and unregistration), post
  * (PostQueuedCompletionStatus). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "hostiocp_private.h"
+#include "debug.h"
+#include "fault.h"
 
 static const struct
 {
