@@ -20,9 +20,21 @@ void set_current_worker(struct worker *worker);
 /* The calling thread's worker, or NULL where it is not a pool thread. */
 struct worker *current_worker(void);
 
-/* ---- objects (manager.c, hostcontrol.c) ---- */
-HRESULT manager_create(IUnknown *outer, REFIID riid, void **out);
-HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out);
+/* ---- objects (manager.c, hostcontrol.c; their class objects in factory.c) ---- */
+HRESULT manager_create(REFIID riid, void **out);
+HRESULT host_control_create(REFIID riid, void **out);
+
+/* What the objects share (object.c).  check_interface_out is the first check of a method that
+ * hands out an interface: E_POINTER without `out`; else *out becomes NULL, and E_INVALIDARG
+ * without `riid`. */
+HRESULT check_interface_out(REFIID riid, void **out);
+/* QueryInterface of an object whose one interface, `iid`, is `object`: E_NOINTERFACE for any
+ * other but IUnknown, for the caller to warn about (or to answer). */
+HRESULT query_only_interface(IUnknown *object, REFIID iid, REFIID riid, void **out);
+/* The end of creating an object that holds the one reference to itself: its free-threaded
+ * marshaler and the interface the caller asked for; the creation reference is dropped, so that
+ * the object is gone if either failed. */
+HRESULT finish_create(IUnknown *object, IUnknown **marshaler, REFIID riid, void **out);
 
 /* ---- registration (register.c) ---- */
 enum registration_scope { SCOPE_MACHINE, SCOPE_USER };
