@@ -31,7 +31,7 @@ static volatile LONG calls[FAULT_SITE_COUNT];
 
 void fault_init(void)
 {
-    char value[64], *colon;
+    char value[64], *colon;     /* room for any site's name and a call number */
     DWORD length = GetEnvironmentVariableA("HOSTIOCP_FAULT", value, sizeof(value));
     int i;
 
