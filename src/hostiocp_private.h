@@ -14,6 +14,12 @@
 #include "module.h"
 #include "fault.h"
 
+/* ---- the DLL's exports (dllmain.c; hostiocp.def), where the system's headers do not declare them ---- */
+BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved);
+HRESULT WINAPI DllRegisterServer(void);
+HRESULT WINAPI DllUnregisterServer(void);
+HRESULT WINAPI DllInstall(BOOL install, const WCHAR *command_line);
+
 /* ---- the pool thread the caller is (dllmain.c, which owns the TLS slot) ---- */
 struct worker;
 void set_current_worker(struct worker *worker);
