@@ -18,8 +18,10 @@
 #endif
 
 static WCHAR dll_path[MAX_PATH * 2];
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" and its null. */
+#define GUID_STRING_SIZE 39
 /* As StringFromGUID2 writes the IDL's GUIDs. */
-static WCHAR manager_clsid[39], control_clsid[39], typelib_libid[39];
+static WCHAR manager_clsid[GUID_STRING_SIZE], control_clsid[GUID_STRING_SIZE], typelib_libid[GUID_STRING_SIZE];
 
 /* A key path from a format, in one of 16 buffers that are reused in turn. */
 static const WCHAR *key_path(const WCHAR *format, ...)
@@ -51,12 +53,15 @@ static BOOL key_exists(HKEY hive, REGSAM view, const WCHAR *path)
     return TRUE;
 }
 
+/* The longest value read, in characters: a path, a GUID or a name. */
+#define MAX_VALUE (MAX_PATH * 2)
+
 /* The string value `name` (NULL: the default one) of Software\\Classes\\<path> in a registry
  * view, into data (empty where there is none): ERROR_SUCCESS, or why there is none. */
-static LONG read_value(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name, WCHAR data[MAX_PATH * 2])
+static LONG read_value(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name, WCHAR data[MAX_VALUE])
 {
     WCHAR full[512];
-    DWORD size = MAX_PATH * 2 * sizeof(WCHAR);
+    DWORD size = MAX_VALUE * sizeof(WCHAR);
     HKEY key;
     LONG status;
 
@@ -76,7 +81,7 @@ static LONG read_value(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *n
 static void check_value_(unsigned int line, HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name,
                          const WCHAR *expected, const char *where)
 {
-    WCHAR data[MAX_PATH * 2];
+    WCHAR data[MAX_VALUE];
     LONG status = read_value(hive, view, path, name, data);
 
     ok_(__FILE__, line)(!status && !lstrcmpiW(data, expected), "%s: %s, value %s: %s (error %ld), not %s\n", where,
@@ -93,7 +98,7 @@ static BOOL has_other_view(void)
 
 static void check_registered(HKEY hive, const char *where)
 {
-    WCHAR data[MAX_PATH * 2];
+    WCHAR data[MAX_VALUE];
     LONG status;
 
     check_value(hive, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path, where);
@@ -235,6 +240,7 @@ static void test_unregister_by_short_path(void)
  * %HOSTIOCP_OTHER_DLL%. */
 static BOOL get_other_bitness_dll(WCHAR *path, DWORD size)
 {
+    const WCHAR *other = sizeof(void *) == 8 ? L"\\i686-w64-mingw32\\hostiocp.dll" : L"\\x86_64-w64-mingw32\\hostiocp.dll";
     WCHAR *slash;
     DWORD length = GetEnvironmentVariableW(L"HOSTIOCP_OTHER_DLL", path, size);
 
@@ -245,10 +251,9 @@ static BOOL get_other_bitness_dll(WCHAR *path, DWORD size)
             *slash = 0;
         if ((slash = wcsrchr(path, '\\')))
             *slash = 0;
-        if (lstrlenW(path) + 40 >= (int)size)
+        if (lstrlenW(path) + lstrlenW(other) >= (int)size)
             return FALSE;
-        lstrcatW(path, sizeof(void *) == 8 ? L"\\i686-w64-mingw32\\hostiocp.dll"
-                                           : L"\\x86_64-w64-mingw32\\hostiocp.dll");
+        lstrcatW(path, other);
     }
     return GetFileAttributesW(path) != INVALID_FILE_ATTRIBUTES;
 }
