@@ -5,7 +5,7 @@ struct class_factory
 {
     IClassFactory IClassFactory_iface;
     const CLSID *clsid;
-    HRESULT (*create)(IUnknown *outer, REFIID riid, void **out);
+    HRESULT (*create)(REFIID riid, void **out);
 };
 
 static inline struct class_factory *impl_from_IClassFactory(IClassFactory *iface)
@@ -15,20 +15,12 @@ static inline struct class_factory *impl_from_IClassFactory(IClassFactory *iface
 
 static HRESULT WINAPI factory_QueryInterface(IClassFactory *iface, REFIID riid, void **out)
 {
+    HRESULT hr;
+
     TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!riid)
-        return E_INVALIDARG;
-    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IClassFactory))
-    {
-        *out = iface;
-        IClassFactory_AddRef(iface);
-        return S_OK;
-    }
-    WARN("%s not implemented.", debugstr_guid(riid));
-    return E_NOINTERFACE;
+    if ((hr = query_only_interface((IUnknown *)iface, &IID_IClassFactory, riid, out)) == E_NOINTERFACE)
+        WARN("%s not implemented.", debugstr_guid(riid));
+    return hr;
 }
 
 /* The class objects are static; their lifetime is the module's, kept by LockServer. */
@@ -48,16 +40,14 @@ static HRESULT WINAPI factory_CreateInstance(IClassFactory *iface, IUnknown *out
                                              void **out)
 {
     struct class_factory *factory = impl_from_IClassFactory(iface);
+    HRESULT hr;
 
     TRACE_CALL("%p, %p, %s, %p.", iface, outer, debugstr_guid(riid), out);
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!riid)
-        return E_INVALIDARG;
+    if (FAILED(hr = check_interface_out(riid, out)))
+        return hr;
     if (outer)
         return CLASS_E_NOAGGREGATION;
-    return factory->create(outer, riid, out);
+    return factory->create(riid, out);
 }
 
 /* LockServer locks, for all class objects; an unlock without a lock changes nothing. */
@@ -107,12 +97,12 @@ static struct class_factory factories[] =
 
 HRESULT WINAPI DllGetClassObject(REFCLSID rclsid, REFIID riid, void **out)
 {
+    HRESULT hr;
     size_t i;
 
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!rclsid || !riid)
+    if (FAILED(hr = check_interface_out(riid, out)))
+        return hr;
+    if (!rclsid)
         return E_INVALIDARG;
     for (i = 0; i < ARRAYSIZE(factories); i++)
         if (IsEqualCLSID(rclsid, factories[i].clsid))

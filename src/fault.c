@@ -5,10 +5,10 @@
  * create_port (CreateIoCompletionPort, for a new port and for Bind), create_thread, heap_alloc,
  * registry (every registry call of registration and unregistration), post
  * (PostQueuedCompletionStatus). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "hostiocp_private.h"
+#include "debug.h"
+#include "fault.h"
 
 static const struct
 {
@@ -31,7 +31,7 @@ static volatile LONG calls[FAULT_SITE_COUNT];
 
 void fault_init(void)
 {
-    char value[64], *colon;
+    char value[64], *colon;     /* room for any site's name and a call number */
     DWORD length = GetEnvironmentVariableA("HOSTIOCP_FAULT", value, sizeof(value));
     int i;
 

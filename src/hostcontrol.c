@@ -17,22 +17,13 @@ static inline struct host_control *impl_from_IHostControl(IHostControl *iface)
 
 static HRESULT WINAPI host_control_QueryInterface(IHostControl *iface, REFIID riid, void **out)
 {
-    struct host_control *control = impl_from_IHostControl(iface);
+    HRESULT hr;
 
     TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!riid)
-        return E_INVALIDARG;
-    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IHostControl))
-    {
-        *out = &control->IHostControl_iface;
-        IHostControl_AddRef(iface);
-        return S_OK;
-    }
+    if ((hr = query_only_interface((IUnknown *)iface, &IID_IHostControl, riid, out)) != E_NOINTERFACE)
+        return hr;
     if (IsEqualIID(riid, &IID_IMarshal))
-        return IUnknown_QueryInterface(control->marshaler, riid, out);
+        return IUnknown_QueryInterface(impl_from_IHostControl(iface)->marshaler, riid, out);
     WARN("%s not implemented.", debugstr_guid(riid));
     return E_NOINTERFACE;
 }
@@ -71,7 +62,7 @@ static HRESULT get_manager(struct host_control *control, IHostIoCompletionManage
 
     if (!control->manager)
     {
-        hr = manager_create(NULL, &IID_IHostIoCompletionManager, (void **)&created);
+        hr = manager_create(&IID_IHostIoCompletionManager, (void **)&created);
         if (FAILED(hr))
             return hr;
         /* Two first calls racing: the loser drops its copy, so every caller gets one object. */
@@ -86,13 +77,11 @@ static HRESULT get_manager(struct host_control *control, IHostIoCompletionManage
 static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID riid, void **out)
 {
     struct host_control *control = impl_from_IHostControl(iface);
+    HRESULT hr;
 
     TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!riid)
-        return E_INVALIDARG;
+    if (FAILED(hr = check_interface_out(riid, out)))
+        return hr;
     if (IsEqualIID(riid, &IID_IHostIoCompletionManager))
         return get_manager(control, (IHostIoCompletionManager **)out);
     WARN("manager %s not provided.", debugstr_guid(riid));
@@ -116,21 +105,14 @@ static const IHostControlVtbl host_control_vtbl =
     host_control_SetAppDomainManager,
 };
 
-HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out)
+HRESULT host_control_create(REFIID riid, void **out)
 {
     struct host_control *control;
-    HRESULT hr;
 
-    if (outer)
-        return CLASS_E_NOAGGREGATION;
     if (!(control = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*control))))
         return E_OUTOFMEMORY;
     control->IHostControl_iface.lpVtbl = &host_control_vtbl;
     control->refs = 1;
     module_add_ref();
-    hr = CoCreateFreeThreadedMarshaler((IUnknown *)&control->IHostControl_iface, &control->marshaler);
-    if (SUCCEEDED(hr))
-        hr = host_control_QueryInterface(&control->IHostControl_iface, riid, out);
-    host_control_Release(&control->IHostControl_iface);
-    return hr;
+    return finish_create((IUnknown *)&control->IHostControl_iface, &control->marshaler, riid, out);
 }

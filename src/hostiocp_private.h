@@ -7,54 +7,35 @@
 #include <ole2.h>
 #include "hostiocp.h"
 
-/* ---- module (dllmain.c) ---- */
-extern HINSTANCE hostiocp_instance;
+/* The layers below the rest, each with a header of its own: tracing (debug.h), a leaf that every
+ * file may use; the DLL's lifetime (module.h), which uses nothing of hostiocp's; the system calls
+ * that can fail (fault.h), which traces. */
+#include "debug.h"
+#include "module.h"
+#include "fault.h"
 
-/* Everything that must keep the DLL loaded: objects, LockServer locks and engine threads. */
-void module_add_ref(void);
-void module_release(void);
-LONG module_ref_count(void);
-
-/* Pins the DLL for a thread of ours; the thread ends with FreeLibraryAndExitThread. */
-HMODULE module_pin(void);
-
-/* Where the loader lock is held by this thread or the process is ending: nothing may wait for
- * other threads to end. */
-BOOL module_must_not_wait(void);
-/* The process is exiting: other threads were killed wherever they were, locks and all. */
-BOOL module_process_ending(void);
+/* ---- the DLL's exports (dllmain.c; hostiocp.def), where the system's headers do not declare them ---- */
+BOOL WINAPI DllMain(HINSTANCE instance, DWORD reason, void *reserved);
+HRESULT WINAPI DllRegisterServer(void);
+HRESULT WINAPI DllUnregisterServer(void);
+HRESULT WINAPI DllInstall(BOOL install, const WCHAR *command_line);
 
 
-/* ---- tracing (dllmain.c): lines to OutputDebugString, "hostiocp[tid]: " first ----
- * HOSTIOCP_TRACE=1 turns on TRACE, TRACE_POLICY and WARN lines, HOSTIOCP_TRACE=policy only
- * TRACE_POLICY and WARN lines, HOSTIOCP_TRACE=warn only WARN lines; read once, when the DLL
- * loads.  TRACE(...) and TRACE_POLICY(...) print their line as it is; TRACE_CALL(...), for a COM
- * method's entry, and WARN(...) name the function first, as Wine's debug channels do, and WARN
- * lines say "warn: " before it. */
-extern BOOL hostiocp_trace_enabled;
-extern BOOL hostiocp_warn_enabled;
-extern BOOL hostiocp_policy_trace_enabled;
-void hostiocp_debug_line(const char *marker, const char *function, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-const char *debugstr_guid(const GUID *guid);
-#define TRACE(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", NULL, __VA_ARGS__); } while (0)
-#define TRACE_CALL(...) do { if (hostiocp_trace_enabled) hostiocp_debug_line("", __func__, __VA_ARGS__); } while (0)
-#define TRACE_POLICY(...) do { if (hostiocp_policy_trace_enabled) hostiocp_debug_line("", NULL, __VA_ARGS__); } while (0)
-#define WARN(...) do { if (hostiocp_warn_enabled) hostiocp_debug_line("warn: ", __func__, __VA_ARGS__); } while (0)
+/* ---- objects (manager.c, hostcontrol.c; their class objects in factory.c) ---- */
+HRESULT manager_create(REFIID riid, void **out);
+HRESULT host_control_create(REFIID riid, void **out);
 
-/* ---- the system calls that can fail (fault.c): tests can make the Nth call of each fail ---- */
-enum fault_site { FAULT_CREATE_PORT, FAULT_CREATE_THREAD, FAULT_HEAP_ALLOC, FAULT_REGISTRY, FAULT_POST, FAULT_SITE_COUNT };
-void fault_init(void);
-void *heap_alloc(DWORD flags, SIZE_T size);
-HANDLE create_completion_port(HANDLE file, HANDLE port, ULONG_PTR key, DWORD threads);
-HANDLE create_thread(LPTHREAD_START_ROUTINE start, void *arg);
-BOOL post_packet(HANDLE port, DWORD bytes, ULONG_PTR key, OVERLAPPED *overlapped);
-/* ERROR_SUCCESS, or the error a registry call is to fail with before it is made. */
-LONG registry_fault(void);
-
-/* ---- objects (manager.c, hostcontrol.c) ---- */
-HRESULT manager_create(IUnknown *outer, REFIID riid, void **out);
-HRESULT host_control_create(IUnknown *outer, REFIID riid, void **out);
+/* What the objects share (object.c).  check_interface_out is the first check of a method that
+ * hands out an interface: E_POINTER without `out`; else *out becomes NULL, and E_INVALIDARG
+ * without `riid`. */
+HRESULT check_interface_out(REFIID riid, void **out);
+/* QueryInterface of an object whose one interface, `iid`, is `object`: E_NOINTERFACE for any
+ * other but IUnknown, for the caller to warn about (or to answer). */
+HRESULT query_only_interface(IUnknown *object, REFIID iid, REFIID riid, void **out);
+/* The end of creating an object that holds the one reference to itself: its free-threaded
+ * marshaler and the interface the caller asked for; the creation reference is dropped, so that
+ * the object is gone if either failed. */
+HRESULT finish_create(IUnknown *object, IUnknown **marshaler, REFIID riid, void **out);
 
 /* ---- registration (register.c) ---- */
 enum registration_scope { SCOPE_MACHINE, SCOPE_USER };

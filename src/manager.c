@@ -29,14 +29,15 @@ static inline struct manager *impl_from_IHostIoCpSettings(IHostIoCpSettings *ifa
     return CONTAINING_RECORD(iface, struct manager, IHostIoCpSettings_iface);
 }
 
-/* QueryInterface for all three interfaces; E_NOINTERFACE is for the caller to warn about. */
+/* ---- IUnknown, once for the three interfaces ---- */
+
+/* E_NOINTERFACE is for the caller to warn about. */
 static HRESULT query_interface(struct manager *manager, REFIID riid, void **out)
 {
-    if (!out)
-        return E_POINTER;
-    *out = NULL;
-    if (!riid)
-        return E_INVALIDARG;
+    HRESULT hr;
+
+    if (FAILED(hr = check_interface_out(riid, out)))
+        return hr;
     if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IHostIoCompletionManager))
         *out = &manager->IHostIoCompletionManager_iface;
     else if (IsEqualIID(riid, &IID_IHostIoCpStatistics))
@@ -51,26 +52,6 @@ static HRESULT query_interface(struct manager *manager, REFIID riid, void **out)
     return S_OK;
 }
 
-static HRESULT WINAPI manager_QueryInterface(IHostIoCompletionManager *iface, REFIID riid, void **out)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-    HRESULT hr;
-
-    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
-        WARN("%s not implemented.", debugstr_guid(riid));
-    return hr;
-}
-
-static ULONG WINAPI manager_AddRef(IHostIoCompletionManager *iface)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-    ULONG refcount = InterlockedIncrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    return refcount;
-}
-
 static void manager_destroy(struct manager *manager)
 {
     TRACE("manager %p: shutting down", manager);
@@ -81,16 +62,65 @@ static void manager_destroy(struct manager *manager)
     module_release();
 }
 
-static ULONG WINAPI manager_Release(IHostIoCompletionManager *iface)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-    ULONG refcount = InterlockedDecrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    if (!refcount)
-        manager_destroy(manager);
-    return refcount;
+/* <prefix>_QueryInterface, <prefix>_AddRef and <prefix>_Release of the manager's interface `type`:
+ * each traces its call with its own name and the interface's pointer, as every COM method does,
+ * and all work on the one manager behind the interface. */
+#define MANAGER_IUNKNOWN(prefix, type) \
+static HRESULT WINAPI prefix##_QueryInterface(type *iface, REFIID riid, void **out) \
+{ \
+    HRESULT hr; \
+\
+    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out); \
+    if ((hr = query_interface(impl_from_##type(iface), riid, out)) == E_NOINTERFACE) \
+        WARN("%s not implemented.", debugstr_guid(riid)); \
+    return hr; \
+} \
+\
+static ULONG WINAPI prefix##_AddRef(type *iface) \
+{ \
+    ULONG refcount = InterlockedIncrement(&impl_from_##type(iface)->refs); \
+\
+    TRACE_CALL("%p, refcount %lu.", iface, refcount); \
+    return refcount; \
+} \
+\
+static ULONG WINAPI prefix##_Release(type *iface) \
+{ \
+    struct manager *manager = impl_from_##type(iface); \
+    ULONG refcount = InterlockedDecrement(&manager->refs); \
+\
+    TRACE_CALL("%p, refcount %lu.", iface, refcount); \
+    if (!refcount) \
+        manager_destroy(manager); \
+    return refcount; \
 }
+
+MANAGER_IUNKNOWN(manager, IHostIoCompletionManager)
+MANAGER_IUNKNOWN(statistics, IHostIoCpStatistics)
+MANAGER_IUNKNOWN(settings, IHostIoCpSettings)
+
+/* <prefix>_Set<name> and <prefix>_Get<name>, on the manager's interface `type`, of a setting that the
+ * engine keeps as a DWORD and checks: each traces its call and hands it to the engine. */
+#define ENGINE_SETTING(prefix, type, name, engine_set, engine_get) \
+static HRESULT WINAPI prefix##_Set##name(type *iface, DWORD value) \
+{ \
+    TRACE_CALL("%p, %lu.", iface, value); \
+    return engine_set(impl_from_##type(iface)->engine, value); \
+} \
+\
+static HRESULT WINAPI prefix##_Get##name(type *iface, DWORD *value) \
+{ \
+    TRACE_CALL("%p, %p.", iface, value); \
+    if (!value) \
+        return E_POINTER; \
+    *value = engine_get(impl_from_##type(iface)->engine); \
+    return S_OK; \
+}
+
+/* ---- IHostIoCompletionManager ---- */
+
+ENGINE_SETTING(manager, IHostIoCompletionManager, MaxThreads, engine_set_max_threads, engine_max_threads)
+ENGINE_SETTING(manager, IHostIoCompletionManager, MinThreads, engine_set_min_threads, engine_min_threads)
 
 static HRESULT WINAPI manager_CreateIoCompletionPort(IHostIoCompletionManager *iface, HANDLE *port)
 {
@@ -111,25 +141,6 @@ static HRESULT WINAPI manager_CloseIoCompletionPort(IHostIoCompletionManager *if
     if (!port || port == INVALID_HANDLE_VALUE)
         return E_INVALIDARG;
     return engine_close_port(manager->engine, port);
-}
-
-static HRESULT WINAPI manager_SetMaxThreads(IHostIoCompletionManager *iface, DWORD count)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-
-    TRACE_CALL("%p, %lu.", iface, count);
-    return engine_set_max_threads(manager->engine, count);
-}
-
-static HRESULT WINAPI manager_GetMaxThreads(IHostIoCompletionManager *iface, DWORD *count)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-
-    TRACE_CALL("%p, %p.", iface, count);
-    if (!count)
-        return E_POINTER;
-    *count = engine_max_threads(manager->engine);
-    return S_OK;
 }
 
 static HRESULT WINAPI manager_GetAvailableThreads(IHostIoCompletionManager *iface, DWORD *count)
@@ -189,25 +200,6 @@ static HRESULT WINAPI manager_Bind(IHostIoCompletionManager *iface, HANDLE port,
     return engine_bind(manager->engine, port, handle);
 }
 
-static HRESULT WINAPI manager_SetMinThreads(IHostIoCompletionManager *iface, DWORD count)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-
-    TRACE_CALL("%p, %lu.", iface, count);
-    return engine_set_min_threads(manager->engine, count);
-}
-
-static HRESULT WINAPI manager_GetMinThreads(IHostIoCompletionManager *iface, DWORD *count)
-{
-    struct manager *manager = impl_from_IHostIoCompletionManager(iface);
-
-    TRACE_CALL("%p, %p.", iface, count);
-    if (!count)
-        return E_POINTER;
-    *count = engine_min_threads(manager->engine);
-    return S_OK;
-}
-
 static const IHostIoCompletionManagerVtbl manager_vtbl =
 {
     manager_QueryInterface,
@@ -226,36 +218,7 @@ static const IHostIoCompletionManagerVtbl manager_vtbl =
     manager_GetMinThreads,
 };
 
-static HRESULT WINAPI statistics_QueryInterface(IHostIoCpStatistics *iface, REFIID riid, void **out)
-{
-    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    HRESULT hr;
-
-    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
-        WARN("%s not implemented.", debugstr_guid(riid));
-    return hr;
-}
-
-static ULONG WINAPI statistics_AddRef(IHostIoCpStatistics *iface)
-{
-    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    ULONG refcount = InterlockedIncrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    return refcount;
-}
-
-static ULONG WINAPI statistics_Release(IHostIoCpStatistics *iface)
-{
-    struct manager *manager = impl_from_IHostIoCpStatistics(iface);
-    ULONG refcount = InterlockedDecrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    if (!refcount)
-        manager_destroy(manager);
-    return refcount;
-}
+/* ---- IHostIoCpStatistics ---- */
 
 /* Callers built against version 1.0 pass the smaller structure; they get its fields only. */
 static HRESULT check_statistics_buffer(const HOSTIOCP_STATISTICS *stats)
@@ -313,74 +276,10 @@ static const IHostIoCpStatisticsVtbl statistics_vtbl =
     statistics_GetPortStatistics,
 };
 
-static HRESULT WINAPI settings_QueryInterface(IHostIoCpSettings *iface, REFIID riid, void **out)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    HRESULT hr;
+/* ---- IHostIoCpSettings ---- */
 
-    TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
-    if ((hr = query_interface(manager, riid, out)) == E_NOINTERFACE)
-        WARN("%s not implemented.", debugstr_guid(riid));
-    return hr;
-}
-
-static ULONG WINAPI settings_AddRef(IHostIoCpSettings *iface)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    ULONG refcount = InterlockedIncrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    return refcount;
-}
-
-static ULONG WINAPI settings_Release(IHostIoCpSettings *iface)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-    ULONG refcount = InterlockedDecrement(&manager->refs);
-
-    TRACE_CALL("%p, refcount %lu.", iface, refcount);
-    if (!refcount)
-        manager_destroy(manager);
-    return refcount;
-}
-
-static HRESULT WINAPI settings_SetIdleTimeout(IHostIoCpSettings *iface, DWORD milliseconds)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-
-    TRACE_CALL("%p, %lu.", iface, milliseconds);
-    return engine_set_idle_timeout(manager->engine, milliseconds);
-}
-
-static HRESULT WINAPI settings_GetIdleTimeout(IHostIoCpSettings *iface, DWORD *milliseconds)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-
-    TRACE_CALL("%p, %p.", iface, milliseconds);
-    if (!milliseconds)
-        return E_POINTER;
-    *milliseconds = engine_idle_timeout(manager->engine);
-    return S_OK;
-}
-
-static HRESULT WINAPI settings_SetBatchSize(IHostIoCpSettings *iface, DWORD entries)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-
-    TRACE_CALL("%p, %lu.", iface, entries);
-    return engine_set_batch_size(manager->engine, entries);
-}
-
-static HRESULT WINAPI settings_GetBatchSize(IHostIoCpSettings *iface, DWORD *entries)
-{
-    struct manager *manager = impl_from_IHostIoCpSettings(iface);
-
-    TRACE_CALL("%p, %p.", iface, entries);
-    if (!entries)
-        return E_POINTER;
-    *entries = engine_batch_size(manager->engine);
-    return S_OK;
-}
+ENGINE_SETTING(settings, IHostIoCpSettings, IdleTimeout, engine_set_idle_timeout, engine_idle_timeout)
+ENGINE_SETTING(settings, IHostIoCpSettings, BatchSize, engine_set_batch_size, engine_batch_size)
 
 static const IHostIoCpSettingsVtbl settings_vtbl =
 {
@@ -393,13 +292,11 @@ static const IHostIoCpSettingsVtbl settings_vtbl =
     settings_GetBatchSize,
 };
 
-HRESULT manager_create(IUnknown *outer, REFIID riid, void **out)
+HRESULT manager_create(REFIID riid, void **out)
 {
     struct manager *manager;
     HRESULT hr;
 
-    if (outer)
-        return CLASS_E_NOAGGREGATION;
     if (!(manager = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*manager))))
         return E_OUTOFMEMORY;
     manager->IHostIoCompletionManager_iface.lpVtbl = &manager_vtbl;
@@ -413,11 +310,7 @@ HRESULT manager_create(IUnknown *outer, REFIID riid, void **out)
         module_release();
         return E_OUTOFMEMORY;
     }
-    hr = CoCreateFreeThreadedMarshaler((IUnknown *)&manager->IHostIoCompletionManager_iface,
-                                       &manager->marshaler);
-    if (SUCCEEDED(hr))
-        hr = manager_QueryInterface(&manager->IHostIoCompletionManager_iface, riid, out);
-    manager_Release(&manager->IHostIoCompletionManager_iface);
+    hr = finish_create((IUnknown *)&manager->IHostIoCompletionManager_iface, &manager->marshaler, riid, out);
     TRACE("manager %p created: %08lx", manager, hr);
     return hr;
 }

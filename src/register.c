@@ -59,10 +59,18 @@ static const struct reg_entry registry_table[] =
 
 #define MAX_KEY_PATH 256
 #define MAX_JOURNAL 64
+/* A file's path in its long form, which may be longer than MAX_PATH. */
+#define MAX_LONG_PATH (MAX_PATH * 4)
+
+/* What stands for the class's and the type library's GUID in a key of the table. */
+#define CLSID_PLACEHOLDER L"{clsid}"
+#define LIBID_PLACEHOLDER L"{libid}"
+#define PLACEHOLDER_LENGTH (ARRAYSIZE(CLSID_PLACEHOLDER) - 1)
+C_ASSERT(ARRAYSIZE(LIBID_PLACEHOLDER) - 1 == PLACEHOLDER_LENGTH);
 
 struct module_paths
 {
-    WCHAR path[MAX_PATH * 4];   /* the long form, whatever path the module was loaded by */
+    WCHAR path[MAX_LONG_PATH];   /* the long form, whatever path the module was loaded by */
 };
 
 struct replaced_value
@@ -90,7 +98,7 @@ static HKEY scope_hive(enum registration_scope scope)
 /* The long form of a path, in place; a path that does not resolve stays as it is. */
 static void to_long_path(WCHAR *path, DWORD size)
 {
-    WCHAR long_path[MAX_PATH * 4];
+    WCHAR long_path[MAX_LONG_PATH];
     DWORD length = GetLongPathNameW(path, long_path, ARRAYSIZE(long_path));
 
     if (length && length < ARRAYSIZE(long_path) && length < size)
@@ -107,12 +115,15 @@ static HRESULT get_module_paths(struct module_paths *paths)
     return S_OK;
 }
 
-#define GUID_TEXT 39
+static BOOL starts_with(const WCHAR *text, const WCHAR *prefix)
+{
+    return !wcsncmp(text, prefix, wcslen(prefix));
+}
 
 /* The key of an entry, with the GUIDs written out. */
 static LONG entry_key(const struct reg_entry *entry, WCHAR key[MAX_KEY_PATH])
 {
-    WCHAR guid[GUID_TEXT];
+    WCHAR guid[GUID_STRING_SIZE];
     const WCHAR *in = entry->key;
     size_t used = 0;
 
@@ -121,29 +132,29 @@ static LONG entry_key(const struct reg_entry *entry, WCHAR key[MAX_KEY_PATH])
         const WCHAR *insert = NULL;
         size_t length;
 
-        if (!wcsncmp(in, L"{clsid}", 7) && StringFromGUID2(entry->clsid, guid, GUID_TEXT))
+        if (starts_with(in, CLSID_PLACEHOLDER) && StringFromGUID2(entry->clsid, guid, ARRAYSIZE(guid)))
             insert = guid;
-        else if (!wcsncmp(in, L"{libid}", 7) && StringFromGUID2(&LIBID_HostIoCpLib, guid, GUID_TEXT))
+        else if (starts_with(in, LIBID_PLACEHOLDER) && StringFromGUID2(&LIBID_HostIoCpLib, guid, ARRAYSIZE(guid)))
             insert = guid;
         length = insert ? wcslen(insert) : 1;
         if (used + length >= MAX_KEY_PATH)
             return ERROR_BUFFER_OVERFLOW;
         memcpy(key + used, insert ? insert : in, length * sizeof(WCHAR));
         used += length;
-        in += insert ? 7 : 1;
+        in += insert ? PLACEHOLDER_LENGTH : 1;
     }
     key[used] = 0;
     return ERROR_SUCCESS;
 }
 
 static const WCHAR *entry_data(const struct reg_entry *entry, const struct module_paths *paths,
-                               WCHAR guid[GUID_TEXT])
+                               WCHAR guid[GUID_STRING_SIZE])
 {
     switch (entry->kind)
     {
     case MODULE_PATH: return paths->path;
-    case CLASS_ID: return StringFromGUID2(entry->clsid, guid, GUID_TEXT) ? guid : L"";
-    case LIBRARY_ID: return StringFromGUID2(&LIBID_HostIoCpLib, guid, GUID_TEXT) ? guid : L"";
+    case CLASS_ID: return StringFromGUID2(entry->clsid, guid, GUID_STRING_SIZE) ? guid : L"";
+    case LIBRARY_ID: return StringFromGUID2(&LIBID_HostIoCpLib, guid, GUID_STRING_SIZE) ? guid : L"";
     case TEXT: break;
     }
     return entry->text;
@@ -273,7 +284,7 @@ static void free_journal(struct journal *journal)
 static LONG write_entry(HKEY classes, const struct reg_entry *entry,
                         const struct module_paths *paths, struct journal *journal)
 {
-    WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
+    WCHAR path[MAX_KEY_PATH], guid[GUID_STRING_SIZE];
     const WCHAR *data = entry_data(entry, paths, guid);
     HKEY key;
     LONG status = entry_key(entry, path);
@@ -325,7 +336,7 @@ HRESULT register_server(enum registration_scope scope)
 /* A path value is ours if it names our file, however it is spelt (8.3 names, case). */
 static BOOL value_is_ours(HKEY key, const struct reg_entry *entry, const WCHAR *expected)
 {
-    WCHAR data[MAX_PATH * 4];
+    WCHAR data[MAX_LONG_PATH];
     DWORD size = sizeof(data) - sizeof(WCHAR), type;
 
     if (RegQueryValueExW(key, entry->name, NULL, &type, (BYTE *)data, &size) || type != REG_SZ)
@@ -339,7 +350,7 @@ static BOOL value_is_ours(HKEY key, const struct reg_entry *entry, const WCHAR *
 static LONG remove_value_if_ours(HKEY classes, const struct reg_entry *entry,
                                  const struct module_paths *paths)
 {
-    WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
+    WCHAR path[MAX_KEY_PATH], guid[GUID_STRING_SIZE];
     LONG status;
     HKEY key;
 
@@ -375,7 +386,7 @@ static BOOL key_is_empty(HKEY classes, const WCHAR *path)
 static void prune_empty_keys(HKEY classes, const WCHAR *path)
 {
     WCHAR partial[MAX_KEY_PATH];
-    unsigned int floor = (!wcsncmp(path, L"CLSID\\", 6) || !wcsncmp(path, L"TypeLib\\", 8)) ? 1 : 0;
+    unsigned int floor = starts_with(path, L"CLSID\\") || starts_with(path, L"TypeLib\\") ? 1 : 0;
     WCHAR *slash;
     unsigned int depth = 0;
 
@@ -397,10 +408,10 @@ static BOOL other_bitness_registered(enum registration_scope scope)
 
     for (i = 0; i < ARRAYSIZE(classes); i++)
     {
-        WCHAR path[MAX_KEY_PATH], guid[GUID_TEXT];
+        WCHAR path[MAX_KEY_PATH], guid[GUID_STRING_SIZE];
         HKEY key;
 
-        StringFromGUID2(classes[i], guid, GUID_TEXT);
+        StringFromGUID2(classes[i], guid, GUID_STRING_SIZE);
         swprintf(path, MAX_KEY_PATH, L"Software\\Classes\\CLSID\\%ls\\InprocServer32", guid);
         if (!RegOpenKeyExW(scope_hive(scope), path, 0, KEY_READ | OTHER_VIEW, &key))
         {

@@ -18,8 +18,10 @@
 #endif
 
 static WCHAR dll_path[MAX_PATH * 2];
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" and its null. */
+#define GUID_STRING_SIZE 39
 /* As StringFromGUID2 writes the IDL's GUIDs. */
-static WCHAR manager_clsid[39], control_clsid[39], typelib_libid[39];
+static WCHAR manager_clsid[GUID_STRING_SIZE], control_clsid[GUID_STRING_SIZE], typelib_libid[GUID_STRING_SIZE];
 
 /* A key path from a format, in one of 16 buffers that are reused in turn. */
 static const WCHAR *key_path(const WCHAR *format, ...)
@@ -51,24 +53,39 @@ static BOOL key_exists(HKEY hive, REGSAM view, const WCHAR *path)
     return TRUE;
 }
 
-static BOOL value_in_view_is(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
+/* The longest value read, in characters: a path, a GUID or a name. */
+#define MAX_VALUE (MAX_PATH * 2)
+
+/* The string value `name` (NULL: the default one) of Software\\Classes\\<path> in a registry
+ * view, into data (empty where there is none): ERROR_SUCCESS, or why there is none. */
+static LONG read_value(HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name, WCHAR data[MAX_VALUE])
 {
-    WCHAR full[512], data[MAX_PATH * 2];
-    DWORD size = sizeof(data);
+    WCHAR full[512];
+    DWORD size = MAX_VALUE * sizeof(WCHAR);
     HKEY key;
     LONG status;
 
+    data[0] = 0;
     swprintf(full, ARRAYSIZE(full), L"Software\\Classes\\%ls", path);
-    if (RegOpenKeyExW(hive, full, 0, KEY_READ | view, &key))
-        return FALSE;
-    status = RegGetValueW(key, NULL, name, RRF_RT_REG_SZ, NULL, data, &size);
+    if ((status = RegOpenKeyExW(hive, full, 0, KEY_READ | view, &key)))
+        return status;
+    if ((status = RegGetValueW(key, NULL, name, RRF_RT_REG_SZ, NULL, data, &size)))
+        data[0] = 0;
     RegCloseKey(key);
-    return !status && !lstrcmpiW(data, expected);
+    return status;
 }
 
-static BOOL value_is(HKEY hive, const WCHAR *path, const WCHAR *name, const WCHAR *expected)
+/* The value holds `expected`, in any case; the message says what it holds, or why nothing. */
+#define check_value(hive, view, path, name, expected, where) \
+    check_value_(__LINE__, hive, view, path, name, expected, where)
+static void check_value_(unsigned int line, HKEY hive, REGSAM view, const WCHAR *path, const WCHAR *name,
+                         const WCHAR *expected, const char *where)
 {
-    return value_in_view_is(hive, 0, path, name, expected);
+    WCHAR data[MAX_VALUE];
+    LONG status = read_value(hive, view, path, name, data);
+
+    ok_(__FILE__, line)(!status && !lstrcmpiW(data, expected), "%s: %s, value %s: %s (error %ld), not %s\n", where,
+                        wine_dbgstr_w(path), wine_dbgstr_w(name), wine_dbgstr_w(data), status, wine_dbgstr_w(expected));
 }
 
 /* A 32-bit process on 32-bit Windows has one registry view: nothing is "the other one". */
@@ -81,31 +98,30 @@ static BOOL has_other_view(void)
 
 static void check_registered(HKEY hive, const char *where)
 {
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
-       "%s: manager InprocServer32 is not %s\n", where, wine_dbgstr_w(dll_path));
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), L"ThreadingModel", L"Both"),
-       "%s: ThreadingModel is not Both\n", where);
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\ProgID", manager_clsid), NULL, HOSTIOCP_MANAGER_PROGID),
-       "%s: manager ProgID\n", where);
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\VersionIndependentProgID", manager_clsid), NULL, HOSTIOCP_MANAGER_VI_PROGID),
-       "%s: manager VersionIndependentProgID\n", where);
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\TypeLib", manager_clsid), NULL, typelib_libid), "%s: manager TypeLib\n", where);
-    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_PROGID), NULL, manager_clsid), "%s: ProgID CLSID\n", where);
-    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_VI_PROGID), NULL, manager_clsid), "%s: VI ProgID CLSID\n", where);
-    ok(value_is(hive, key_path(L"%ls\\CurVer", HOSTIOCP_MANAGER_VI_PROGID), NULL, HOSTIOCP_MANAGER_PROGID),
-       "%s: CurVer\n", where);
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), NULL, dll_path),
-       "%s: host control InprocServer32\n", where);
-    ok(value_is(hive, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), L"ThreadingModel", L"Both"),
-       "%s: host control ThreadingModel\n", where);
-    ok(value_is(hive, key_path(L"%ls\\CLSID", HOSTIOCP_HOST_CONTROL_PROGID), NULL, control_clsid), "%s: host control ProgID\n", where);
-    ok(value_is(hive, key_path(L"TypeLib\\%ls\\1.0\\0\\" PLATFORM, typelib_libid), NULL, dll_path), "%s: TypeLib path\n", where);
+    WCHAR data[MAX_VALUE];
+    LONG status;
+
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path, where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), L"ThreadingModel", L"Both", where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\ProgID", manager_clsid), NULL, HOSTIOCP_MANAGER_PROGID, where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\VersionIndependentProgID", manager_clsid), NULL,
+                HOSTIOCP_MANAGER_VI_PROGID, where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\TypeLib", manager_clsid), NULL, typelib_libid, where);
+    check_value(hive, 0, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_PROGID), NULL, manager_clsid, where);
+    check_value(hive, 0, key_path(L"%ls\\CLSID", HOSTIOCP_MANAGER_VI_PROGID), NULL, manager_clsid, where);
+    check_value(hive, 0, key_path(L"%ls\\CurVer", HOSTIOCP_MANAGER_VI_PROGID), NULL, HOSTIOCP_MANAGER_PROGID, where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), NULL, dll_path, where);
+    check_value(hive, 0, key_path(L"CLSID\\%ls\\InprocServer32", control_clsid), L"ThreadingModel", L"Both", where);
+    check_value(hive, 0, key_path(L"%ls\\CLSID", HOSTIOCP_HOST_CONTROL_PROGID), NULL, control_clsid, where);
+    check_value(hive, 0, key_path(L"TypeLib\\%ls\\1.0\\0\\" PLATFORM, typelib_libid), NULL, dll_path, where);
     /* CLSID keys are per bitness, in HKCU as in HKLM: the other view may name the other
      * bitness's DLL, never this one.  Wine 8 shares HKCU's CLSID keys between the views. */
-    if (has_other_view())
-        todo_wine_if(hive == HKEY_CURRENT_USER)
-        ok(!value_in_view_is(hive, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
-           "%s: this DLL is registered in the other bitness's view too\n", where);
+    if (!has_other_view())
+        return;
+    status = read_value(hive, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, data);
+    todo_wine_if(hive == HKEY_CURRENT_USER)
+    ok(status || lstrcmpiW(data, dll_path), "%s: the other bitness's view names this DLL too: %s\n", where,
+       wine_dbgstr_w(data));
 }
 
 static void check_unregistered(HKEY hive, const char *where)
@@ -193,8 +209,8 @@ static void test_user_round_trip(void)
     ok(code == 0, "regsvr32 /u /n /i:user exited with %lu\n", code);
     check_unregistered(HKEY_CURRENT_USER, "after per-user unregistration");
     /* The per-machine registration is untouched. */
-    ok(value_is(HKEY_LOCAL_MACHINE, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path),
-       "per-user unregistration touched HKLM\n");
+    check_value(HKEY_LOCAL_MACHINE, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, dll_path,
+                "HKLM after per-user unregistration");
 }
 
 /* Unregistering by another spelling of the same path (an 8.3 name) removes the registration. */
@@ -224,6 +240,7 @@ static void test_unregister_by_short_path(void)
  * %HOSTIOCP_OTHER_DLL%. */
 static BOOL get_other_bitness_dll(WCHAR *path, DWORD size)
 {
+    const WCHAR *other = sizeof(void *) == 8 ? L"\\i686-w64-mingw32\\hostiocp.dll" : L"\\x86_64-w64-mingw32\\hostiocp.dll";
     WCHAR *slash;
     DWORD length = GetEnvironmentVariableW(L"HOSTIOCP_OTHER_DLL", path, size);
 
@@ -234,10 +251,9 @@ static BOOL get_other_bitness_dll(WCHAR *path, DWORD size)
             *slash = 0;
         if ((slash = wcsrchr(path, '\\')))
             *slash = 0;
-        if (lstrlenW(path) + 40 >= (int)size)
+        if (lstrlenW(path) + lstrlenW(other) >= (int)size)
             return FALSE;
-        lstrcatW(path, sizeof(void *) == 8 ? L"\\i686-w64-mingw32\\hostiocp.dll"
-                                           : L"\\x86_64-w64-mingw32\\hostiocp.dll");
+        lstrcatW(path, other);
     }
     return GetFileAttributesW(path) != INVALID_FILE_ATTRIBUTES;
 }
@@ -269,8 +285,8 @@ static void test_both_bitnesses_from_different_folders(void)
     swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s \"%ls\"", other);
     code = run_command(command);
     ok(code == 0, "regsvr32 %s exited with %lu\n", wine_dbgstr_w(other), code);
-    ok(value_in_view_is(HKEY_LOCAL_MACHINE, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, other),
-       "the other bitness is not registered in its view\n");
+    check_value(HKEY_LOCAL_MACHINE, OTHER_VIEW, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid), NULL, other,
+                "the other bitness's view");
     swprintf(command, ARRAYSIZE(command), L"regsvr32.exe /s /u \"%ls\"", other);
     code = run_command(command);
     ok(code == 0, "regsvr32 /u %s exited with %lu\n", wine_dbgstr_w(other), code);
@@ -344,14 +360,20 @@ static void test_dllinstall_refuses_other_strings(void)
 {
     BOOL machine = pDllUnregisterServer() != E_ACCESSDENIED;
 
+    HRESULT hr;
+
     if (!machine)
         skip("per-machine registration needs an elevated process: HKCU only\n");
-    ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
+    hr = pDllInstall(FALSE, L"user");
+    ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
     check_other_strings_refused(TRUE, check_unregistered, machine);
-    ok(pDllInstall(TRUE, L"user") == S_OK, "DllInstall(TRUE, user) failed\n");
-    ok(!machine || pDllRegisterServer() == S_OK, "DllRegisterServer failed\n");
+    hr = pDllInstall(TRUE, L"user");
+    ok(hr == S_OK, "DllInstall(TRUE, user) returned %#lx\n", hr);
+    hr = machine ? pDllRegisterServer() : S_OK;
+    ok(hr == S_OK, "DllRegisterServer returned %#lx\n", hr);
     check_other_strings_refused(FALSE, check_registered, machine);
-    ok(pDllInstall(FALSE, L"user") == S_OK, "DllInstall(FALSE, user) failed\n");
+    hr = pDllInstall(FALSE, L"user");
+    ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
 }
 
 static void test_dllinstall_arguments(void)
@@ -391,6 +413,7 @@ static void test_unregister_keeps_what_others_added(void)
 {
     HKEY key;
     DWORD values = 0;
+    LONG status;
     HRESULT hr = pDllInstall(TRUE, L"user");
 
     ok(hr == S_OK, "DllInstall(TRUE, user) returned %#lx\n", hr);
@@ -400,8 +423,8 @@ static void test_unregister_keeps_what_others_added(void)
     hr = pDllInstall(FALSE, L"user");
     ok(hr == S_OK, "DllInstall(FALSE, user) returned %#lx\n", hr);
     ok(!key_exists(HKEY_CURRENT_USER, 0, key_path(L"CLSID\\%ls\\InprocServer32", manager_clsid)), "InprocServer32 stayed\n");
-    ok(!RegOpenKeyExW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\CLSID\\%ls", manager_clsid), 0, KEY_ALL_ACCESS, &key),
-       "a key holding someone else's value was deleted\n");
+    status = RegOpenKeyExW(HKEY_CURRENT_USER, key_path(L"Software\\Classes\\CLSID\\%ls", manager_clsid), 0, KEY_ALL_ACCESS, &key);
+    ok(!status, "a key holding someone else's value was deleted: RegOpenKeyEx returned %ld\n", status);
     RegQueryInfoKeyW(key, NULL, NULL, NULL, NULL, NULL, NULL, &values, NULL, NULL, NULL, NULL);
     ok(values == 1, "%lu values left, expected just the foreign one\n", values);
     RegCloseKey(key);
@@ -410,6 +433,8 @@ static void test_unregister_keeps_what_others_added(void)
 
 START_TEST(registration)
 {
+    DWORD code;
+
     StringFromGUID2(&CLSID_HostIoCompletionManager, manager_clsid, ARRAYSIZE(manager_clsid));
     StringFromGUID2(&CLSID_HostIoCpHostControl, control_clsid, ARRAYSIZE(control_clsid));
     StringFromGUID2(&LIBID_HostIoCpLib, typelib_libid, ARRAYSIZE(typelib_libid));
@@ -423,7 +448,9 @@ START_TEST(registration)
     pDllInstall = (void *)GetProcAddress(dll, "DllInstall");
     pDllRegisterServer = (void *)GetProcAddress(dll, "DllRegisterServer");
     pDllUnregisterServer = (void *)GetProcAddress(dll, "DllUnregisterServer");
-    ok(pDllInstall && pDllRegisterServer && pDllUnregisterServer, "the registration functions are not exported\n");
+    ok(pDllInstall && pDllRegisterServer && pDllUnregisterServer,
+       "the registration functions are not all exported: DllInstall %p, DllRegisterServer %p, DllUnregisterServer %p\n",
+       pDllInstall, pDllRegisterServer, pDllUnregisterServer);
     if (!pDllInstall || !pDllRegisterServer || !pDllUnregisterServer)
     {
         FreeLibrary(dll);
@@ -443,7 +470,8 @@ START_TEST(registration)
     test_unregister_keeps_what_others_added();
 
     /* Leave the machine registration in place for the other tests. */
-    ok(regsvr32(L"") == 0, "re-registering failed\n");
+    code = regsvr32(L"");
+    ok(code == 0, "re-registering: regsvr32 exited with %lu\n", code);
     CoUninitialize();
     FreeLibrary(dll);
 }
