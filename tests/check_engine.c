@@ -1157,9 +1157,8 @@ START_TEST(batched_close_is_quick)
 END_TEST
 
 /* With any batch size, Close returns within 100 ms of the end of the callback in flight: 4
- * threads, a 5 s idle timeout, one callback blocked while Close begins.  (One
- * GetQueuedCompletionStatusEx call used to take several threads' stop packets, and Close waited
- * out the idle timeout: 5,005 ms.) */
+ * threads, a 5 s idle timeout, one callback blocked while Close begins.  A batch may hold
+ * several threads' stop packets; the thread that took them posts the others' again. */
 START_TEST(close_returns_soon_after_the_callback_in_flight)
 {
     static const DWORD batches[] = { 1, 4, 16 };
