@@ -1,7 +1,9 @@
 /* hostiocp-bench: the same workloads, in one process and one run, through (a) a bare
  * completion-port loop, (b) hostiocp, (c) the Windows thread pool (TP_IO) and
  * (d) BindIoCompletionCallback; completions/s as the median of several runs and as a ratio to
- * the bare loop, with latency percentiles, then hostiocp's memory costs. */
+ * the bare loop, with latency percentiles, then hostiocp's memory costs. --policy compares
+ * hostiocp's default limits with fixed pools; --peers compares every dispatcher at its own
+ * defaults, the CLR's own pool (a model) among them, and ends with the blocking storm. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ struct bench_options
     BOOL policy;
     BOOL peers;
     BOOL verbose;           /* print every run as it ends */
-    const char *scenario;   /* with --policy: only the rows whose name contains it */
+    const char *scenario;   /* with --policy or --peers: only the rows whose name contains it */
     DWORD cpus;
     BOOL duration_given;
     const struct dispatcher_ops *dispatchers[MAX_COLUMNS];  /* the columns of the dispatcher table */
