@@ -65,8 +65,9 @@ struct clr_pool
     volatile LONG last_creation;     /* GetTickCount() of the last thread created */
     volatile LONG cpu_busy;          /* percent, sampled by the gate thread; 0 until it runs */
     HANDLE retired_wakeup;           /* RetiredCPWakeupEvent: auto-reset */
-    volatile LONG gate_started;
-    HANDLE gate_thread, gate_stop;
+    volatile LONG gate_started, gate_failed;
+    HANDLE volatile gate_thread;
+    HANDLE gate_stop;
     volatile LONG stopping;
     volatile LONG alive;             /* completion threads that exist */
     volatile LONG peak;
@@ -216,8 +217,34 @@ static DWORD WINAPI clr_gate_thread(void *arg);
 /* EnsureGateThreadRunning, once: the model's gate thread then runs until the pool stops. */
 static void ensure_gate_running(struct clr_pool *pool)
 {
-    if (!InterlockedCompareExchange(&pool->gate_started, 1, 0))
-        pool->gate_thread = CreateThread(NULL, 0, clr_gate_thread, pool, 0, NULL);
+    HANDLE thread;
+
+    if (InterlockedCompareExchange(&pool->gate_started, 1, 0))
+        return;
+    if ((thread = CreateThread(NULL, 0, clr_gate_thread, pool, 0, NULL)))
+        InterlockedExchangePointer(&pool->gate_thread, thread);
+    else
+    {
+        /* As the CLR: someone will try again later. */
+        InterlockedExchange(&pool->gate_failed, 1);
+        InterlockedExchange(&pool->gate_started, 0);
+    }
+}
+
+/* Stops the gate thread, or keeps it from starting; one being started is waited for. */
+static void stop_gate(struct clr_pool *pool)
+{
+    SetEvent(pool->gate_stop);
+    if (!InterlockedExchange(&pool->gate_started, 1))
+        return;
+    while (!InterlockedCompareExchangePointer(&pool->gate_thread, NULL, NULL))
+    {
+        if (pool->gate_failed)
+            return;
+        Sleep(1);
+    }
+    WaitForSingleObject(pool->gate_thread, INFINITE);
+    CloseHandle(pool->gate_thread);
 }
 
 /* The gate thread's I/O part: every 500 ms, if every thread is working, take a waiting packet
@@ -442,12 +469,7 @@ static void clr_pool_stop(struct dispatcher *d)
     struct clr_pool *pool = d->impl;
 
     InterlockedExchange(&pool->stopping, 1);
-    SetEvent(pool->gate_stop);
-    if (pool->gate_thread)
-    {
-        WaitForSingleObject(pool->gate_thread, INFINITE);
-        CloseHandle(pool->gate_thread);
-    }
+    stop_gate(pool);
     if (pool->alive)
     {
         PostQueuedCompletionStatus(pool->port, 0, CLR_STOP_KEY, NULL);
