@@ -968,12 +968,13 @@ static DWORD fill_until_all_blocked(const struct storm_options *options, DWORD *
             break;
         WaitForSingleObject(storm.taken, INFINITE);  /* taken after all, just now */
     }
-    *blocked = i;
     if (i == options->most_blocked)
     {
         storm.states[i] = STORM_NEW;
         complete_storm_read(i);
     }
+    /* Early callbacks may have ended already when the fill is slow: count those still blocked. */
+    *blocked = storm.blocked_now;
     return i;
 }
 
