@@ -571,9 +571,10 @@ static void report_storm(const struct bench_options *o, const struct column *col
     printf("%s: completions arrive one at a time, each callback blocking %lu ms, while each is taken within "
            "%lu ms (at most %lu);\nthe first not taken in time (or one more after the last) is the new completion: "
            "dispatch ms runs from its arrival, so it is at least %lu ms\nwhen it ended the fill; blocked: callbacks "
-           "blocked when it arrived; threads*: threads that ran a callback\n  %-30s %12s %15s %8s %8s\n", STORM_NAME,
+           "blocked when it arrived; taken: storm completions taken before it; fill ms: from the first to it;\n"
+           "threads*: threads that ran a callback\n  %-30s %12s %15s %8s %6s %8s %8s\n", STORM_NAME,
            storm.block_ms, storm.taken_within_ms, storm.most_blocked, storm.taken_within_ms, "dispatcher", "dispatch ms", "range",
-           "blocked", "threads*");
+           "blocked", "taken", "fill ms", "threads*");
     for (round = 0; round < o->repeat; round++)
         for (i = 0; i < PEER_COUNT; i++)
         {
@@ -592,7 +593,7 @@ static void report_storm(const struct bench_options *o, const struct column *col
         }
     for (c = 0; c < PEER_COUNT; c++)
     {
-        double ms[MAX_REPEAT], blocked[MAX_REPEAT], low, high;
+        double ms[MAX_REPEAT], blocked[MAX_REPEAT], taken[MAX_REPEAT], fill[MAX_REPEAT], low, high;
         DWORD threads = 0;
         int missed = 0;
 
@@ -602,11 +603,14 @@ static void report_storm(const struct bench_options *o, const struct column *col
             ms[round] = results[round][c].dispatched ? results[round][c].dispatch_ms : storm.block_ms + 10000.0;
             missed += !results[round][c].dispatched;
             blocked[round] = results[round][c].blocked;
+            taken[round] = results[round][c].taken;
+            fill[round] = results[round][c].fill_ms;
             threads = max(threads, results[round][c].callback_threads);
         }
         range_of(ms, o->repeat, &low, &high);
-        printf("  %-30s %12.1f  [%.1f-%.1f] %8.0f %8lu%s\n", columns[c].name, median(ms, o->repeat), low, high,
-               median(blocked, o->repeat), threads, missed ? "  (not dispatched in some rounds)" : "");
+        printf("  %-30s %12.1f  [%.1f-%.1f] %8.0f %6.0f %8.0f %8lu%s\n", columns[c].name, median(ms, o->repeat), low,
+               high, median(blocked, o->repeat), median(taken, o->repeat), median(fill, o->repeat), threads,
+               missed ? "  (not dispatched in some rounds)" : "");
     }
 }
 

@@ -139,6 +139,8 @@ struct storm_result
     BOOL dispatched;
     double dispatch_ms;              /* from the new completion's arrival to its callback */
     DWORD blocked;                   /* callbacks blocked when it arrived */
+    DWORD taken;                     /* storm completions taken before it arrived */
+    double fill_ms;                  /* from the first storm completion to its arrival */
     DWORD callback_threads;
 };
 

@@ -1021,7 +1021,8 @@ BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *option
             snprintf(d->error, sizeof(d->error), "setting up the storm's pipes failed: error %lu", GetLastError());
         else
         {
-            new_one = fill_until_all_blocked(options, &result->blocked);
+            result->taken = new_one = fill_until_all_blocked(options, &result->blocked);
+            result->fill_ms = (storm.issued[new_one] - storm.issued[0]) * 1000.0 / qpc_frequency;
             result->dispatched = WaitForSingleObject(storm.new_done, options->block_ms + 10000) == WAIT_OBJECT_0;
             if (result->dispatched)
                 result->dispatch_ms = (storm.new_dispatched - storm.issued[new_one]) * 1000.0 / qpc_frequency;
