@@ -1,7 +1,9 @@
 /* hostiocp-bench: the same workloads, in one process and one run, through (a) a bare
  * completion-port loop, (b) hostiocp, (c) the Windows thread pool (TP_IO) and
  * (d) BindIoCompletionCallback; completions/s as the median of several runs and as a ratio to
- * the bare loop, with latency percentiles, then hostiocp's memory costs. */
+ * the bare loop, with latency percentiles, then hostiocp's memory costs. --policy compares
+ * hostiocp's default limits with fixed pools; --peers compares every dispatcher at its own
+ * defaults, the CLR's own pool (a model) among them, and ends with the blocking storm. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,7 @@
 #include "iobench.h"
 
 #define MAX_REPEAT 15
-#define MAX_COLUMNS 8
+#define MAX_COLUMNS 12
 
 struct bench_options
 {
@@ -25,8 +27,9 @@ struct bench_options
     DWORD concurrency;
     BOOL json;
     BOOL policy;
+    BOOL peers;
     BOOL verbose;           /* print every run as it ends */
-    const char *scenario;   /* with --policy: only the rows whose name contains it */
+    const char *scenario;   /* with --policy or --peers: only the rows whose name contains it */
     DWORD cpus;
     BOOL duration_given;
     const struct dispatcher_ops *dispatchers[MAX_COLUMNS];  /* the columns of the dispatcher table */
@@ -36,6 +39,8 @@ struct bench_options
 struct measurement
 {
     double rate, p50, p99;
+    double cpu_us;           /* the process's CPU time per completion over the measured part */
+    DWORD callback_threads;  /* distinct threads that ran a callback */
     DWORD peak_threads, final_target;
     ULONGLONG raised, lowered;
     LONG64 errors, verify_failures;
@@ -108,6 +113,8 @@ static BOOL measure_once(const struct column *c, const struct scenario *s, const
     m->rate = run.seconds > 0 ? run.measured_operations / run.seconds : 0;
     m->p50 = latency_percentile_us(&run.latency, 0.5);
     m->p99 = latency_percentile_us(&run.latency, 0.99);
+    m->cpu_us = run.measured_operations > 0 ? run.cpu_seconds * 1e6 / run.measured_operations : 0;
+    m->callback_threads = run.callback_threads;
     m->peak_threads = d.threads_peak;
     m->final_target = d.threads_target;
     m->raised = d.target_raised;
@@ -348,6 +355,305 @@ static int run_policy_table(const struct bench_options *o)
     return status;
 }
 
+/* ---- the peers table: each dispatcher a host author could pick, at its own defaults ---- */
+
+/* A row of the peers table; port_only: packets posted to a completion port, which only the
+ * dispatchers with a port of their own can take (TP_IO and BindIoCompletionCallback would run
+ * an in-process queue instead, which is another thing). */
+struct peer_scenario
+{
+    struct scenario s;
+    BOOL port_only;
+};
+
+static const struct peer_scenario peer_scenarios[] =
+{
+    { { "posted, 3 us callbacks", "posted", 64, 3, 0, 1 }, TRUE },
+    { { "posted, 30 us callbacks", "posted", 64, 30, 0, 1 }, TRUE },
+    { { "file reads, 16 in flight", "file-read", 16, 0, 0, 1 }, FALSE },
+    { { "pipe echo, 16 conns", "pipe", 16, 0, 0, 1 }, FALSE },
+    { { "pipe echo, 256 conns", "pipe", 256, 0, 0, 1 }, FALSE },
+    { { "tcp echo, 16 conns", "tcp", 16, 0, 0, 1 }, FALSE },
+    { { "tcp echo, 256 conns", "tcp", 256, 0, 0, 1 }, FALSE },
+    /* Echo rather than posted packets, so that every peer takes part. */
+    { { "pipe echo 64, 1 in 10 block 50 ms", "pipe", 64, 0, 50, 10 }, FALSE },
+    { { "pipe echo 64, all block 50 ms", "pipe", 64, 0, 50, 1 }, FALSE },
+};
+
+#define PEER_HOSTIOCP 0
+#define PEER_COUNT 5                 /* hostiocp and the four peers; the bare loops follow */
+static const DWORD bare_multiples[] = { 1, 2, 4, 8, 16 };
+#define PEER_COLUMNS (PEER_COUNT + ARRAYSIZE(bare_multiples))
+#define STORM_NAME "blocking storm"
+
+static void set_up_peer_columns(const struct bench_options *o, struct column *columns, char names[][32])
+{
+    static const struct { const char *name; const struct dispatcher_ops *ops; } peers[PEER_COUNT] =
+    {
+        { "hostiocp, CLR limits", &hostiocp_ops },
+        { "CLR pool model", &clr_pool_ops },
+        { "TP_IO, default pool", &threadpool_default_ops },
+        { "TP_IO, private pool", &threadpool_ops },
+        { "BindIoCompletionCallback", &bindio_ops },
+    };
+    size_t c;
+
+    ZeroMemory(columns, PEER_COLUMNS * sizeof(*columns));
+    for (c = 0; c < PEER_COUNT; c++)
+    {
+        columns[c].name = peers[c].name;
+        columns[c].ops = peers[c].ops;
+    }
+    /* hostiocp with the limits the CLR's own pool has: what --policy calls "default". */
+    columns[PEER_HOSTIOCP].threads = columns[PEER_HOSTIOCP].min_threads = o->cpus;
+    columns[PEER_HOSTIOCP].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
+    for (c = PEER_COUNT; c < PEER_COLUMNS; c++)
+    {
+        snprintf(names[c - PEER_COUNT], 32, "bare loop, %lu fixed", bare_multiples[c - PEER_COUNT] * o->cpus);
+        columns[c].name = names[c - PEER_COUNT];
+        columns[c].ops = &bare_port_ops;
+        columns[c].threads = bare_multiples[c - PEER_COUNT] * o->cpus;
+    }
+}
+
+static BOOL has_own_port(const struct column *c)
+{
+    return c->ops != &threadpool_ops && c->ops != &threadpool_default_ops && c->ops != &bindio_ops;
+}
+
+/* The pools that do not report their threads are counted by the threads that ran a callback. */
+static DWORD threads_of(const struct measurement *m, BOOL *counted_by_callbacks)
+{
+    *counted_by_callbacks = !m->peak_threads;
+    return m->peak_threads ? m->peak_threads : m->callback_threads;
+}
+
+/* Medians of one column over the rounds, and its most threads. */
+struct column_summary
+{
+    double rate, p50, p99, cpu_us;
+    DWORD peak;
+    BOOL counted_by_callbacks;
+};
+
+static void summarise_column(const struct bench_options *o, struct measurement runs[][MAX_COLUMNS], int k,
+                             struct column_summary *summary)
+{
+    double rates[MAX_REPEAT], p50[MAX_REPEAT], p99[MAX_REPEAT], cpu[MAX_REPEAT];
+    int round;
+
+    summary->peak = 0;
+    for (round = 0; round < o->repeat; round++)
+    {
+        rates[round] = runs[round][k].rate;
+        p50[round] = runs[round][k].p50;
+        p99[round] = runs[round][k].p99;
+        cpu[round] = runs[round][k].cpu_us;
+        summary->peak = max(summary->peak, threads_of(&runs[round][k], &summary->counted_by_callbacks));
+    }
+    summary->rate = median(rates, o->repeat);
+    summary->p50 = median(p50, o->repeat);
+    summary->p99 = median(p99, o->repeat);
+    summary->cpu_us = median(cpu, o->repeat);
+}
+
+static void print_peer_line(const char *name, const struct column_summary *s)
+{
+    printf("  %-30s %12.0f %5lu%s %9.1f %9.1f %9.2f\n", name, s->rate, s->peak, s->counted_by_callbacks ? "*" : " ",
+           s->p50, s->p99, s->cpu_us);
+}
+
+/* The columns a row runs (posted rows: only those with a port), packed; ran[c] is column c's
+ * index among them, or -1. */
+static int pick_row_columns(const struct column *columns, const struct peer_scenario *row, struct column *picked,
+                            int *ran)
+{
+    int c, count = 0;
+
+    for (c = 0; c < (int)PEER_COLUMNS; c++)
+    {
+        ran[c] = -1;
+        if (row->port_only && !has_own_port(&columns[c]))
+            continue;
+        ran[c] = count;
+        picked[count++] = columns[c];
+    }
+    return count;
+}
+
+/* hostiocp's rate over the best peer's in the same round (peers only, not the bare loops). */
+static void ratio_to_best_peer(const struct bench_options *o, struct measurement runs[][MAX_COLUMNS], const int *ran,
+                               double *ratio, double *low, double *high)
+{
+    double ratios[MAX_REPEAT];
+    int round, c;
+
+    for (round = 0; round < o->repeat; round++)
+    {
+        double best = 0;
+        for (c = 1; c < PEER_COUNT; c++)
+            if (ran[c] >= 0)
+                best = max(best, runs[round][ran[c]].rate);
+        ratios[round] = best ? runs[round][ran[PEER_HOSTIOCP]].rate / best : 0;
+    }
+    *ratio = median(ratios, o->repeat);
+    range_of(ratios, o->repeat, low, high);
+}
+
+/* The limit: per round the best of the bare loops; its line shows the count with the best median. */
+static void report_bare_limit(const struct bench_options *o, const struct column *columns,
+                              struct measurement runs[][MAX_COLUMNS], const int *ran)
+{
+    double best_rates[MAX_REPEAT];
+    struct column_summary best = { 0 }, s;
+    const char *best_name = "";
+    char line[64];
+    int round, c;
+
+    for (round = 0; round < o->repeat; round++)
+    {
+        best_rates[round] = 0;
+        for (c = PEER_COUNT; c < (int)PEER_COLUMNS; c++)
+            best_rates[round] = max(best_rates[round], runs[round][ran[c]].rate);
+    }
+    for (c = PEER_COUNT; c < (int)PEER_COLUMNS; c++)
+    {
+        summarise_column(o, runs, ran[c], &s);
+        if (s.rate >= best.rate)
+        {
+            best = s;
+            best_name = columns[c].name + strlen("bare loop, ");
+        }
+    }
+    best.rate = median(best_rates, o->repeat);
+    snprintf(line, sizeof(line), "bare loop, best (%s)", best_name);
+    print_peer_line(line, &best);
+}
+
+static void report_peer_row(const struct bench_options *o, const struct peer_scenario *row,
+                            const struct column *columns, struct measurement runs[][MAX_COLUMNS], const int *ran,
+                            BOOL ok)
+{
+    struct column_summary s;
+    double ratio, low, high, best_rate = 0;
+    const char *best_peer = "";
+    int c;
+
+    printf("%s%s\n", row->s.name, ok ? "" : " (ERRORS: see above)");
+    for (c = 0; c < PEER_COUNT; c++)
+    {
+        if (ran[c] < 0)
+        {
+            printf("  %-30s %12s  (no port of its own: not compared)\n", columns[c].name, "-");
+            continue;
+        }
+        summarise_column(o, runs, ran[c], &s);
+        print_peer_line(columns[c].name, &s);
+        if (c != PEER_HOSTIOCP && s.rate > best_rate)
+        {
+            best_rate = s.rate;
+            best_peer = columns[c].name;
+        }
+    }
+    report_bare_limit(o, columns, runs, ran);
+    ratio_to_best_peer(o, runs, ran, &ratio, &low, &high);
+    printf("  hostiocp / best peer in each round: %.3f [%.3f-%.3f]; best peer at median: %s\n", ratio, low, high,
+           best_peer);
+}
+
+/* The blocking storm, per peer, rounds interleaved like the rows. */
+static void report_storm(const struct bench_options *o, const struct column *columns)
+{
+    const struct storm_options storm = { 2000, 64, 50 };
+    struct storm_result results[MAX_REPEAT][PEER_COUNT];
+    int round, i, c;
+
+    printf("%s: completions arrive one at a time, each callback blocking %lu ms, while each is taken within "
+           "%lu ms (at most %lu);\nthe first not taken in time (or one more after the last) is the new completion: "
+           "dispatch ms runs from its arrival, so it is at least %lu ms\nwhen it ended the fill; blocked: callbacks "
+           "blocked when it arrived; taken: storm completions taken before it; fill ms: from the first to it;\n"
+           "threads*: threads that ran a callback\n  %-30s %12s %15s %8s %6s %8s %8s\n", STORM_NAME,
+           storm.block_ms, storm.taken_within_ms, storm.most_blocked, storm.taken_within_ms, "dispatcher", "dispatch ms", "range",
+           "blocked", "taken", "fill ms", "threads*");
+    for (round = 0; round < o->repeat; round++)
+        for (i = 0; i < PEER_COUNT; i++)
+        {
+            struct dispatcher d;
+
+            c = (i + round) % PEER_COUNT;
+            dispatcher_init(&d, columns[c].ops, columns[c].threads);
+            d.min_threads = columns[c].min_threads;
+            d.max_threads = columns[c].max_threads;
+            if (!run_blocking_storm(&d, &storm, &results[round][c]))
+                fprintf(stderr, "hostiocp-bench: %s through %s: %s\n", STORM_NAME, columns[c].name,
+                        d.error[0] ? d.error : "the new completion was not dispatched");
+            if (o->verbose)
+                fprintf(stderr, "%s, round %d, %s: %.1f ms with %lu blocked\n", STORM_NAME, round + 1,
+                        columns[c].name, results[round][c].dispatch_ms, results[round][c].blocked);
+        }
+    for (c = 0; c < PEER_COUNT; c++)
+    {
+        double ms[MAX_REPEAT], blocked[MAX_REPEAT], taken[MAX_REPEAT], fill[MAX_REPEAT], low, high;
+        DWORD threads = 0;
+        int missed = 0;
+
+        for (round = 0; round < o->repeat; round++)
+        {
+            /* Not dispatched: at least as long as it was waited for. */
+            ms[round] = results[round][c].dispatched ? results[round][c].dispatch_ms : storm.block_ms + 10000.0;
+            missed += !results[round][c].dispatched;
+            blocked[round] = results[round][c].blocked;
+            taken[round] = results[round][c].taken;
+            fill[round] = results[round][c].fill_ms;
+            threads = max(threads, results[round][c].callback_threads);
+        }
+        range_of(ms, o->repeat, &low, &high);
+        printf("  %-30s %12.1f  [%.1f-%.1f] %8.0f %6.0f %8.0f %8lu%s\n", columns[c].name, median(ms, o->repeat), low,
+               high, median(blocked, o->repeat), median(taken, o->repeat), median(fill, o->repeat), threads,
+               missed ? "  (not dispatched in some rounds)" : "");
+    }
+}
+
+static void print_peers_header(const struct bench_options *o)
+{
+    printf("hostiocp-bench --peers (%d-bit, %lu CPUs): each dispatcher at its own defaults; %d rounds, dispatchers "
+           "interleaved round by round, each run %.1f s warm-up + %.1f s measured\n"
+           "rate: median completions/s; peak: most threads over the rounds (* = threads that ran a callback, for "
+           "pools that do not say); p50/p99: median latency, us;\ncpu: the process's CPU time (user + kernel) per "
+           "completion, us; ratio: median over rounds of hostiocp's rate / the best peer's rate in the same round, "
+           "bare loops excluded [lowest-highest]\n  %-30s %12s %6s %9s %9s %9s\n",
+           (int)sizeof(void *) * 8, o->cpus, o->repeat, o->warmup, o->duration, "dispatcher", "rate", "peak",
+           "p50 us", "p99 us", "cpu us");
+}
+
+static int run_peers_table(const struct bench_options *o)
+{
+    struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
+    struct column columns[PEER_COLUMNS], picked[PEER_COLUMNS];
+    char names[ARRAYSIZE(bare_multiples)][32];
+    int ran[PEER_COLUMNS], status = 0, count;
+    size_t row;
+
+    set_up_peer_columns(o, columns, names);
+    print_peers_header(o);
+    for (row = 0; row < ARRAYSIZE(peer_scenarios); row++)
+    {
+        const struct peer_scenario *r = &peer_scenarios[row];
+        BOOL ok;
+
+        if (o->scenario && !strstr(r->s.name, o->scenario))
+            continue;
+        count = pick_row_columns(columns, r, picked, ran);
+        ok = measure_row(picked, count, &r->s, o, runs);
+        report_peer_row(o, r, columns, runs, ran, ok);
+        if (!ok)
+            status = 1;
+    }
+    if (!o->scenario || strstr(STORM_NAME, o->scenario))
+        report_storm(o, columns);
+    return status;
+}
+
 static SIZE_T private_bytes(void)
 {
     PROCESS_MEMORY_COUNTERS_EX memory;
@@ -410,12 +716,16 @@ static void print_usage(void)
            "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
            "       hostiocp-bench --policy [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
            "       [--verbose]\n"
+           "       hostiocp-bench --peers [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS] [--verbose]\n"
            "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
            "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
-           "--scenario runs only the policy rows whose name contains TEXT (\"pipe\", \"256 conns\")\n"
+           "--peers compares each dispatcher at its own defaults: hostiocp with the CLR's limits, a model of the CLR's\n"
+           "  own pool, TP_IO on the default and on a private pool, BindIoCompletionCallback, the best bare loop;\n"
+           "  then the blocking storm (text output only)\n"
+           "--scenario runs only the policy or peers rows whose name contains TEXT (\"pipe\", \"256 conns\", \"storm\")\n"
            "--verbose prints each run's rate, peak threads and policy decisions to stderr as it ends\n"
            "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
-           "          with --policy, 2 s of warm-up and 2 s measured\n");
+           "          with --policy or --peers, 2 s of warm-up and 2 s measured\n");
 }
 
 static void set_default_options(struct bench_options *o)
@@ -439,6 +749,12 @@ static BOOL parse_flag(const char *arg, struct bench_options *o)
     else if (!strcmp(arg, "--policy"))
     {
         o->policy = TRUE;
+        if (!o->duration_given)
+            o->duration = 2.0, o->warmup = 2.0;
+    }
+    else if (!strcmp(arg, "--peers"))
+    {
+        o->peers = TRUE;
         if (!o->duration_given)
             o->duration = 2.0, o->warmup = 2.0;
     }
@@ -595,7 +911,9 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     CoInitializeEx(NULL, COINIT_MULTITHREADED);
     WSAStartup(MAKEWORD(2, 2), &wsa);
-    if (o.policy)
+    if (o.peers)
+        status = run_peers_table(&o);
+    else if (o.policy)
         status = run_policy_table(&o);
     else
     {

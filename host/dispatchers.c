@@ -320,8 +320,12 @@ static BOOL threadpool_start(struct dispatcher *d)
     d->impl = tp;
     if (!(tp->pool = CreateThreadpool(NULL)))
         return FALSE;
-    SetThreadpoolThreadMaximum(tp->pool, d->threads);
-    SetThreadpoolThreadMinimum(tp->pool, d->threads);
+    /* No thread count: the private pool keeps the limits it was created with. */
+    if (d->threads)
+    {
+        SetThreadpoolThreadMaximum(tp->pool, d->threads);
+        SetThreadpoolThreadMinimum(tp->pool, d->threads);
+    }
     InitializeThreadpoolEnvironment(&tp->environment);
     SetThreadpoolCallbackPool(&tp->environment, tp->pool);
     d->threads_peak = d->threads;
@@ -374,6 +378,37 @@ const struct dispatcher_ops threadpool_ops =
 {
     "thread pool (TP_IO)", threadpool_start, threadpool_bind, no_prepare, threadpool_before_io,
     threadpool_not_pending, threadpool_post, threadpool_unbind, threadpool_stop,
+};
+
+/* The same on the process's default pool, whose limits nobody set: no environment at all. */
+static BOOL threadpool_default_start(struct dispatcher *d)
+{
+    d->impl = NULL;
+    return TRUE;
+}
+
+static BOOL threadpool_default_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    (void)d;
+    *io = CreateThreadpoolIo(handle, threadpool_io_callback, NULL, NULL);
+    return *io != NULL;
+}
+
+static BOOL threadpool_default_post(struct dispatcher *d, struct request *request)
+{
+    (void)d;
+    return TrySubmitThreadpoolCallback(threadpool_work_callback, &request->overlapped, NULL);
+}
+
+static void threadpool_default_stop(struct dispatcher *d)
+{
+    (void)d;
+}
+
+const struct dispatcher_ops threadpool_default_ops =
+{
+    "TP_IO, default pool", threadpool_default_start, threadpool_default_bind, no_prepare, threadpool_before_io,
+    threadpool_not_pending, threadpool_default_post, threadpool_unbind, threadpool_default_stop,
 };
 
 /* ---- (d) BindIoCompletionCallback: the system's own pool and thread count ---- */

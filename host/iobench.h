@@ -74,6 +74,8 @@ struct dispatcher
 
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
+/* Peers at their own defaults: the CLR's native pool (host/clrpool.c) and TP_IO on the default pool. */
+extern const struct dispatcher_ops clr_pool_ops, threadpool_default_ops;
 
 struct histogram
 {
@@ -97,6 +99,9 @@ struct run
     double seconds;                  /* measured, after the warm-up */
     LONG64 measured_operations;      /* completions after the warm-up */
     SIZE_T peak_working_set;
+    double cpu_seconds;              /* the process's user + kernel time over the measured part */
+    LONG generation;                 /* tells this run's callback threads from earlier runs' */
+    volatile LONG callback_threads;  /* distinct threads that ran a callback */
     char detail[160];
 };
 
@@ -119,6 +124,27 @@ extern LONGLONG qpc_frequency;
 /* The class the hostiocp dispatchers activate: CLSID_HostIoCpHostControl, or what --progid named. */
 extern const CLSID *hostiocp_host_control_class;
 LONGLONG now_ticks(void);
+
+/* The blocking storm: callbacks that block on every thread a dispatcher has, then one more
+ * completion; how long until it is dispatched. */
+struct storm_options
+{
+    DWORD block_ms;                  /* each storm callback blocks this long */
+    DWORD most_blocked;              /* stop filling at this many blocked callbacks */
+    DWORD taken_within_ms;           /* a completion not taken this soon: every thread is blocked */
+};
+
+struct storm_result
+{
+    BOOL dispatched;
+    double dispatch_ms;              /* from the new completion's arrival to its callback */
+    DWORD blocked;                   /* callbacks blocked when it arrived */
+    DWORD taken;                     /* storm completions taken before it arrived */
+    double fill_ms;                  /* from the first storm completion to its arrival */
+    DWORD callback_threads;
+};
+
+BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *options, struct storm_result *result);
 
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes);
 BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run);

@@ -102,11 +102,35 @@ double latency_max_us(const struct histogram *histogram)
     return histogram->max_ticks * 1e6 / qpc_frequency;
 }
 
+/* Counts the threads that ran a callback of this run, for the pools that do not say how many
+ * threads they ran. A thread remembers the generation of the last run it counted itself in. */
+static volatile LONG run_generation;
+static DWORD counted_generation_slot = TLS_OUT_OF_INDEXES;
+
+static void count_callback_thread(struct run *run)
+{
+    if ((LONG)(LONG_PTR)TlsGetValue(counted_generation_slot) == run->generation)
+        return;
+    TlsSetValue(counted_generation_slot, (void *)(LONG_PTR)run->generation);
+    InterlockedIncrement(&run->callback_threads);
+}
+
+static double process_cpu_seconds(void)
+{
+    FILETIME created, exited, kernel, user;
+
+    if (!GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel, &user))
+        return 0;
+    return (((ULONGLONG)kernel.dwHighDateTime << 32 | kernel.dwLowDateTime) +
+            ((ULONGLONG)user.dwHighDateTime << 32 | user.dwLowDateTime)) / 1e7;
+}
+
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
 {
     struct request *request = CONTAINING_RECORD(overlapped, struct request, overlapped);
     struct run *run = request->run;
 
+    count_callback_thread(run);
     record_latency(&run->latency, now_ticks() - request->issued);
     InterlockedIncrement64(&run->operations);
     InterlockedExchangeAdd64(&run->bytes, bytes);
@@ -699,6 +723,9 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     ZeroMemory(&work, sizeof(work));
     run->dispatcher = d;
     run->finished = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (counted_generation_slot == TLS_OUT_OF_INDEXES)
+        counted_generation_slot = TlsAlloc();
+    run->generation = InterlockedIncrement(&run_generation);
     work.run = run;
     work.block = options->block;
     work.file_size = options->file_size - options->file_size % options->block;
@@ -754,6 +781,7 @@ static LONGLONG wait_for_run(struct run *run, const struct workload_options *opt
         *warm_operations = run->operations;
         ZeroMemory(&run->latency, sizeof(run->latency));
     }
+    run->cpu_seconds = -process_cpu_seconds();
     while (WaitForSingleObject(ended, 1000) == WAIT_TIMEOUT)
         if (options->progress)
             print_progress(run, start);
@@ -818,6 +846,7 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
                               start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
     start = wait_for_run(run, options, start, &warm_operations);
     end = now_ticks();
+    run->cpu_seconds += process_cpu_seconds();
     run->measured_operations = run->operations - warm_operations;
     if (is_echo(options->name))
         close_echo_clients(run);
@@ -847,4 +876,166 @@ void free_run(struct run *run)
     CloseHandle(work.clients_done);
     CloseHandle(run->finished);
     ZeroMemory(&work, sizeof(work));
+}
+
+/* ---- the blocking storm ---- */
+
+/* Each storm completion is a one-byte read on a pipe of its own, completed by a synchronous
+ * write on the other end, so that every dispatcher sees it, with or without a port. */
+enum storm_request_state { STORM_ISSUED, STORM_TAKEN, STORM_NEW };
+
+static struct
+{
+    volatile LONG *states;
+    HANDLE *writers;
+    LONGLONG *issued;
+    HANDLE taken, new_done;
+    volatile LONG blocked_now;
+    volatile LONG ending;
+    DWORD block_ms;
+    LONGLONG new_dispatched;
+} storm;
+
+static void storm_done(struct request *request, DWORD error, DWORD bytes)
+{
+    (void)bytes;
+    /* Closing the pipes at the end completes the reads never written to. */
+    if (error || storm.ending)
+    {
+        finish_request(request);
+        return;
+    }
+    if (InterlockedCompareExchange(&storm.states[request->id], STORM_TAKEN, STORM_ISSUED) == STORM_ISSUED)
+    {
+        InterlockedIncrement(&storm.blocked_now);
+        SetEvent(storm.taken);
+        Sleep(storm.block_ms);  /* the storm: a callback that blocks */
+        InterlockedDecrement(&storm.blocked_now);
+    }
+    else
+    {
+        storm.new_dispatched = now_ticks();
+        SetEvent(storm.new_done);
+    }
+    finish_request(request);
+}
+
+static BOOL set_up_storm_pipes(void)
+{
+    DWORD i;
+
+    for (i = 0; i < work.count; i++)
+    {
+        WCHAR name[96];
+        HANDLE server;
+
+        swprintf(name, ARRAYSIZE(name), L"\\\\.\\pipe\\hostiocp-storm-%lu-%lu", GetCurrentProcessId(), i);
+        server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED, PIPE_TYPE_BYTE | PIPE_WAIT,
+                                  1, 64, 64, 0, NULL);
+        storm.writers[i] = CreateFileW(name, GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+        if (server == INVALID_HANDLE_VALUE || storm.writers[i] == INVALID_HANDLE_VALUE ||
+            !bind_channel(&work.servers[i], server, TRANSPORT_FILE))
+            return FALSE;
+        work.requests[i].done = storm_done;
+        if (!start_read(&work.requests[i], &work.servers[i], work.requests[i].buffer, 1))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static BOOL complete_storm_read(DWORD i)
+{
+    DWORD written;
+
+    storm.issued[i] = now_ticks();
+    return WriteFile(storm.writers[i], "s", 1, &written, NULL);
+}
+
+/* Completes reads one at a time while each is taken within taken_within_ms; the first one not
+ * taken becomes the new completion (unless a thread takes it at that very moment). Returns its
+ * index, and how many callbacks block. */
+static DWORD fill_until_all_blocked(const struct storm_options *options, DWORD *blocked)
+{
+    DWORD i;
+
+    for (i = 0; i < options->most_blocked; i++)
+    {
+        if (!complete_storm_read(i))
+            break;
+        if (WaitForSingleObject(storm.taken, options->taken_within_ms) == WAIT_OBJECT_0)
+            continue;
+        if (InterlockedCompareExchange(&storm.states[i], STORM_NEW, STORM_ISSUED) == STORM_ISSUED)
+            break;
+        WaitForSingleObject(storm.taken, INFINITE);  /* taken after all, just now */
+    }
+    if (i == options->most_blocked)
+    {
+        storm.states[i] = STORM_NEW;
+        complete_storm_read(i);
+    }
+    /* Early callbacks may have ended already when the fill is slow: count those still blocked. */
+    *blocked = storm.blocked_now;
+    return i;
+}
+
+static void end_storm(struct run *run, const struct storm_options *options)
+{
+    DWORD i, waited;
+
+    InterlockedExchange(&storm.ending, 1);
+    for (waited = 0; storm.blocked_now && waited < options->block_ms + 10000; waited += 10)
+        Sleep(10);
+    for (i = 0; i < work.count; i++)
+        if (storm.writers[i] && storm.writers[i] != INVALID_HANDLE_VALUE)
+            CloseHandle(storm.writers[i]);
+    WaitForSingleObject(run->finished, 10000);
+    close_channels();
+}
+
+BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *options, struct storm_result *result)
+{
+    struct workload_options w = { "storm", options->most_blocked + 1, 64, 0, 0, 0, FALSE, 0, 0, 1, 0 };
+    struct run run;
+    DWORD new_one;
+    BOOL ok;
+
+    init_qpc_frequency();
+    ZeroMemory(result, sizeof(*result));
+    set_up_work(d, &w, &run);
+    ZeroMemory(&storm, sizeof(storm));
+    storm.block_ms = options->block_ms;
+    storm.states = calloc(work.count, sizeof(*storm.states));
+    storm.writers = calloc(work.count, sizeof(*storm.writers));
+    storm.issued = calloc(work.count, sizeof(*storm.issued));
+    storm.taken = CreateEventW(NULL, FALSE, FALSE, NULL);
+    storm.new_done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!d->ops->start(d))
+    {
+        if (!d->error[0])
+            snprintf(d->error, sizeof(d->error), "%s could not start: error %lu", d->ops->name, GetLastError());
+        ok = FALSE;
+    }
+    else
+    {
+        if (!(ok = set_up_storm_pipes()))
+            snprintf(d->error, sizeof(d->error), "setting up the storm's pipes failed: error %lu", GetLastError());
+        else
+        {
+            result->taken = new_one = fill_until_all_blocked(options, &result->blocked);
+            result->fill_ms = (storm.issued[new_one] - storm.issued[0]) * 1000.0 / qpc_frequency;
+            result->dispatched = WaitForSingleObject(storm.new_done, options->block_ms + 10000) == WAIT_OBJECT_0;
+            if (result->dispatched)
+                result->dispatch_ms = (storm.new_dispatched - storm.issued[new_one]) * 1000.0 / qpc_frequency;
+        }
+        end_storm(&run, options);
+        result->callback_threads = run.callback_threads;
+        d->ops->stop(d);
+    }
+    CloseHandle(storm.taken);
+    CloseHandle(storm.new_done);
+    free((void *)storm.states);
+    free(storm.writers);
+    free(storm.issued);
+    free_run(&run);
+    return ok && result->dispatched;
 }
