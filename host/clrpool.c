@@ -1,8 +1,7 @@
 /* A model of the CLR's own I/O completion pool, the pool a host gets when it supplies no
  * IHostIoCompletionManager: the native ThreadpoolMgr of .NET Framework and CoreCLR up to .NET 6,
  * dotnet/coreclr src/vm/win32threadpool.cpp (last version, commit 31f9c7ebe3). Written from its
- * rules as ../shared/reference/thread-policy.md and iocp-peers.md state them, with the function
- * each rule comes from named where it is modelled:
+ * rules, with the function each rule comes from named where it is modelled:
  *
  * - one GetQueuedCompletionStatus per packet, the callback called inline on the dequeuing thread
  *   (ThreadpoolMgr::CompletionPortThreadStart);
