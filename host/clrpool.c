@@ -485,25 +485,8 @@ static void clr_pool_stop(struct dispatcher *d)
     free(pool);
 }
 
-static void clr_no_io_context(void *io)
-{
-    (void)io;
-}
-
-static void clr_no_prepare(struct dispatcher *d, struct request *request)
-{
-    (void)d;
-    (void)request;
-}
-
-static void clr_no_unbind(struct dispatcher *d, void *io)
-{
-    (void)d;
-    (void)io;
-}
-
 const struct dispatcher_ops clr_pool_ops =
 {
-    "CLR pool model", clr_pool_start, clr_pool_bind, clr_no_prepare, clr_no_io_context, clr_no_io_context,
-    clr_pool_post, clr_no_unbind, clr_pool_stop,
+    "CLR pool model", clr_pool_start, clr_pool_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
+    clr_pool_post, dispatcher_no_unbind, clr_pool_stop,
 };

@@ -88,18 +88,18 @@ static void bare_port_stop(struct dispatcher *d)
     free(bare);
 }
 
-static void no_io_context(void *io)
+void dispatcher_no_io_context(void *io)
 {
     (void)io;
 }
 
-static void no_prepare(struct dispatcher *d, struct request *request)
+void dispatcher_no_prepare(struct dispatcher *d, struct request *request)
 {
     (void)d;
     (void)request;
 }
 
-static void no_unbind(struct dispatcher *d, void *io)
+void dispatcher_no_unbind(struct dispatcher *d, void *io)
 {
     (void)d;
     (void)io;
@@ -107,8 +107,8 @@ static void no_unbind(struct dispatcher *d, void *io)
 
 const struct dispatcher_ops bare_port_ops =
 {
-    "bare port", bare_port_start, bare_port_bind, no_prepare, no_io_context, no_io_context,
-    bare_port_post, no_unbind, bare_port_stop,
+    "bare port", bare_port_start, bare_port_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
+    bare_port_post, dispatcher_no_unbind, bare_port_stop,
 };
 
 /* ---- (b) hostiocp, called in the CLR's order ---- */
@@ -273,8 +273,8 @@ static void hostiocp_stop(struct dispatcher *d)
 
 const struct dispatcher_ops hostiocp_ops =
 {
-    "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, no_io_context, no_io_context,
-    hostiocp_post, no_unbind, hostiocp_stop,
+    "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
+    hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
 };
 
 /* The same with GetQueuedCompletionStatusEx batches of 16, to see whether batching pays. */
@@ -286,8 +286,8 @@ static BOOL hostiocp_batched_start(struct dispatcher *d)
 
 const struct dispatcher_ops hostiocp_batched_ops =
 {
-    "hostiocp, batches of 16", hostiocp_batched_start, hostiocp_bind, hostiocp_prepare, no_io_context,
-    no_io_context, hostiocp_post, no_unbind, hostiocp_stop,
+    "hostiocp, batches of 16", hostiocp_batched_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context,
+    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
 };
 
 /* ---- (c) the Windows thread pool: TP_IO per handle, a private pool of N threads ---- */
@@ -376,7 +376,7 @@ static void threadpool_stop(struct dispatcher *d)
 
 const struct dispatcher_ops threadpool_ops =
 {
-    "thread pool (TP_IO)", threadpool_start, threadpool_bind, no_prepare, threadpool_before_io,
+    "thread pool (TP_IO)", threadpool_start, threadpool_bind, dispatcher_no_prepare, threadpool_before_io,
     threadpool_not_pending, threadpool_post, threadpool_unbind, threadpool_stop,
 };
 
@@ -407,7 +407,7 @@ static void threadpool_default_stop(struct dispatcher *d)
 
 const struct dispatcher_ops threadpool_default_ops =
 {
-    "TP_IO, default pool", threadpool_default_start, threadpool_default_bind, no_prepare, threadpool_before_io,
+    "TP_IO, default pool", threadpool_default_start, threadpool_default_bind, dispatcher_no_prepare, threadpool_before_io,
     threadpool_not_pending, threadpool_default_post, threadpool_unbind, threadpool_default_stop,
 };
 
@@ -450,6 +450,6 @@ static void bindio_stop(struct dispatcher *d)
 
 const struct dispatcher_ops bindio_ops =
 {
-    "BindIoCompletionCallback", bindio_start, bindio_bind, no_prepare, no_io_context, no_io_context,
-    bindio_post, no_unbind, bindio_stop,
+    "BindIoCompletionCallback", bindio_start, bindio_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
+    bindio_post, dispatcher_no_unbind, bindio_stop,
 };

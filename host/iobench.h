@@ -73,6 +73,10 @@ struct dispatcher
 };
 
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
+/* The operations a dispatcher without per-request state or per-handle context leaves empty. */
+void dispatcher_no_io_context(void *io);
+void dispatcher_no_prepare(struct dispatcher *d, struct request *request);
+void dispatcher_no_unbind(struct dispatcher *d, void *io);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
 /* Peers at their own defaults: the CLR's native pool (host/clrpool.c) and TP_IO on the default pool. */
 extern const struct dispatcher_ops clr_pool_ops, threadpool_default_ops;
