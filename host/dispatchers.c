@@ -88,6 +88,18 @@ static void bare_port_stop(struct dispatcher *d)
     free(bare);
 }
 
+/* For the dispatchers that keep no state of their own: the system's pools. */
+BOOL dispatcher_no_start(struct dispatcher *d)
+{
+    d->impl = NULL;
+    return TRUE;
+}
+
+void dispatcher_no_stop(struct dispatcher *d)
+{
+    (void)d;
+}
+
 void dispatcher_no_io_context(void *io)
 {
     (void)io;
@@ -381,11 +393,6 @@ const struct dispatcher_ops threadpool_ops =
 };
 
 /* The same on the process's default pool, whose limits nobody set: no environment at all. */
-static BOOL threadpool_default_start(struct dispatcher *d)
-{
-    d->impl = NULL;
-    return TRUE;
-}
 
 static BOOL threadpool_default_bind(struct dispatcher *d, HANDLE handle, void **io)
 {
@@ -400,15 +407,10 @@ static BOOL threadpool_default_post(struct dispatcher *d, struct request *reques
     return TrySubmitThreadpoolCallback(threadpool_work_callback, &request->overlapped, NULL);
 }
 
-static void threadpool_default_stop(struct dispatcher *d)
-{
-    (void)d;
-}
-
 const struct dispatcher_ops threadpool_default_ops =
 {
-    "TP_IO, default pool", threadpool_default_start, threadpool_default_bind, dispatcher_no_prepare, threadpool_before_io,
-    threadpool_not_pending, threadpool_default_post, threadpool_unbind, threadpool_default_stop,
+    "TP_IO, default pool", dispatcher_no_start, threadpool_default_bind, dispatcher_no_prepare, threadpool_before_io,
+    threadpool_not_pending, threadpool_default_post, threadpool_unbind, dispatcher_no_stop,
 };
 
 /* ---- (d) BindIoCompletionCallback: the system's own pool and thread count ---- */
@@ -424,12 +426,6 @@ static DWORD CALLBACK bindio_work(void *context)
     return 0;
 }
 
-static BOOL bindio_start(struct dispatcher *d)
-{
-    d->impl = NULL;
-    return TRUE;
-}
-
 static BOOL bindio_bind(struct dispatcher *d, HANDLE handle, void **io)
 {
     (void)d;
@@ -443,13 +439,8 @@ static BOOL bindio_post(struct dispatcher *d, struct request *request)
     return QueueUserWorkItem(bindio_work, &request->overlapped, WT_EXECUTEDEFAULT);
 }
 
-static void bindio_stop(struct dispatcher *d)
-{
-    (void)d;
-}
-
 const struct dispatcher_ops bindio_ops =
 {
-    "BindIoCompletionCallback", bindio_start, bindio_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
-    bindio_post, dispatcher_no_unbind, bindio_stop,
+    "BindIoCompletionCallback", dispatcher_no_start, bindio_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
+    bindio_post, dispatcher_no_unbind, dispatcher_no_stop,
 };

@@ -74,6 +74,8 @@ struct dispatcher
 
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
 /* The operations a dispatcher without per-request state or per-handle context leaves empty. */
+BOOL dispatcher_no_start(struct dispatcher *d);
+void dispatcher_no_stop(struct dispatcher *d);
 void dispatcher_no_io_context(void *io);
 void dispatcher_no_prepare(struct dispatcher *d, struct request *request);
 void dispatcher_no_unbind(struct dispatcher *d, void *io);
