@@ -30,6 +30,7 @@ struct bench_options
     BOOL peers;
     BOOL verbose;           /* print every run as it ends */
     const char *scenario;   /* with --policy or --peers: only the rows whose name contains it */
+    const char *baseline;   /* with --peers: another build of hostiocp.dll, run as a column of its own */
     DWORD cpus;
     BOOL duration_given;
     const struct dispatcher_ops *dispatchers[MAX_COLUMNS];  /* the columns of the dispatcher table */
@@ -384,6 +385,8 @@ static const struct peer_scenario peer_scenarios[] =
 #define PEER_COUNT 5                 /* hostiocp and the four peers; the bare loops follow */
 static const DWORD bare_multiples[] = { 1, 2, 4, 8, 16 };
 #define PEER_COLUMNS (PEER_COUNT + ARRAYSIZE(bare_multiples))
+#define PEER_BASELINE PEER_COLUMNS   /* with --baseline: after the bare loops, compared with neither */
+#define MAX_PEER_COLUMNS (PEER_COLUMNS + 1)
 #define STORM_NAME "blocking storm"
 
 static void set_up_peer_columns(const struct bench_options *o, struct column *columns, char names[][32])
@@ -398,7 +401,7 @@ static void set_up_peer_columns(const struct bench_options *o, struct column *co
     };
     size_t c;
 
-    ZeroMemory(columns, PEER_COLUMNS * sizeof(*columns));
+    ZeroMemory(columns, MAX_PEER_COLUMNS * sizeof(*columns));
     for (c = 0; c < PEER_COUNT; c++)
     {
         columns[c].name = peers[c].name;
@@ -414,6 +417,17 @@ static void set_up_peer_columns(const struct bench_options *o, struct column *co
         columns[c].ops = &bare_port_ops;
         columns[c].threads = bare_multiples[c - PEER_COUNT] * o->cpus;
     }
+    if (o->baseline)
+    {
+        columns[PEER_BASELINE] = columns[PEER_HOSTIOCP];
+        columns[PEER_BASELINE].name = "hostiocp, baseline DLL";
+        columns[PEER_BASELINE].ops = &hostiocp_baseline_ops;
+    }
+}
+
+static int peer_column_count(const struct bench_options *o)
+{
+    return o->baseline ? MAX_PEER_COLUMNS : PEER_COLUMNS;
 }
 
 static BOOL has_own_port(const struct column *c)
@@ -465,12 +479,13 @@ static void print_peer_line(const char *name, const struct column_summary *s)
 
 /* The columns a row runs (posted rows: only those with a port), packed; ran[c] is column c's
  * index among them, or -1. */
-static int pick_row_columns(const struct column *columns, const struct peer_scenario *row, struct column *picked,
-                            int *ran)
+static int pick_row_columns(const struct bench_options *o, const struct column *columns,
+                            const struct peer_scenario *row, struct column *picked, int *ran)
 {
     int c, count = 0;
 
-    for (c = 0; c < (int)PEER_COLUMNS; c++)
+    ran[PEER_BASELINE] = -1;
+    for (c = 0; c < peer_column_count(o); c++)
     {
         ran[c] = -1;
         if (row->port_only && !has_own_port(&columns[c]))
@@ -481,9 +496,9 @@ static int pick_row_columns(const struct column *columns, const struct peer_scen
     return count;
 }
 
-/* hostiocp's rate over the best peer's in the same round (peers only, not the bare loops). */
+/* Column k's rate over the best peer's in the same round (peers only, not the bare loops). */
 static void ratio_to_best_peer(const struct bench_options *o, struct measurement runs[][MAX_COLUMNS], const int *ran,
-                               double *ratio, double *low, double *high)
+                               int k, double *ratio, double *low, double *high)
 {
     double ratios[MAX_REPEAT];
     int round, c;
@@ -494,7 +509,7 @@ static void ratio_to_best_peer(const struct bench_options *o, struct measurement
         for (c = 1; c < PEER_COUNT; c++)
             if (ran[c] >= 0)
                 best = max(best, runs[round][ran[c]].rate);
-        ratios[round] = best ? runs[round][ran[PEER_HOSTIOCP]].rate / best : 0;
+        ratios[round] = best ? runs[round][ran[k]].rate / best : 0;
     }
     *ratio = median(ratios, o->repeat);
     range_of(ratios, o->repeat, low, high);
@@ -556,17 +571,32 @@ static void report_peer_row(const struct bench_options *o, const struct peer_sce
         }
     }
     report_bare_limit(o, columns, runs, ran);
-    ratio_to_best_peer(o, runs, ran, &ratio, &low, &high);
+    if (ran[PEER_BASELINE] >= 0)
+    {
+        summarise_column(o, runs, ran[PEER_BASELINE], &s);
+        print_peer_line(columns[PEER_BASELINE].name, &s);
+    }
+    ratio_to_best_peer(o, runs, ran, PEER_HOSTIOCP, &ratio, &low, &high);
     printf("  hostiocp / best peer in each round: %.3f [%.3f-%.3f]; best peer at median: %s\n", ratio, low, high,
            best_peer);
+    if (ran[PEER_BASELINE] >= 0)
+    {
+        ratio_to_best_peer(o, runs, ran, PEER_BASELINE, &ratio, &low, &high);
+        printf("  baseline DLL / best peer in each round: %.3f [%.3f-%.3f]\n", ratio, low, high);
+    }
 }
 
 /* The blocking storm, per peer, rounds interleaved like the rows. */
 static void report_storm(const struct bench_options *o, const struct column *columns)
 {
     const struct storm_options storm = { 2000, 64, 50 };
-    struct storm_result results[MAX_REPEAT][PEER_COUNT];
-    int round, i, c;
+    struct storm_result results[MAX_REPEAT][MAX_PEER_COLUMNS];
+    int storm_columns[MAX_PEER_COLUMNS], count = 0, round, i, c;
+
+    for (c = 0; c < PEER_COUNT; c++)
+        storm_columns[count++] = c;
+    if (o->baseline)
+        storm_columns[count++] = PEER_BASELINE;
 
     printf("%s: completions arrive one at a time, each callback blocking %lu ms, while each is taken within "
            "%lu ms (at most %lu);\nthe first not taken in time (or one more after the last) is the new completion: "
@@ -576,11 +606,11 @@ static void report_storm(const struct bench_options *o, const struct column *col
            storm.block_ms, storm.taken_within_ms, storm.most_blocked, storm.taken_within_ms, "dispatcher", "dispatch ms", "range",
            "blocked", "taken", "fill ms", "threads*");
     for (round = 0; round < o->repeat; round++)
-        for (i = 0; i < PEER_COUNT; i++)
+        for (i = 0; i < count; i++)
         {
             struct dispatcher d;
 
-            c = (i + round) % PEER_COUNT;
+            c = storm_columns[(i + round) % count];
             dispatcher_init(&d, columns[c].ops, columns[c].threads);
             d.min_threads = columns[c].min_threads;
             d.max_threads = columns[c].max_threads;
@@ -591,12 +621,13 @@ static void report_storm(const struct bench_options *o, const struct column *col
                 fprintf(stderr, "%s, round %d, %s: %.1f ms with %lu blocked\n", STORM_NAME, round + 1,
                         columns[c].name, results[round][c].dispatch_ms, results[round][c].blocked);
         }
-    for (c = 0; c < PEER_COUNT; c++)
+    for (i = 0; i < count; i++)
     {
         double ms[MAX_REPEAT], blocked[MAX_REPEAT], taken[MAX_REPEAT], fill[MAX_REPEAT], low, high;
         DWORD threads = 0;
         int missed = 0;
 
+        c = storm_columns[i];
         for (round = 0; round < o->repeat; round++)
         {
             /* Not dispatched: at least as long as it was waited for. */
@@ -629,9 +660,9 @@ static void print_peers_header(const struct bench_options *o)
 static int run_peers_table(const struct bench_options *o)
 {
     struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
-    struct column columns[PEER_COLUMNS], picked[PEER_COLUMNS];
+    struct column columns[MAX_PEER_COLUMNS], picked[MAX_PEER_COLUMNS];
     char names[ARRAYSIZE(bare_multiples)][32];
-    int ran[PEER_COLUMNS], status = 0, count;
+    int ran[MAX_PEER_COLUMNS], status = 0, count;
     size_t row;
 
     set_up_peer_columns(o, columns, names);
@@ -643,7 +674,7 @@ static int run_peers_table(const struct bench_options *o)
 
         if (o->scenario && !strstr(r->s.name, o->scenario))
             continue;
-        count = pick_row_columns(columns, r, picked, ran);
+        count = pick_row_columns(o, columns, r, picked, ran);
         ok = measure_row(picked, count, &r->s, o, runs);
         report_peer_row(o, r, columns, runs, ran, ok);
         if (!ok)
@@ -716,13 +747,15 @@ static void print_usage(void)
            "[--repeat N] [--duration SECONDS] [--warmup SECONDS] [--concurrency N] [--batched] [--json]\n"
            "       hostiocp-bench --policy [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS]\n"
            "       [--verbose]\n"
-           "       hostiocp-bench --peers [--scenario TEXT] [--repeat N] [--duration SECONDS] [--warmup SECONDS] [--verbose]\n"
+           "       hostiocp-bench --peers [--scenario TEXT] [--baseline DLL] [--repeat N] [--duration SECONDS] [--warmup SECONDS] [--verbose]\n"
            "--batched adds hostiocp with GetQueuedCompletionStatusEx batches of 16\n"
            "--policy compares hostiocp's default limits with fixed pools of 1, 2, 4, 8 and 32 times the CPUs\n"
            "--peers compares each dispatcher at its own defaults: hostiocp with the CLR's limits, a model of the CLR's\n"
            "  own pool, TP_IO on the default and on a private pool, BindIoCompletionCallback, the best bare loop;\n"
            "  then the blocking storm (text output only)\n"
            "--scenario runs only the policy or peers rows whose name contains TEXT (\"pipe\", \"256 conns\", \"storm\")\n"
+           "--baseline adds to --peers a column for another build of hostiocp.dll, loaded by its path, run in turn\n"
+           "           with the others and compared with the best peer like hostiocp (a before-and-after in one run)\n"
            "--verbose prints each run's rate, peak threads and policy decisions to stderr as it ends\n"
            "defaults: every workload, threads 1 2 4, 5 rounds, duration 1, no warm-up, concurrency 16;\n"
            "          with --policy or --peers, 2 s of warm-up and 2 s measured\n");
@@ -774,7 +807,7 @@ static BOOL takes_value(const char *arg)
 {
     static const char *const names[] =
     {
-        "--scenario", "--workload", "--threads", "--repeat", "--warmup", "--duration", "--concurrency",
+        "--scenario", "--baseline", "--workload", "--threads", "--repeat", "--warmup", "--duration", "--concurrency",
     };
     size_t i;
 
@@ -847,6 +880,16 @@ static int parse_value_option(const char *arg, const char *value, struct bench_o
     if (!strcmp(arg, "--scenario"))
     {
         o->scenario = value;
+        return 0;
+    }
+    if (!strcmp(arg, "--baseline"))
+    {
+        static WCHAR path[MAX_PATH];
+
+        if (!MultiByteToWideChar(CP_ACP, 0, value, -1, path, ARRAYSIZE(path)))
+            return bad_option(value, "is not a path");
+        o->baseline = value;
+        hostiocp_baseline_dll = path;
         return 0;
     }
     if (!strcmp(arg, "--workload"))

@@ -200,6 +200,30 @@ static BOOL hostiocp_fail(struct dispatcher *d, const char *what, HRESULT hr)
 }
 
 const CLSID *hostiocp_host_control_class = &CLSID_HostIoCpHostControl;
+const WCHAR *hostiocp_baseline_dll;
+
+/* The registered class, or for the baseline column the class of another build of the DLL,
+ * loaded by its path and kept loaded: two builds compared in one process, run by run. */
+static HRESULT create_host_control(const struct dispatcher *d, IHostControl **control)
+{
+    HRESULT (WINAPI *get_class_object)(REFCLSID, REFIID, void **);
+    IClassFactory *factory;
+    HMODULE module;
+    HRESULT hr;
+
+    if (d->ops != &hostiocp_baseline_ops)
+        return CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+                                (void **)control);
+    if (!hostiocp_baseline_dll || !(module = LoadLibraryW(hostiocp_baseline_dll)))
+        return HRESULT_FROM_WIN32(GetLastError());
+    if (!(get_class_object = (void *)GetProcAddress(module, "DllGetClassObject")))
+        return HRESULT_FROM_WIN32(GetLastError());
+    if (FAILED(hr = get_class_object(&CLSID_HostIoCpHostControl, &IID_IClassFactory, (void **)&factory)))
+        return hr;
+    hr = IClassFactory_CreateInstance(factory, NULL, &IID_IHostControl, (void **)control);
+    IClassFactory_Release(factory);
+    return hr;
+}
 
 static BOOL hostiocp_start(struct dispatcher *d)
 {
@@ -212,9 +236,7 @@ static BOOL hostiocp_start(struct dispatcher *d)
     h->clr.ICLRIoCompletionManager_iface.lpVtbl = &clr_vtbl;
     if (!markers_seen)
         markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
-    hr = CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
-                          (void **)&h->control);
-    if (FAILED(hr))
+    if (FAILED(hr = create_host_control(d, &h->control)))
         return hostiocp_fail(d, "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);
     /* What ICLRRuntimeHost::SetHostControl does with it, in that order. */
     if (FAILED(hr = IHostControl_GetHostManager(h->control, &IID_IHostIoCompletionManager, (void **)&h->manager)))
@@ -287,6 +309,13 @@ const struct dispatcher_ops hostiocp_ops =
 {
     "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
     hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
+};
+
+/* The same, from the DLL that --baseline names. */
+const struct dispatcher_ops hostiocp_baseline_ops =
+{
+    "hostiocp-baseline", hostiocp_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context,
+    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
 };
 
 /* The same with GetQueuedCompletionStatusEx batches of 16, to see whether batching pays. */
