@@ -237,7 +237,8 @@ static BOOL hostiocp_start(struct dispatcher *d)
     if (!markers_seen)
         markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (FAILED(hr = create_host_control(d, &h->control)))
-        return hostiocp_fail(d, "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);
+        return hostiocp_fail(d, d->ops == &hostiocp_baseline_ops ? "loading the --baseline DLL's HostControl class"
+                                                                  : "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);
     /* What ICLRRuntimeHost::SetHostControl does with it, in that order. */
     if (FAILED(hr = IHostControl_GetHostManager(h->control, &IID_IHostIoCompletionManager, (void **)&h->manager)))
         return hostiocp_fail(d, "GetHostManager(IID_IHostIoCompletionManager)", hr);
