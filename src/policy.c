@@ -2,9 +2,10 @@
  * doc/thread-policy.md.  In short:
  * - Starvation comes first: packets queued, every thread inside a callback and no callback
  *   finished since the last tick add one thread at once, every tick, up to the maximum.
- * - Otherwise a search finds the count by measuring: from the target it probes twice as many
- *   threads, then half as many, in windows that alternate with windows at the target, and moves
- *   the target only when the completion rate says so.
+ * - Otherwise a search finds the count by measuring: from the target it probes up by a thread
+ *   for every two packets that waited (at most twice as many threads), then half as many, in
+ *   windows that alternate with windows at the target, and moves the target only when the
+ *   completion rate says so.
  * - Between searches it holds the target, and searches again when the hold ends or the rate
  *   shifts.
  * The phases, and every change from one to another, are in move_to(). */
