@@ -2,9 +2,10 @@
  * doc/thread-policy.md.  In short:
  * - Starvation comes first: packets queued, every thread inside a callback and no callback
  *   finished since the last tick add one thread at once, every tick, up to the maximum.
- * - Otherwise a search finds the count by measuring: from the target it probes twice as many
- *   threads, then half as many, in windows that alternate with windows at the target, and moves
- *   the target only when the completion rate says so.
+ * - Otherwise a search finds the count by measuring: from the target it probes up by a thread
+ *   for every two packets that waited (at most twice as many threads), then half as many, in
+ *   windows that alternate with windows at the target, and moves the target only when the
+ *   completion rate says so.
  * - Between searches it holds the target, and searches again when the hold ends or the rate
  *   shifts.
  * The phases, and every change from one to another, are in move_to(). */
@@ -20,9 +21,12 @@
 #define SETTLE_US             40000  /* after the count changes, two ticks for threads to start or leave */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
+#define WAITING_PER_THREAD        2  /* up, a thread for this many packets that waited: a request often waits
+                                      * as two packets, one for each end of it */
 
 /* A probe up: the rate at the probe over the rate at the target. */
-#define FAST_GAIN              1.50  /* one pair while the CPUs wait raises at once: the pool starves meanwhile */
+#define FAST_GAIN              1.50  /* one pair while the CPUs wait raises at once: the pool starves meanwhile;
+                                      * for a doubling, and in proportion for a smaller step */
 #define CLEAR_GAIN             1.20  /* over two or three pairs, the climb goes on: larger counts may pay too */
 #define CLEAR_GAIN_MARGIN      0.07  /* two pairs this close to CLEAR_GAIN: a third pair decides */
 #define MODEST_GAIN            1.05  /* over two pairs, the least gain that raises: one pair can be 20 % off */
@@ -92,9 +96,11 @@ struct policy
     LONG64 window_completions;
     LONG window_ticks, window_saturated_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
+    LONG64 window_queued;   /* queued, summed over the window's ticks */
     LONG64 window_cpu_idle, window_cpu_total;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
     LONG demand;            /* ... the most busy + queued in it */
+    LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
     /* Holding. */
     LONGLONG hold_us;
@@ -197,6 +203,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_completions = sample->completions;
     policy->window_ticks = policy->window_saturated_ticks = 0;
     policy->window_demand = 0;
+    policy->window_queued = 0;
     policy->window_cpu_idle = sample->cpu_idle;
     policy->window_cpu_total = sample->cpu_total;
 }
@@ -217,6 +224,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     if (sample->queued > 0 || sample->busy >= sample->threads)
         policy->window_saturated_ticks++;
     policy->window_demand = max(policy->window_demand, sample->busy + sample->queued);
+    policy->window_queued += sample->queued;
     elapsed = sample->now_us - policy->window_start;
     *completions = sample->completions - policy->window_completions;
     if (elapsed < WINDOW_US || (*completions < WINDOW_COMPLETIONS && elapsed < WINDOW_MAX_US))
@@ -228,6 +236,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
                                       (double)(sample->cpu_total - policy->window_cpu_total)
                             : 0;
     policy->demand = policy->window_demand;
+    policy->queued = (LONG)((policy->window_queued + policy->window_ticks - 1) / policy->window_ticks);
     begin_window(policy, sample);
     return TRUE;
 }
@@ -319,16 +328,22 @@ static BOOL worth_probing(const struct policy *policy, LONG probe, int direction
            !(probe > policy->many_threads && policy->cpu_share > CPUS_BUSY);
 }
 
-/* Starts measuring `direction` from the target: up, never past the most work seen at once in the
- * window before (more threads would find nothing to do).  FALSE if no count is worth it. */
+/* Starts measuring `direction` from the target: up by a thread for every WAITING_PER_THREAD
+ * packets that waited in the window before, at most a doubling and at least one, and never past
+ * the most work seen at once in it (more threads would find nothing to do).  FALSE if no count is
+ * worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
     LONG probe;
 
     if (direction > 0)
-        probe = clamp(min(max(policy->target * PROBE_FACTOR, policy->target + 1), policy->demand), sample->floor,
-                      sample->max);
+    {
+        LONG step = (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
+
+        probe = clamp(min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand),
+                      sample->floor, sample->max);
+    }
     else
         probe = clamp(policy->target / PROBE_FACTOR, sample->floor, sample->max);
     if (!worth_probing(policy, probe, direction))
@@ -424,6 +439,13 @@ static void measure_again(struct policy *policy, const struct policy_sample *sam
     move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
 }
 
+/* While the callbacks wait, one pair raises at once on a gain in proportion to the threads added:
+ * FAST_GAIN for a doubling. */
+static double fast_gain(const struct policy *policy)
+{
+    return max(MODEST_GAIN, 1 + (FAST_GAIN - 1) * (policy->probe - policy->target) / (double)policy->target);
+}
+
 static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
                      struct policy_decision *decision)
 {
@@ -433,7 +455,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     if (pairs_measured(policy) == 1)
     {
         /* Where the system does not say how busy its CPUs are, the share reads 0. */
-        if (ratio >= FAST_GAIN && policy->cpu_share < CPUS_COMPUTING)
+        if (ratio >= fast_gain(policy) && policy->cpu_share < CPUS_COMPUTING)
             raise_target(policy, sample, rate, FALSE, decision);
         else if (ratio >= ONE_PAIR_REJECTS)
             move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
