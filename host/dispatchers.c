@@ -202,23 +202,43 @@ static BOOL hostiocp_fail(struct dispatcher *d, const char *what, HRESULT hr)
 const CLSID *hostiocp_host_control_class = &CLSID_HostIoCpHostControl;
 const WCHAR *hostiocp_baseline_dll;
 
-/* The registered class, or for the baseline column the class of another build of the DLL,
- * loaded by its path and kept loaded: two builds compared in one process, run by run. */
-static HRESULT create_host_control(const struct dispatcher *d, IHostControl **control)
+/* The class object of the DLL that --baseline names, loaded by its path on first use and kept
+ * loaded: two builds compared in one process, run by run. */
+static HRESULT baseline_class_factory(IClassFactory **factory)
 {
-    HRESULT (WINAPI *get_class_object)(REFCLSID, REFIID, void **);
-    IClassFactory *factory;
+    static HRESULT (WINAPI *get_class_object)(REFCLSID, REFIID, void **);
     HMODULE module;
     HRESULT hr;
 
+    if (!get_class_object)
+    {
+        if (!hostiocp_baseline_dll || !(module = LoadLibraryW(hostiocp_baseline_dll)))
+            return HRESULT_FROM_WIN32(GetLastError());
+        if (!(get_class_object = (void *)GetProcAddress(module, "DllGetClassObject")))
+        {
+            hr = HRESULT_FROM_WIN32(GetLastError());
+            FreeLibrary(module);
+            return hr;
+        }
+    }
+    return get_class_object(&CLSID_HostIoCpHostControl, &IID_IClassFactory, (void **)factory);
+}
+
+/* The registered class, or for the baseline column the same class from the --baseline DLL;
+ * *what names the step for the error. */
+static HRESULT create_host_control(const struct dispatcher *d, IHostControl **control, const char **what)
+{
+    IClassFactory *factory;
+    HRESULT hr;
+
     if (d->ops != &hostiocp_baseline_ops)
+    {
+        *what = "CoCreateInstance(CLSID_HostIoCpHostControl)";
         return CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
                                 (void **)control);
-    if (!hostiocp_baseline_dll || !(module = LoadLibraryW(hostiocp_baseline_dll)))
-        return HRESULT_FROM_WIN32(GetLastError());
-    if (!(get_class_object = (void *)GetProcAddress(module, "DllGetClassObject")))
-        return HRESULT_FROM_WIN32(GetLastError());
-    if (FAILED(hr = get_class_object(&CLSID_HostIoCpHostControl, &IID_IClassFactory, (void **)&factory)))
+    }
+    *what = "loading the --baseline DLL's HostControl class";
+    if (FAILED(hr = baseline_class_factory(&factory)))
         return hr;
     hr = IClassFactory_CreateInstance(factory, NULL, &IID_IHostControl, (void **)control);
     IClassFactory_Release(factory);
@@ -230,15 +250,15 @@ static BOOL hostiocp_start(struct dispatcher *d)
     struct hostiocp_dispatcher *h = calloc(1, sizeof(*h));
     DWORD size = 0, min = d->min_threads ? d->min_threads : d->threads;
     DWORD max = d->max_threads ? d->max_threads : d->threads;
+    const char *what;
     HRESULT hr;
 
     d->impl = h;
     h->clr.ICLRIoCompletionManager_iface.lpVtbl = &clr_vtbl;
     if (!markers_seen)
         markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
-    if (FAILED(hr = create_host_control(d, &h->control)))
-        return hostiocp_fail(d, d->ops == &hostiocp_baseline_ops ? "loading the --baseline DLL's HostControl class"
-                                                                  : "CoCreateInstance(CLSID_HostIoCpHostControl)", hr);
+    if (FAILED(hr = create_host_control(d, &h->control, &what)))
+        return hostiocp_fail(d, what, hr);
     /* What ICLRRuntimeHost::SetHostControl does with it, in that order. */
     if (FAILED(hr = IHostControl_GetHostManager(h->control, &IID_IHostIoCompletionManager, (void **)&h->manager)))
         return hostiocp_fail(d, "GetHostManager(IID_IHostIoCompletionManager)", hr);
