@@ -32,7 +32,9 @@
 #define MODEST_GAIN            1.05  /* over two pairs, the least gain that raises: one pair can be 20 % off */
 #define ONE_PAIR_REJECTS       0.95  /* one pair below it refuses the probe at once: every probe costs */
 #define MANY_THREADS_PER_CPU      8  /* from here only a FAST_GAIN climbs on: smaller gains come and go */
-#define CPUS_BUSY              0.90  /* CPUs this busy in the window before: no probe above many threads helps */
+#define CPUS_BUSY              0.80  /* CPUs this busy in the window before: more threads add contention, not
+                                      * work, so no probe up goes past ... */
+#define BUSY_THREADS_PER_CPU      4  /* ... this many threads for each CPU (enough to cover brief waits) */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
@@ -72,6 +74,7 @@ struct policy
     enum phase phase;
     LONG target;
     LONG many_threads;      /* MANY_THREADS_PER_CPU for each CPU */
+    LONG busy_cpus_threads; /* BUSY_THREADS_PER_CPU for each CPU */
 
     /* The search. */
     LONG probe;
@@ -123,6 +126,7 @@ struct policy *policy_create(LONG initial_target, LONG cpus)
     policy->phase = MEASURING_TARGET;
     policy->target = initial_target;
     policy->many_threads = MANY_THREADS_PER_CPU * cpus;
+    policy->busy_cpus_threads = BUSY_THREADS_PER_CPU * cpus;
     policy->hold_us = HOLD_MIN_US;
     return policy;
 }
@@ -319,19 +323,18 @@ static void move_to(struct policy *policy, const struct policy_sample *sample, e
 
 /* ---- the search ---- */
 
-/* A probe stays inside what earlier searches found, and up, below CPUs that are already busy. */
+/* A probe stays inside what earlier searches found. */
 static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
 {
     if (direction < 0)
         return probe < policy->target && probe > policy->probe_down_limit;
-    return probe > policy->target && (!policy->ceiling || probe < policy->ceiling) &&
-           !(probe > policy->many_threads && policy->cpu_share > CPUS_BUSY);
+    return probe > policy->target && (!policy->ceiling || probe < policy->ceiling);
 }
 
 /* Starts measuring `direction` from the target: up by a thread for every WAITING_PER_THREAD
- * packets that waited in the window before, at most a doubling and at least one, and never past
- * the most work seen at once in it (more threads would find nothing to do).  FALSE if no count is
- * worth it. */
+ * packets that waited in the window before, at most a doubling and at least one, never past the
+ * most work seen at once in it (more threads would find nothing to do), and while the CPUs were
+ * busy, never past BUSY_THREADS_PER_CPU.  FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
@@ -341,8 +344,10 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     {
         LONG step = (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
 
-        probe = clamp(min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand),
-                      sample->floor, sample->max);
+        probe = min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand);
+        if (policy->cpu_share >= CPUS_BUSY)
+            probe = min(probe, max(policy->target, policy->busy_cpus_threads));
+        probe = clamp(probe, sample->floor, sample->max);
     }
     else
         probe = clamp(policy->target / PROBE_FACTOR, sample->floor, sample->max);
