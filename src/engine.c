@@ -1,5 +1,7 @@
-/* The completion engine: the ports it owns, the handles bound to them, the CLR's callback,
- * the limits its pools obey, and the counters it reports. */
+/* The completion engine: the ports it owns, the handles bound to them, the CLR's callback, the
+ * work-item queue, the limits their pools obey, and the counters they report.  The ports' pools
+ * and the queue's pool are the same machinery (pool.c) with limits of their own, so that neither
+ * starves the other. */
 #include <assert.h>
 #include "hostiocp_private.h"
 
@@ -22,6 +24,17 @@ struct engine
     struct dequeue_settings dequeue; /* written Interlocked without the lock, read by every pool */
     struct thread_tally tally;    /* its own lock */
     HOSTIOCP_STATISTICS closed;   /* locked via lock: what ports already closed had counted */
+
+    /* The work-item queue, with a lock of its own so that items never wait for a port's Bind. */
+    SRWLOCK work_lock;
+    struct pool *work_pool;       /* locked via work_lock: made for the first item */
+    volatile LONG work_closed;    /* set under work_lock: shutdown began, items are refused */
+    struct thread_limits work_limits; /* written Interlocked under work_lock, read without it */
+    struct thread_tally work_tally; /* its own lock: the ports' tally counts only theirs */
+    volatile LONG items_outstanding; /* Interlocked: accepted, not yet run to their end */
+    CONDITION_VARIABLE work_drained; /* with work_lock: the last outstanding item ran, once closed */
+    volatile LONG64 items_queued, items_refused; /* Interlocked only */
+    HOSTIOCP_STATISTICS work_ended; /* locked via work_lock: what the queue's pool counted, once stopped */
 };
 
 static void engine_release(void *context)
@@ -49,6 +62,11 @@ struct engine *engine_create(void)
     engine->dequeue.idle_timeout = ENGINE_DEFAULT_IDLE_TIMEOUT;
     engine->dequeue.batch_size = ENGINE_DEFAULT_BATCH_SIZE;
     engine->closed.cbSize = sizeof(engine->closed);
+    InitializeSRWLock(&engine->work_lock);
+    InitializeConditionVariable(&engine->work_drained);
+    thread_tally_init(&engine->work_tally);
+    engine->work_limits.min_threads = engine->limits.min_threads;
+    engine->work_limits.max_threads = ENGINE_DEFAULT_MAX_WORK_THREADS;
     return engine;
 }
 
@@ -82,6 +100,7 @@ static void unlink_port(struct engine *engine, struct open_port *open_port)
 
 static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
 {
+    struct pool_client client = { POOL_COMPLETIONS, engine->clr, NULL };
     struct open_port *open_port;
     HRESULT hr;
 
@@ -90,7 +109,8 @@ static HRESULT create_port_locked(struct engine *engine, struct open_port **out)
     if (!(open_port = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*open_port))))
         return E_OUTOFMEMORY;
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
-    if (FAILED(hr = pool_create(engine->clr, engine->limits, &engine->dequeue, &engine->tally, engine_release, engine, &open_port->pool)))
+    if (FAILED(hr = pool_create(&client, engine->limits, &engine->dequeue, &engine->tally, engine_release, engine,
+                                &open_port->pool)))
     {
         HeapFree(GetProcessHeap(), 0, open_port);
         return hr;
@@ -130,6 +150,8 @@ static void wait_for_threads(struct engine *engine)
         thread_tally_wait(&engine->tally, remaining);
 }
 
+static void shut_down_work_queue(struct engine *engine);
+
 void engine_shutdown(struct engine *engine)
 {
     ICLRIoCompletionManager *clr;
@@ -138,10 +160,15 @@ void engine_shutdown(struct engine *engine)
     if (module_process_ending())
     {
         /* A killed thread may hold any lock: tell the pools to stop and take nothing. */
+        if (engine->work_pool)
+            pool_stop(engine->work_pool);
         for (ports = engine->ports; ports; ports = ports->next)
             pool_stop(ports->pool);
         return;
     }
+    /* The queue first: its items may wait for completions, which the ports still dispatch; a
+     * completion callback that queues an item from now on is refused. */
+    shut_down_work_queue(engine);
     AcquireSRWLockExclusive(&engine->lock);
     ports = engine->ports;
     engine->ports = NULL;
@@ -358,4 +385,221 @@ HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIO
     }
     ReleaseSRWLockShared(&engine->lock);
     return hr;
+}
+
+/* ---- the work-item queue ---- */
+
+/* The flags the CLR passes: "call or queue" is served by queueing, as a busy pool would. */
+#define WORK_ITEM_FLAGS (HOSTIOCP_QUEUE_ONLY | HOSTIOCP_CALL_OR_QUEUE)
+
+/* Called by the queue's pool after each item: wakes the drain when the last has run. */
+static void work_item_ran(void *context)
+{
+    struct engine *engine = context;
+
+    if (InterlockedDecrement(&engine->items_outstanding) > 1 || !InterlockedCompareExchange(&engine->work_closed, 0, 0))
+        return;
+    AcquireSRWLockExclusive(&engine->work_lock);
+    WakeAllConditionVariable(&engine->work_drained);
+    ReleaseSRWLockExclusive(&engine->work_lock);
+}
+
+#define DRAIN_LOOK_MS 20  /* an item that drains looks again this often while others still run */
+
+/* Only the calling item is left. */
+static BOOL only_own_item_left(void *context)
+{
+    struct engine *engine = context;
+    return InterlockedCompareExchange(&engine->items_outstanding, 0, 0) <= 1;
+}
+
+/* Waits until every item accepted has run to its end, with the pool still running: its monitor
+ * adds threads while items wait for items, as before.  From inside an item, that item is not
+ * waited for, and its thread runs queued items meanwhile: they may be queued behind it with
+ * no other thread to take them. */
+static void drain_work_queue(struct engine *engine, struct pool *pool)
+{
+    if (pool_serves_current_thread(pool))
+    {
+        pool_serve_until(pool, only_own_item_left, engine, DRAIN_LOOK_MS);
+        return;
+    }
+    AcquireSRWLockExclusive(&engine->work_lock);
+    while (engine->items_outstanding)
+        SleepConditionVariableSRW(&engine->work_drained, &engine->work_lock, INFINITE, 0);
+    ReleaseSRWLockExclusive(&engine->work_lock);
+}
+
+/* Refuses items from here on, runs every item accepted before, and stops the queue's pool.
+ * Under the loader lock nothing can wait: pool_stop then has the threads discard what is left. */
+static void shut_down_work_queue(struct engine *engine)
+{
+    struct pool *pool;
+
+    AcquireSRWLockExclusive(&engine->work_lock);
+    InterlockedExchange(&engine->work_closed, TRUE);
+    pool = engine->work_pool;
+    ReleaseSRWLockExclusive(&engine->work_lock);
+    if (!pool)
+        return;
+    if (!module_must_not_wait())
+        drain_work_queue(engine, pool);
+    pool_stop(pool);
+    AcquireSRWLockExclusive(&engine->work_lock);
+    pool_statistics(pool, &engine->work_ended);
+    engine->work_ended.ThreadsPeak = (DWORD)pool_peak(pool);
+    engine->work_pool = NULL;
+    ReleaseSRWLockExclusive(&engine->work_lock);
+    pool_release(pool);
+}
+
+static HRESULT create_work_pool_locked(struct engine *engine)
+{
+    struct pool_client client = { POOL_WORK_ITEMS, NULL, work_item_ran };
+    HRESULT hr;
+
+    InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
+    if (SUCCEEDED(hr = pool_create(&client, engine->work_limits, &engine->dequeue, &engine->work_tally,
+                                   engine_release, engine, &engine->work_pool)))
+        TRACE("work port %p created with %ld threads", pool_port(engine->work_pool), pool_threads(engine->work_pool));
+    return hr;
+}
+
+/* Posts under the shared lock, so that shutdown, which takes it exclusive, counts every item
+ * accepted before it among those it waits for. */
+static HRESULT post_work_item(struct engine *engine, LPTHREAD_START_ROUTINE function, void *context)
+{
+    HRESULT hr = S_OK;
+
+    AcquireSRWLockShared(&engine->work_lock);
+    if (engine->work_closed)
+        hr = HOST_E_INVALIDOPERATION;
+    else if (!engine->work_pool)
+        hr = S_FALSE;  /* no pool yet: the caller makes one */
+    else
+    {
+        InterlockedIncrement(&engine->items_outstanding);
+        InterlockedIncrement64(&engine->items_queued);
+        if (!pool_post_work_item(engine->work_pool, function, context))
+        {
+            hr = HRESULT_FROM_WIN32(GetLastError());
+            InterlockedDecrement64(&engine->items_queued);
+            InterlockedDecrement(&engine->items_outstanding);
+        }
+    }
+    ReleaseSRWLockShared(&engine->work_lock);
+    return hr;
+}
+
+HRESULT engine_queue_work_item(struct engine *engine, LPTHREAD_START_ROUTINE function, void *context, ULONG flags)
+{
+    HRESULT hr;
+
+    if (!function || (flags & ~WORK_ITEM_FLAGS))
+        return E_INVALIDARG;
+    if ((hr = post_work_item(engine, function, context)) == S_FALSE)
+    {
+        AcquireSRWLockExclusive(&engine->work_lock);
+        if (!engine->work_pool && !engine->work_closed)
+            hr = create_work_pool_locked(engine);
+        ReleaseSRWLockExclusive(&engine->work_lock);
+        if (SUCCEEDED(hr))
+            hr = post_work_item(engine, function, context);
+    }
+    if (hr != S_OK)
+        InterlockedIncrement64(&engine->items_refused);
+    TRACE("QueueUserWorkItem(%p, %p, %#lx): %08lx", function, context, flags, hr);
+    return hr;
+}
+
+/* As for the ports: the maximum at least 1 and at least the minimum, which may be 0. */
+static HRESULT set_work_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
+{
+    struct thread_limits limits = { (LONG)min_threads, (LONG)max_threads };
+
+    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+        return E_INVALIDARG;
+    InterlockedExchange(&engine->work_limits.min_threads, limits.min_threads);
+    InterlockedExchange(&engine->work_limits.max_threads, limits.max_threads);
+    if (engine->work_pool)
+        pool_limits_changed(engine->work_pool, limits);
+    return S_OK;
+}
+
+HRESULT engine_set_work_min_threads(struct engine *engine, DWORD count)
+{
+    HRESULT hr;
+
+    AcquireSRWLockExclusive(&engine->work_lock);
+    hr = set_work_limits(engine, count, (DWORD)engine->work_limits.max_threads);
+    ReleaseSRWLockExclusive(&engine->work_lock);
+    return hr;
+}
+
+HRESULT engine_set_work_max_threads(struct engine *engine, DWORD count)
+{
+    HRESULT hr;
+
+    AcquireSRWLockExclusive(&engine->work_lock);
+    hr = set_work_limits(engine, (DWORD)engine->work_limits.min_threads, count);
+    ReleaseSRWLockExclusive(&engine->work_lock);
+    return hr;
+}
+
+DWORD engine_work_min_threads(struct engine *engine)
+{
+    return (DWORD)engine->work_limits.min_threads;
+}
+
+DWORD engine_work_max_threads(struct engine *engine)
+{
+    return (DWORD)engine->work_limits.max_threads;
+}
+
+DWORD engine_work_available_threads(struct engine *engine)
+{
+    LONG busy = 0, max;
+
+    AcquireSRWLockShared(&engine->work_lock);
+    max = engine->work_limits.max_threads;
+    if (engine->work_pool)
+        busy = pool_busy(engine->work_pool);
+    ReleaseSRWLockShared(&engine->work_lock);
+    return busy < max ? (DWORD)(max - busy) : 0;
+}
+
+HRESULT engine_work_statistics(struct engine *engine, HOSTIOCP_WORK_STATISTICS *work)
+{
+    HOSTIOCP_STATISTICS pool;
+    LONG peak;
+
+    AcquireSRWLockShared(&engine->work_lock);
+    pool = engine->work_ended;
+    peak = (LONG)engine->work_ended.ThreadsPeak;
+    if (engine->work_pool)
+    {
+        pool_statistics(engine->work_pool, &pool);
+        peak = pool_peak(engine->work_pool);
+    }
+    ReleaseSRWLockShared(&engine->work_lock);
+    finish_statistics(&pool, peak);
+    ZeroMemory(work, sizeof(*work));
+    work->cbSize = sizeof(*work);
+    work->ThreadsTotal = pool.ThreadsTotal;
+    work->ThreadsBusy = pool.ThreadsBusy;
+    work->ThreadsIdle = pool.ThreadsIdle;
+    work->ThreadsPeak = pool.ThreadsPeak;
+    work->ThreadsTarget = pool.ThreadsTarget;
+    work->ThreadsParked = pool.ThreadsParked;
+    work->ItemsWaiting = pool.PacketsQueued;
+    work->ItemsQueued = (ULONGLONG)interlocked_read64(&engine->items_queued);
+    work->ItemsRefused = (ULONGLONG)interlocked_read64(&engine->items_refused);
+    work->ItemsRun = pool.CompletionsDispatched;
+    work->ItemsDiscarded = pool.PacketsDiscarded;
+    work->ThreadsInjected = pool.ThreadsInjected;
+    work->ThreadsRetired = pool.ThreadsRetired;
+    work->TargetRaised = pool.TargetRaised;
+    work->TargetLowered = pool.TargetLowered;
+    work->StarvationInjections = pool.StarvationInjections;
+    return S_OK;
 }

@@ -1,5 +1,6 @@
 /* IHostControl for ICLRRuntimeHost::SetHostControl: it offers the CLR our I/O completion
- * manager, always the same one, and no other host manager. */
+ * manager and our thread-pool manager, both the same object and always the same one, and no
+ * other host manager. */
 #include "hostiocp_private.h"
 
 struct host_control
@@ -55,7 +56,8 @@ static ULONG WINAPI host_control_Release(IHostControl *iface)
     return refcount;
 }
 
-static HRESULT get_manager(struct host_control *control, IHostIoCompletionManager **out)
+/* `riid` is one of the manager's interfaces. */
+static HRESULT get_manager(struct host_control *control, REFIID riid, void **out)
 {
     IHostIoCompletionManager *created;
     HRESULT hr;
@@ -69,9 +71,7 @@ static HRESULT get_manager(struct host_control *control, IHostIoCompletionManage
         if (InterlockedCompareExchangePointer((void *volatile *)&control->manager, created, NULL))
             IHostIoCompletionManager_Release(created);
     }
-    *out = control->manager;
-    IHostIoCompletionManager_AddRef(*out);
-    return S_OK;
+    return IHostIoCompletionManager_QueryInterface(control->manager, riid, out);
 }
 
 static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID riid, void **out)
@@ -82,8 +82,8 @@ static HRESULT WINAPI host_control_GetHostManager(IHostControl *iface, REFIID ri
     TRACE_CALL("%p, %s, %p.", iface, debugstr_guid(riid), out);
     if (FAILED(hr = check_interface_out(riid, out)))
         return hr;
-    if (IsEqualIID(riid, &IID_IHostIoCompletionManager))
-        return get_manager(control, (IHostIoCompletionManager **)out);
+    if (IsEqualIID(riid, &IID_IHostIoCompletionManager) || IsEqualIID(riid, &IID_IHostThreadpoolManager))
+        return get_manager(control, riid, out);
     WARN("manager %s not provided.", debugstr_guid(riid));
     return E_NOINTERFACE;
 }

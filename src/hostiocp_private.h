@@ -68,6 +68,7 @@ static inline void interlocked_raise(volatile LONG *value, LONG to)
 #define ENGINE_DEFAULT_IDLE_TIMEOUT 10000
 #define ENGINE_DEFAULT_MAX_THREADS  HOSTIOCP_MAX_THREADS_LIMIT
 #define ENGINE_DEFAULT_BATCH_SIZE   1
+#define ENGINE_DEFAULT_MAX_WORK_THREADS HOSTIOCP_MAX_THREADS_LIMIT
 
 struct engine;
 
@@ -90,6 +91,17 @@ HRESULT engine_set_batch_size(struct engine *engine, DWORD entries);
 DWORD engine_batch_size(struct engine *engine);
 HRESULT engine_statistics(struct engine *engine, HOSTIOCP_STATISTICS *stats);
 HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIOCP_STATISTICS *stats);
+
+/* The work-item queue: items run on a pool of their own, made for the first item, with limits of
+ * their own.  An item accepted before engine_shutdown runs before it returns; from then on items
+ * are refused with HOST_E_INVALIDOPERATION. */
+HRESULT engine_queue_work_item(struct engine *engine, LPTHREAD_START_ROUTINE function, void *context, ULONG flags);
+HRESULT engine_set_work_min_threads(struct engine *engine, DWORD count);
+HRESULT engine_set_work_max_threads(struct engine *engine, DWORD count);
+DWORD engine_work_min_threads(struct engine *engine);
+DWORD engine_work_max_threads(struct engine *engine);
+DWORD engine_work_available_threads(struct engine *engine);
+HRESULT engine_work_statistics(struct engine *engine, HOSTIOCP_WORK_STATISTICS *stats);
 
 /* ---- the thread tally (tally.c): how many pool threads of one engine are alive, for every
  * port, so that the engine can wait for the last; its fields are tally.c's ---- */
@@ -132,13 +144,37 @@ struct pool;
 BOOL pool_process_attach(void);
 void pool_process_detach(void);
 
+/* What the threads of a pool do with the packets that are not its own. */
+enum pool_kind
+{
+    POOL_COMPLETIONS,   /* the CLR's I/O: OnComplete for every packet with an OVERLAPPED */
+    POOL_WORK_ITEMS,    /* the work-item queue's: every packet is an item, posted by pool_post_work_item */
+};
+
+struct pool_client
+{
+    enum pool_kind kind;
+    ICLRIoCompletionManager *clr;       /* completions: OnComplete's; the pool holds its own reference */
+    void (*item_ran)(void *context);    /* work items: called with the pool's context after each item */
+};
+
 /* Creates the port and starts the minimum of threads (at least one) and the monitor.  The pool
- * holds its own reference to clr, and calls on_destroy(context) when it is gone, or at once if
- * it could not be created. */
-HRESULT pool_create(ICLRIoCompletionManager *clr, struct thread_limits limits, const struct dequeue_settings *dequeue,
-                    struct thread_tally *tally, void (*on_destroy)(void *context), void *context, struct pool **pool);
+ * calls on_destroy(context) when it is gone, or at once if it could not be created. */
+HRESULT pool_create(const struct pool_client *client, struct thread_limits limits,
+                    const struct dequeue_settings *dequeue, struct thread_tally *tally,
+                    void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
+/* Queues function(context) on a pool of work items; FALSE with the error set if the system
+ * refused the packet. */
+BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context);
 HANDLE pool_port(const struct pool *pool);
+/* Whether the calling thread is one of the pool's. */
+BOOL pool_serves_current_thread(const struct pool *pool);
+/* From inside one of the pool's callbacks: takes the packets queued on the port and handles them
+ * on this thread, one at a time, until done(context) holds, looking again at least every
+ * `wait_ms` while the port is empty.  Where this thread would otherwise wait for work queued
+ * behind its own (the pool may be at its maximum), it does that work itself. */
+void pool_serve_until(struct pool *pool, BOOL (*done)(void *context), void *context, DWORD wait_ms);
 ULONG_PTR pool_bind_key(const struct pool *pool);
 /* The host set the minimum or the maximum: tops the pool up to the minimum, has idle threads
  * above the maximum retire and the monitor look again at once. */

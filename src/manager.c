@@ -1,12 +1,15 @@
-/* The IHostIoCompletionManager object, with its IHostIoCpStatistics and IHostIoCpSettings
- * extensions.  It checks arguments and hands the work to the completion engine. */
+/* The host manager object: IHostIoCompletionManager and IHostThreadpoolManager on one engine, with
+ * the IHostIoCpStatistics, IHostIoCpWorkStatistics and IHostIoCpSettings extensions.  It checks
+ * arguments and hands the work to the engine. */
 #include <string.h>
 #include "hostiocp_private.h"
 
 struct manager
 {
     IHostIoCompletionManager IHostIoCompletionManager_iface;
+    IHostThreadpoolManager IHostThreadpoolManager_iface;
     IHostIoCpStatistics IHostIoCpStatistics_iface;
+    IHostIoCpWorkStatistics IHostIoCpWorkStatistics_iface;
     IHostIoCpSettings IHostIoCpSettings_iface;
     LONG refs;
     IUnknown *marshaler;
@@ -19,9 +22,19 @@ static inline struct manager *impl_from_IHostIoCompletionManager(IHostIoCompleti
     return CONTAINING_RECORD(iface, struct manager, IHostIoCompletionManager_iface);
 }
 
+static inline struct manager *impl_from_IHostThreadpoolManager(IHostThreadpoolManager *iface)
+{
+    return CONTAINING_RECORD(iface, struct manager, IHostThreadpoolManager_iface);
+}
+
 static inline struct manager *impl_from_IHostIoCpStatistics(IHostIoCpStatistics *iface)
 {
     return CONTAINING_RECORD(iface, struct manager, IHostIoCpStatistics_iface);
+}
+
+static inline struct manager *impl_from_IHostIoCpWorkStatistics(IHostIoCpWorkStatistics *iface)
+{
+    return CONTAINING_RECORD(iface, struct manager, IHostIoCpWorkStatistics_iface);
 }
 
 static inline struct manager *impl_from_IHostIoCpSettings(IHostIoCpSettings *iface)
@@ -29,7 +42,7 @@ static inline struct manager *impl_from_IHostIoCpSettings(IHostIoCpSettings *ifa
     return CONTAINING_RECORD(iface, struct manager, IHostIoCpSettings_iface);
 }
 
-/* ---- IUnknown, once for the three interfaces ---- */
+/* ---- IUnknown, once for the five interfaces ---- */
 
 /* E_NOINTERFACE is for the caller to warn about. */
 static HRESULT query_interface(struct manager *manager, REFIID riid, void **out)
@@ -40,8 +53,12 @@ static HRESULT query_interface(struct manager *manager, REFIID riid, void **out)
         return hr;
     if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IHostIoCompletionManager))
         *out = &manager->IHostIoCompletionManager_iface;
+    else if (IsEqualIID(riid, &IID_IHostThreadpoolManager))
+        *out = &manager->IHostThreadpoolManager_iface;
     else if (IsEqualIID(riid, &IID_IHostIoCpStatistics))
         *out = &manager->IHostIoCpStatistics_iface;
+    else if (IsEqualIID(riid, &IID_IHostIoCpWorkStatistics))
+        *out = &manager->IHostIoCpWorkStatistics_iface;
     else if (IsEqualIID(riid, &IID_IHostIoCpSettings))
         *out = &manager->IHostIoCpSettings_iface;
     else if (IsEqualIID(riid, &IID_IMarshal))
@@ -96,7 +113,9 @@ static ULONG WINAPI prefix##_Release(type *iface) \
 }
 
 MANAGER_IUNKNOWN(manager, IHostIoCompletionManager)
+MANAGER_IUNKNOWN(threadpool, IHostThreadpoolManager)
 MANAGER_IUNKNOWN(statistics, IHostIoCpStatistics)
+MANAGER_IUNKNOWN(work_statistics, IHostIoCpWorkStatistics)
 MANAGER_IUNKNOWN(settings, IHostIoCpSettings)
 
 /* <prefix>_Set<name> and <prefix>_Get<name>, on the manager's interface `type`, of a setting that the
@@ -218,6 +237,44 @@ static const IHostIoCompletionManagerVtbl manager_vtbl =
     manager_GetMinThreads,
 };
 
+/* ---- IHostThreadpoolManager ---- */
+
+ENGINE_SETTING(threadpool, IHostThreadpoolManager, MaxThreads, engine_set_work_max_threads, engine_work_max_threads)
+ENGINE_SETTING(threadpool, IHostThreadpoolManager, MinThreads, engine_set_work_min_threads, engine_work_min_threads)
+
+static HRESULT WINAPI threadpool_QueueUserWorkItem(IHostThreadpoolManager *iface, LPTHREAD_START_ROUTINE function,
+                                                   void *context, ULONG flags)
+{
+    struct manager *manager = impl_from_IHostThreadpoolManager(iface);
+
+    TRACE_CALL("%p, %p, %p, %#lx.", iface, function, context, flags);
+    return engine_queue_work_item(manager->engine, function, context, flags);
+}
+
+static HRESULT WINAPI threadpool_GetAvailableThreads(IHostThreadpoolManager *iface, DWORD *count)
+{
+    struct manager *manager = impl_from_IHostThreadpoolManager(iface);
+
+    TRACE_CALL("%p, %p.", iface, count);
+    if (!count)
+        return E_POINTER;
+    *count = engine_work_available_threads(manager->engine);
+    return S_OK;
+}
+
+static const IHostThreadpoolManagerVtbl threadpool_vtbl =
+{
+    threadpool_QueryInterface,
+    threadpool_AddRef,
+    threadpool_Release,
+    threadpool_QueueUserWorkItem,
+    threadpool_SetMaxThreads,
+    threadpool_GetMaxThreads,
+    threadpool_GetAvailableThreads,
+    threadpool_SetMinThreads,
+    threadpool_GetMinThreads,
+};
+
 /* ---- IHostIoCpStatistics ---- */
 
 /* Callers built against version 1.0 pass the smaller structure; they get its fields only. */
@@ -276,6 +333,28 @@ static const IHostIoCpStatisticsVtbl statistics_vtbl =
     statistics_GetPortStatistics,
 };
 
+/* ---- IHostIoCpWorkStatistics ---- */
+
+static HRESULT WINAPI work_statistics_GetWorkStatistics(IHostIoCpWorkStatistics *iface, HOSTIOCP_WORK_STATISTICS *stats)
+{
+    struct manager *manager = impl_from_IHostIoCpWorkStatistics(iface);
+
+    TRACE_CALL("%p, %p.", iface, stats);
+    if (!stats)
+        return E_POINTER;
+    if (stats->cbSize != sizeof(*stats))
+        return E_INVALIDARG;
+    return engine_work_statistics(manager->engine, stats);
+}
+
+static const IHostIoCpWorkStatisticsVtbl work_statistics_vtbl =
+{
+    work_statistics_QueryInterface,
+    work_statistics_AddRef,
+    work_statistics_Release,
+    work_statistics_GetWorkStatistics,
+};
+
 /* ---- IHostIoCpSettings ---- */
 
 ENGINE_SETTING(settings, IHostIoCpSettings, IdleTimeout, engine_set_idle_timeout, engine_idle_timeout)
@@ -300,7 +379,9 @@ HRESULT manager_create(REFIID riid, void **out)
     if (!(manager = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*manager))))
         return E_OUTOFMEMORY;
     manager->IHostIoCompletionManager_iface.lpVtbl = &manager_vtbl;
+    manager->IHostThreadpoolManager_iface.lpVtbl = &threadpool_vtbl;
     manager->IHostIoCpStatistics_iface.lpVtbl = &statistics_vtbl;
+    manager->IHostIoCpWorkStatistics_iface.lpVtbl = &work_statistics_vtbl;
     manager->IHostIoCpSettings_iface.lpVtbl = &settings_vtbl;
     manager->refs = 1;
     module_add_ref();

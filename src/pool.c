@@ -1,5 +1,7 @@
-/* The threads of one completion port.  Each takes packets from the port and calls OnComplete,
- * on the same thread and exactly once, for each packet that carries an OVERLAPPED.  The pool runs
+/* The threads of one completion port.  Each takes packets from the port and handles each, on
+ * the same thread and exactly once: on a port of the CLR's I/O, it calls OnComplete for each
+ * packet that carries an OVERLAPPED; on the work-item queue's port, every packet but the pool's
+ * own is an item, which it runs.  The pool runs
  * between the host's minimum and maximum, at the count that the controller (policy.c) finds from
  * the samples its monitor thread takes; "The thread rules" below say when a thread comes and
  * goes, and doc/thread-policy.md why.
@@ -85,7 +87,9 @@ struct pool
     volatile LONG refs;               /* the owner's, one per thread and the monitor's */
     HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
     ULONG_PTR bind_key, stop_key, retire_key; /* set at creation, then read-only */
-    ICLRIoCompletionManager *clr;     /* the pool's own reference, until no thread can call it */
+    enum pool_kind kind;              /* set at creation, then read-only */
+    ICLRIoCompletionManager *clr;     /* completions: the pool's own reference, until no thread can call it */
+    void (*item_ran)(void *context);  /* work items: set at creation, then read-only */
     struct thread_tally *tally;       /* the engine's, for every port */
     void (*on_destroy)(void *context); /* set at creation; called by the last reference */
     void *context;
@@ -214,6 +218,12 @@ void pool_release(struct pool *pool)
     HeapFree(GetProcessHeap(), 0, pool);
 }
 
+BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
+{
+    assert(pool->kind == POOL_WORK_ITEMS && function);
+    return post_packet(pool->port, 0, (ULONG_PTR)function, (OVERLAPPED *)context);
+}
+
 HANDLE pool_port(const struct pool *pool)
 {
     return pool->port;
@@ -281,6 +291,12 @@ static struct worker *own_worker(struct pool *pool)
 {
     struct worker *worker = current_worker();
     return worker && worker->pool == pool ? worker : NULL;
+}
+
+BOOL pool_serves_current_thread(const struct pool *pool)
+{
+    struct worker *worker = current_worker();
+    return worker && worker->pool == pool;
 }
 
 const struct thread_tally *current_thread_tally(void)
@@ -517,6 +533,13 @@ static ULONG batch_room(struct worker *worker, LONG batch_size, OVERLAPPED_ENTRY
     return *entries == worker->batch ? (ULONG)batch_size : 1;
 }
 
+/* Items one at a time, whatever the host set: an item often waits for another, which could sit
+ * later in its own batch. */
+static LONG batch_size(const struct pool *pool)
+{
+    return pool->kind == POOL_WORK_ITEMS ? 1 : pool->dequeue->batch_size;
+}
+
 /* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
 static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
 {
@@ -524,12 +547,73 @@ static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
     return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
 }
 
-/* From the port to OnComplete: takes up to `wanted` packets into `entries`, waiting up to
- * `timeout_ms`, and dispatches them in order; returns the dequeue's status.  A batch still in
- * hand is finished first, and then `wanted` 0 takes nothing: pool_stop, called from inside one
- * of this thread's callbacks, serves the port from there.  Packets without an OVERLAPPED are ours
- * (stop, retire) or someone else's wake-ups (the CLR posts its own); every packet with one goes
- * to OnComplete, whatever its key. */
+/* Packets without an OVERLAPPED with the pool's own keys: stop and retire. */
+static BOOL is_own_packet(const struct pool *pool, const OVERLAPPED_ENTRY *entry)
+{
+    return !entry->lpOverlapped && (entry->lpCompletionKey == pool->stop_key ||
+                                    entry->lpCompletionKey == pool->retire_key);
+}
+
+/* Whether a packet that is not the pool's own is work: on the queue's port every one is an item;
+ * on a port of the CLR's I/O, those without an OVERLAPPED are someone else's wake-ups (the CLR
+ * posts its own), and every one with an OVERLAPPED goes to OnComplete, whatever its key. */
+static BOOL is_work(const struct pool *pool, const OVERLAPPED_ENTRY *entry)
+{
+    return pool->kind == POOL_WORK_ITEMS || entry->lpOverlapped;
+}
+
+static void dispatch_completion(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
+{
+    DWORD error = entry_error(entry);
+
+    if (error != ERROR_SUCCESS)
+        InterlockedIncrement64(&worker->counters.failed);
+    if (entry->lpCompletionKey != pool->bind_key)
+        InterlockedIncrement64(&worker->counters.foreign);
+    TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
+          entry->lpOverlapped, (void *)entry->lpCompletionKey);
+    ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
+}
+
+/* An item's packet carries its function as the key and its context as the OVERLAPPED. */
+static void run_work_item(struct pool *pool, const OVERLAPPED_ENTRY *entry)
+{
+    LPTHREAD_START_ROUTINE function = (LPTHREAD_START_ROUTINE)entry->lpCompletionKey;
+
+    TRACE("work port %p: running %p(%p)", pool->port, function, entry->lpOverlapped);
+    function(entry->lpOverlapped);
+    pool->item_ran(pool->context);
+}
+
+static void handle_packet(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
+{
+    if (is_own_packet(pool, entry))
+    {
+        if (entry->lpCompletionKey == pool->stop_key)
+            worker->stop_packets++;
+        else
+            worker->retire_packets++;  /* the worker's loop sees whether it is in excess */
+    }
+    else if (!is_work(pool, entry))
+        InterlockedIncrement64(&worker->counters.wakeups);
+    else if (pool->abandoned)
+        InterlockedIncrement64(&worker->counters.discarded);
+    else
+    {
+        InterlockedIncrement64(&worker->counters.dispatched);
+        if (worker->batched)
+            InterlockedIncrement64(&worker->counters.batched);
+        if (pool->kind == POOL_WORK_ITEMS)
+            run_work_item(pool, entry);
+        else
+            dispatch_completion(pool, worker, entry);
+    }
+}
+
+/* From the port to the work: takes up to `wanted` packets into `entries`, waiting up to
+ * `timeout_ms`, and handles them in order; returns the dequeue's status.  A batch still in hand
+ * is finished first, and then `wanted` 0 takes nothing: pool_stop, called from inside one of this
+ * thread's callbacks, serves the port from there. */
 static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED_ENTRY *entries, ULONG wanted,
                             DWORD timeout_ms)
 {
@@ -552,36 +636,7 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
         InterlockedExchangeAdd(&pool->thread_counts, BUSY_ONE);
     worker->dispatching = TRUE;
     while (worker->next_entry < worker->count)
-    {
-        const OVERLAPPED_ENTRY *entry = &worker->entries[worker->next_entry++];
-        DWORD error = entry_error(entry);
-
-        if (!entry->lpOverlapped)
-        {
-            if (entry->lpCompletionKey == pool->stop_key)
-                worker->stop_packets++;
-            else if (entry->lpCompletionKey == pool->retire_key)
-                worker->retire_packets++;  /* the worker's loop sees whether it is in excess */
-            else
-                InterlockedIncrement64(&worker->counters.wakeups);
-        }
-        else if (pool->abandoned)
-            InterlockedIncrement64(&worker->counters.discarded);
-        else
-        {
-            InterlockedIncrement64(&worker->counters.dispatched);
-            if (worker->batched)
-                InterlockedIncrement64(&worker->counters.batched);
-            if (error != ERROR_SUCCESS)
-                InterlockedIncrement64(&worker->counters.failed);
-            if (entry->lpCompletionKey != pool->bind_key)
-                InterlockedIncrement64(&worker->counters.foreign);
-            TRACE("port %p: OnComplete(%lu, %lu, %p) key %p", pool->port, error, entry->dwNumberOfBytesTransferred,
-                  entry->lpOverlapped, (void *)entry->lpCompletionKey);
-            ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred,
-                                               entry->lpOverlapped);
-        }
-    }
+        handle_packet(pool, worker, &worker->entries[worker->next_entry++]);
     worker->dispatching = nested;
     if (!nested)
         InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
@@ -602,7 +657,7 @@ static DWORD WINAPI worker_thread(void *arg)
     TRACE("port %p: thread started", pool->port);
     while (!pool->stopped)
     {
-        wanted = batch_room(&worker, pool->dequeue->batch_size, &entries);
+        wanted = batch_room(&worker, batch_size(pool), &entries);
         status = serve_batch(pool, &worker, entries, wanted, (DWORD)pool->dequeue->idle_timeout);
         if (status == STATUS_TIMEOUT)
         {
@@ -730,8 +785,8 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
-    TRACE_POLICY("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld", pool->port,
-          policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
+    TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld",
+          pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port, policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
           decision->to_rate, decision->target);
 }
 
@@ -827,8 +882,9 @@ static void store_limits(struct pool *pool, struct thread_limits limits)
     InterlockedExchange(&pool->limits.max_threads, limits.max_threads);
 }
 
-HRESULT pool_create(ICLRIoCompletionManager *clr, struct thread_limits limits, const struct dequeue_settings *dequeue,
-                    struct thread_tally *tally, void (*on_destroy)(void *context), void *context, struct pool **out)
+HRESULT pool_create(const struct pool_client *client, struct thread_limits limits,
+                    const struct dequeue_settings *dequeue, struct thread_tally *tally,
+                    void (*on_destroy)(void *context), void *context, struct pool **out)
 {
     struct pool *pool;
     SYSTEM_INFO system;
@@ -853,8 +909,10 @@ HRESULT pool_create(ICLRIoCompletionManager *clr, struct thread_limits limits, c
     pool->bind_key = (ULONG_PTR)pool;
     pool->stop_key = (ULONG_PTR)pool + 1;
     pool->retire_key = (ULONG_PTR)pool + 2;
-    pool->clr = clr;
-    ICLRIoCompletionManager_AddRef(clr);
+    pool->kind = client->kind;
+    pool->item_ran = client->item_ran;
+    if ((pool->clr = client->clr))
+        ICLRIoCompletionManager_AddRef(pool->clr);
     store_limits(pool, limits);
     pool->dequeue = dequeue;
     pool->cpus = (LONG)system.dwNumberOfProcessors;
@@ -899,11 +957,21 @@ static void discard_remaining(struct pool *pool)
     LONG64 discarded = 0;
 
     while (take_packets(pool->port, &entry, 1, &taken, 0) == STATUS_SUCCESS)
-        if (entry.lpOverlapped)
+        if (!is_own_packet(pool, &entry) && is_work(pool, &entry))
             discarded++;
     pool->ended_counters.discarded += discarded;
     if (discarded)
         TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
+}
+
+void pool_serve_until(struct pool *pool, BOOL (*done)(void *context), void *context, DWORD wait_ms)
+{
+    struct worker *worker = own_worker(pool);
+    NTSTATUS status = STATUS_SUCCESS;
+
+    assert(worker);
+    while (!done(context) && (status == STATUS_SUCCESS || status == STATUS_TIMEOUT))
+        status = serve_batch(pool, worker, &worker->single, 1, wait_ms);
 }
 
 /* From inside a callback: everything queued before the stop packet of this thread is
@@ -964,7 +1032,7 @@ void pool_stop(struct pool *pool)
     InterlockedExchange(&pool->stopped, 1);
     /* No thread of ours calls the CLR any more; the caller's own thread, if it is one, is
      * still inside a call and lets go of it when it ends. */
-    if (!own)
+    if (!own && pool->clr)
     {
         ICLRIoCompletionManager_Release(pool->clr);
         pool->clr = NULL;

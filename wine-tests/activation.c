@@ -9,9 +9,9 @@
 #include "hostiocp.h"
 #include "support.h"
 
-/* IHostThreadpoolManager, one of the managers we do not offer. */
-static const IID IID_IHostThreadpoolManager =
-    { 0x983d50e2, 0xcb15, 0x466b, { 0x80, 0xfc, 0x84, 0x5d, 0xc6, 0xe8, 0xc5, 0xfd } };
+/* IHostTaskManager, one of the managers we do not offer. */
+static const IID IID_IHostTaskManager =
+    { 0x997ff24c, 0x43b7, 0x4352, { 0x86, 0x67, 0x0d, 0xc0, 0x4f, 0xaf, 0xd3, 0x54 } };
 
 static HMODULE dll;
 static HRESULT (WINAPI *pDllGetClassObject)(REFCLSID, REFIID, void **);
@@ -249,6 +249,8 @@ static void test_class_factory(void)
 static void test_host_control(void)
 {
     IHostIoCompletionManager *first, *second;
+    IHostThreadpoolManager *threadpool, *threadpool_again;
+    IUnknown *io_identity, *threadpool_identity;
     IHostControl *control;
     void *out;
     HRESULT hr;
@@ -263,9 +265,23 @@ static void test_host_control(void)
     hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&second);
     ok(hr == S_OK, "second GetHostManager returned %#lx\n", hr);
     ok(first == second, "GetHostManager returned two managers\n");
+    /* The CLR asks for the thread-pool manager before the I/O one: both are the one object. */
+    hr = IHostControl_GetHostManager(control, &IID_IHostThreadpoolManager, (void **)&threadpool);
+    ok(hr == S_OK, "GetHostManager(IHostThreadpoolManager) returned %#lx\n", hr);
+    hr = IHostControl_GetHostManager(control, &IID_IHostThreadpoolManager, (void **)&threadpool_again);
+    ok(hr == S_OK && threadpool_again == threadpool, "second GetHostManager(IHostThreadpoolManager): %#lx, %p, %p\n",
+       hr, threadpool_again, threadpool);
+    IHostIoCompletionManager_QueryInterface(first, &IID_IUnknown, (void **)&io_identity);
+    IHostThreadpoolManager_QueryInterface(threadpool, &IID_IUnknown, (void **)&threadpool_identity);
+    ok(io_identity == threadpool_identity, "the two managers are different objects: %p, %p\n", io_identity,
+       threadpool_identity);
+    IUnknown_Release(io_identity);
+    IUnknown_Release(threadpool_identity);
+    IHostThreadpoolManager_Release(threadpool_again);
+    IHostThreadpoolManager_Release(threadpool);
     out = (void *)0xdeadbeef;
-    hr = IHostControl_GetHostManager(control, &IID_IHostThreadpoolManager, &out);
-    ok(hr == E_NOINTERFACE && out == NULL, "GetHostManager(IHostThreadpoolManager): %#lx, %p\n", hr, out);
+    hr = IHostControl_GetHostManager(control, &IID_IHostTaskManager, &out);
+    ok(hr == E_NOINTERFACE && out == NULL, "GetHostManager(IHostTaskManager): %#lx, %p\n", hr, out);
     out = (void *)0xdeadbeef;
     hr = IHostControl_GetHostManager(control, &IID_IUnknown, &out);
     ok(hr == E_NOINTERFACE && out == NULL, "GetHostManager(IUnknown): %#lx, %p\n", hr, out);

@@ -144,6 +144,38 @@ static DWORD regsvr32(const WCHAR *options)
     return run_regsvr32(options, dll_path);
 }
 
+/* The coclass's type information lists the interface among those it implements. */
+static void check_implements(ITypeInfo *coclass, REFIID iid, const char *name)
+{
+    TYPEATTR *attributes;
+    BOOL found = FALSE;
+    UINT i;
+
+    if (FAILED(ITypeInfo_GetTypeAttr(coclass, &attributes)))
+    {
+        ok(0, "no type attributes for the coclass\n");
+        return;
+    }
+    for (i = 0; i < attributes->cImplTypes && !found; i++)
+    {
+        ITypeInfo *implemented;
+        TYPEATTR *implemented_attributes;
+        HREFTYPE reference;
+
+        if (FAILED(ITypeInfo_GetRefTypeOfImplType(coclass, i, &reference)) ||
+            FAILED(ITypeInfo_GetRefTypeInfo(coclass, reference, &implemented)))
+            continue;
+        if (SUCCEEDED(ITypeInfo_GetTypeAttr(implemented, &implemented_attributes)))
+        {
+            found = IsEqualGUID(&implemented_attributes->guid, iid);
+            ITypeInfo_ReleaseTypeAttr(implemented, implemented_attributes);
+        }
+        ITypeInfo_Release(implemented);
+    }
+    ITypeInfo_ReleaseTypeAttr(coclass, attributes);
+    ok(found, "the type library's HostIoCompletionManager does not implement %s\n", name);
+}
+
 static void test_machine_round_trip(void)
 {
     ITypeLib *typelib;
@@ -175,7 +207,14 @@ static void test_machine_round_trip(void)
         hr = ITypeLib_GetTypeInfoOfGuid(typelib, &CLSID_HostIoCompletionManager, &info);
         ok(hr == S_OK, "the type library has no HostIoCompletionManager: %#lx\n", hr);
         if (SUCCEEDED(hr))
+        {
+            check_implements(info, &IID_IHostIoCompletionManager, "IHostIoCompletionManager");
+            check_implements(info, &IID_IHostThreadpoolManager, "IHostThreadpoolManager");
+            check_implements(info, &IID_IHostIoCpStatistics, "IHostIoCpStatistics");
+            check_implements(info, &IID_IHostIoCpWorkStatistics, "IHostIoCpWorkStatistics");
+            check_implements(info, &IID_IHostIoCpSettings, "IHostIoCpSettings");
             ITypeInfo_Release(info);
+        }
         ITypeLib_Release(typelib);
     }
 }
