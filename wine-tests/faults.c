@@ -242,6 +242,51 @@ static void inject_under_load(void)
     CloseHandle(blocking.release);
 }
 
+static volatile LONG items_run;
+
+static DWORD WINAPI count_item(void *context)
+{
+    (void)context;
+    InterlockedIncrement(&items_run);
+    return 0;
+}
+
+/* An item whose pool or packet cannot be made is refused with the site's error (a packet of the
+ * pool's own is posted again instead). */
+static HRESULT item_failure(void)
+{
+    return site == &sites[POST] ? HRESULT_FROM_WIN32(ERROR_NO_SYSTEM_RESOURCES) : site->failure;
+}
+
+/* Work items: the first makes the worker pool.  A refused item, queued again, is accepted; every
+ * item accepted runs once, before the last Release returns. */
+static void queue_work_items(void)
+{
+    IHostIoCompletionManager *manager = start_manager(1, 4);
+    IHostThreadpoolManager *threadpool;
+    HRESULT hr;
+    int i;
+
+    if (!manager)
+        return;
+    ok(IHostIoCompletionManager_QueryInterface(manager, &IID_IHostThreadpoolManager, (void **)&threadpool) == S_OK,
+       "%s: no IHostThreadpoolManager\n", where);
+    ok(IHostThreadpoolManager_SetMinThreads(threadpool, 1) == S_OK &&
+       IHostThreadpoolManager_SetMaxThreads(threadpool, 4) == S_OK, "%s: the worker limits were refused\n", where);
+    items_run = 0;
+    for (i = 0; i < 8; i++)
+    {
+        hr = IHostThreadpoolManager_QueueUserWorkItem(threadpool, count_item, NULL, 0);
+        ok(hr == S_OK || hr == item_failure(), "%s: QueueUserWorkItem returned %#lx\n", where, hr);
+        if (hr != S_OK)
+            ok(IHostThreadpoolManager_QueueUserWorkItem(threadpool, count_item, NULL, 0) == S_OK,
+               "%s: QueueUserWorkItem made again failed\n", where);
+    }
+    IHostThreadpoolManager_Release(threadpool);
+    close_and_release(manager, NULL);
+    ok(items_run == 8, "%s: %ld of 8 items ran\n", where, items_run);
+}
+
 static BOOL user_keys_absent(void)
 {
     WCHAR clsid[39], path[128];
@@ -307,7 +352,8 @@ struct scenario
  * its pool; registration's journal, per user and per machine.  registry: every call of one
  * registration and unregistration per user and one per machine, in a registry where the other
  * bitness is not registered.  post: a stop packet per thread at Close, from those that must be
- * left (one listener; the minimum) to the maximum. */
+ * left (one listener; the minimum) to the maximum.  Work items: the worker pool's port, its monitor
+ * and threads, the manager, engine and pool, and a packet per item besides the stop packets. */
 static const struct scenario scenarios[] =
 {
     { "create and close a port", create_and_close_a_port, FALSE,
@@ -320,6 +366,8 @@ static const struct scenario scenarios[] =
       { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 4, 1 + 4 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 4, 4 } } },
     { "inject under load", inject_under_load, FALSE,
       { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 1 + 5, 1 + 8 }, [HEAP_ALLOC] = { 4, 4 }, [POST] = { 1, 8 } } },
+    { "queue work items", queue_work_items, FALSE,
+      { [CREATE_PORT] = { 1, 1 }, [CREATE_THREAD] = { 2, 1 + 4 }, [HEAP_ALLOC] = { 3, 3 }, [POST] = { 8 + 1, 8 + 4 } } },
     { "register and unregister", register_and_unregister, TRUE,
       { [HEAP_ALLOC] = { 2, 2 }, [REGISTRY] = { 372, 372 } } },
 };
