@@ -1,8 +1,12 @@
 /* Randomized stress with a model: driver threads mix every call a CLR host makes (ports opened
  * and closed, Bind on pipes, files and sockets, limits raised and lowered under load, packets
  * posted and real reads and writes, callbacks that block, close their own port or release the
- * manager), while a model of what must hold is checked throughout:
+ * manager), and work items beside them (queued from the drivers, from items and from callbacks;
+ * items that block, queue another or release the manager; the worker limits moved under load),
+ * while a model of what must hold is checked throughout:
  * - every request completes exactly once, with the error and byte count it should have;
+ * - every item accepted runs exactly once, none after the last Release returned, and an item is
+ *   refused only once that Release has begun;
  * - no OnComplete of a port comes after its Close, or after the last Release, returned;
  * - the statistics match the model exactly at the end of each manager's life;
  * - threads stay within the maximum, once a lowered maximum had time to act;
@@ -31,7 +35,20 @@
 #define MAX_LIMIT 6
 #define WAIT_MS 30000
 
-enum request_kind { POSTED, BLOCKING, PIPE_READ, CANCELLED_READ, SOCKET_RECEIVE, FILE_WRITE, CLOSER, RELEASER };
+enum request_kind { POSTED, BLOCKING, PIPE_READ, CANCELLED_READ, SOCKET_RECEIVE, FILE_WRITE, CLOSER, RELEASER, QUEUER,
+                    LATE_QUEUER };
+
+enum item_kind { COUNTED, BLOCKING_ITEM, REQUEUER, RELEASING_ITEM };
+
+struct item
+{
+    SLIST_ENTRY entry;              /* must stay first: model.items */
+    enum item_kind kind;
+    volatile LONG runs;
+    DWORD block_ms;
+    HANDLE done;                    /* RELEASING_ITEM: set once Release returned */
+    ULONG refs;
+};
 
 struct port_model;
 
@@ -66,7 +83,12 @@ struct port_model
 struct model
 {
     IHostIoCompletionManager *manager;
+    IHostThreadpoolManager *threadpool; /* the same object's */
+    volatile LONG releasing;        /* the last Release is about to be called */
     volatile LONG released;         /* the last Release has returned */
+    SLIST_HEADER items;             /* every item accepted */
+    volatile LONG64 items_accepted, items_run, items_refused;
+    DWORD work_min, work_max;       /* changed by driver 1 only */
     volatile LONG64 submitted, posted, failed, binds, ports_opened;
     DWORD min, max;                 /* changed by driver 0 only */
     struct fake_clr *clrs[2];
@@ -79,7 +101,7 @@ static struct model model;
 static ULONG64 run_seed;
 static volatile LONG violations;
 static char first_violation[512];
-static volatile LONG64 total_operations, total_completions, total_port_cycles;
+static volatile LONG64 total_operations, total_completions, total_port_cycles, total_items;
 
 static void violation(const char *format, ...)
 {
@@ -122,6 +144,73 @@ static BOOL pattern_is(const BYTE *data, DWORD size, DWORD seed)
     return !memcmp(data, expected, size);
 }
 
+/* ---- work items ---- */
+
+static struct item *queue_item(enum item_kind kind, ULONG64 *rng);
+
+static DWORD WINAPI run_item(void *context)
+{
+    struct item *item = context;
+
+    if (InterlockedIncrement(&item->runs) != 1)
+        violation("an item (kind %d) ran %ld times", item->kind, item->runs);
+    if (model.released)
+        violation("an item (kind %d) ran after the last Release returned", item->kind);
+    switch (item->kind)
+    {
+    case BLOCKING_ITEM:
+        Sleep(item->block_ms);  /* the item's work, not synchronisation */
+        break;
+    case REQUEUER:
+    {
+        ULONG64 rng = (ULONG_PTR)item * 0x9e3779b97f4a7c15ull;
+        queue_item(random_below(&rng, 8) ? COUNTED : REQUEUER, &rng);
+        break;
+    }
+    case RELEASING_ITEM:
+        item->refs = IHostIoCompletionManager_Release(model.manager);
+        InterlockedExchange(&model.released, 1);
+        break;
+    default:
+        break;
+    }
+    InterlockedIncrement64(&model.items_run);
+    InterlockedIncrement64(&total_items);
+    if (item->done)
+        SetEvent(item->done);
+    return 0;
+}
+
+/* Queues an item from any thread: a refusal is allowed only once the last Release has begun. */
+static struct item *queue_item(enum item_kind kind, ULONG64 *rng)
+{
+    struct item *item = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(*item));
+    HRESULT hr;
+
+    item->kind = kind;
+    item->block_ms = kind == BLOCKING_ITEM ? 1 + random_below(rng, 5) : 0;
+    if (kind == RELEASING_ITEM)
+        item->done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    /* Counted first: the item may run before the call returns. */
+    InterlockedIncrement64(&model.items_accepted);
+    InterlockedPushEntrySList(&model.items, &item->entry);
+    if ((hr = IHostThreadpoolManager_QueueUserWorkItem(model.threadpool, run_item, item, random_below(rng, 2))) == S_OK)
+        return item;
+    if (hr != HOST_E_INVALIDOPERATION || !model.releasing)
+        violation("QueueUserWorkItem returned %#lx%s", hr, model.releasing ? "" : " before the last Release");
+    /* Refused: it stays in the list, marked as never to run. */
+    InterlockedDecrement64(&model.items_accepted);
+    InterlockedIncrement64(&model.items_refused);
+    InterlockedExchange(&item->runs, -1);
+    return item;
+}
+
+static BOOL items_quiet(void *unused)
+{
+    (void)unused;
+    return model.items_run == model.items_accepted;
+}
+
 /* ---- the CLR's side: every OnComplete is checked against its request ---- */
 
 static void on_complete(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
@@ -156,6 +245,15 @@ static void on_complete(struct fake_clr *fake, DWORD error, DWORD bytes, void *o
         request->refs = IHostIoCompletionManager_Release(model.manager);
         InterlockedExchange(&model.released, 1);
         break;
+    case LATE_QUEUER:
+        Sleep(request->block_ms);  /* the callback's work first, so that Release may have begun */
+        /* fall through */
+    case QUEUER:
+    {
+        ULONG64 rng = (ULONG_PTR)request * 0x9e3779b97f4a7c15ull;
+        queue_item(random_below(&rng, 4) ? COUNTED : BLOCKING_ITEM, &rng);
+        break;
+    }
     default:
         break;
     }
@@ -188,7 +286,7 @@ static void post_request(struct port_model *port, enum request_kind kind, ULONG6
     ULONG_PTR foreign_key = 0x10000 + random_below(rng, 0x10000) * 16;
 
     request->bytes = random_below(rng, 1 << 20);
-    request->block_ms = kind == BLOCKING ? 1 + random_below(rng, 5) : 0;
+    request->block_ms = kind == BLOCKING || kind == LATE_QUEUER ? 1 + random_below(rng, 5) : 0;
     if (kind == CLOSER || kind == RELEASER)
         request->done = CreateEventW(NULL, TRUE, FALSE, NULL);
     InterlockedIncrement64(&model.posted);
@@ -447,6 +545,53 @@ static void change_limits(struct driver *driver)
             violation("a port kept more than %lu threads for 10 s after SetMaxThreads", model.max);
 }
 
+static BOOL work_threads_within(void *unused)
+{
+    IHostIoCpWorkStatistics *statistics;
+    HOSTIOCP_WORK_STATISTICS stats;
+    BOOL within = FALSE;
+
+    (void)unused;
+    stats.cbSize = sizeof(stats);
+    if (IHostThreadpoolManager_QueryInterface(model.threadpool, &IID_IHostIoCpWorkStatistics,
+                                              (void **)&statistics) != S_OK)
+        return FALSE;
+    within = IHostIoCpWorkStatistics_GetWorkStatistics(statistics, &stats) == S_OK &&
+             stats.ThreadsTotal <= model.work_max;
+    IHostIoCpWorkStatistics_Release(statistics);
+    return within;
+}
+
+/* Driver 1 alone moves the worker limits, under the load of the items. */
+static void change_work_limits(struct driver *driver)
+{
+    DWORD count = 1 + random_below(&driver->rng, MAX_LIMIT), available;
+    BOOL set_max = random_below(&driver->rng, 2);
+    HRESULT expected = set_max ? (count >= model.work_min ? S_OK : E_INVALIDARG)
+                               : (count <= model.work_max ? S_OK : E_INVALIDARG);
+    HRESULT hr = set_max ? IHostThreadpoolManager_SetMaxThreads(model.threadpool, count)
+                         : IHostThreadpoolManager_SetMinThreads(model.threadpool, count);
+
+    if (hr != expected)
+        violation("worker Set%sThreads(%lu) with min %lu, max %lu returned %#lx, expected %#lx", set_max ? "Max" : "Min",
+                  count, model.work_min, model.work_max, hr, expected);
+    if (hr == S_OK)
+        *(set_max ? &model.work_max : &model.work_min) = count;
+    if (IHostThreadpoolManager_GetAvailableThreads(model.threadpool, &available) != S_OK || available > model.work_max)
+        violation("worker GetAvailableThreads gave %lu with max %lu", available, model.work_max);
+    if (!wait_until(work_threads_within, NULL, 10000))
+        violation("the worker pool kept more than %lu threads for 10 s after SetMaxThreads", model.work_max);
+}
+
+static void queue_items(struct driver *driver)
+{
+    static const enum item_kind kinds[] = { COUNTED, COUNTED, COUNTED, COUNTED, BLOCKING_ITEM, REQUEUER };
+    DWORD i;
+
+    for (i = 1 + random_below(&driver->rng, 16); i; i--)
+        queue_item(kinds[random_below(&driver->rng, ARRAYSIZE(kinds))], &driver->rng);
+}
+
 /* With a port open, the CLR callback is fixed: the same one is accepted, another refused. */
 static void set_clr_with_ports_open(struct driver *driver)
 {
@@ -495,7 +640,10 @@ static void run_operation(struct driver *driver)
         close_port(port, choice < 11, &driver->rng);
     else if (choice < 40)
         for (i = 1 + random_below(&driver->rng, 16); i; i--)
-            post_request(port, random_below(&driver->rng, 40) ? POSTED : BLOCKING, &driver->rng);
+        {
+            DWORD kind = random_below(&driver->rng, 40);
+            post_request(port, kind >= 8 ? POSTED : kind ? QUEUER : BLOCKING, &driver->rng);
+        }
     else if (choice < 58)
         pipe_round_trip(port, &driver->rng);
     else if (choice < 64)
@@ -508,6 +656,10 @@ static void run_operation(struct driver *driver)
         change_limits(driver);
     else if (driver->index == 0)
         set_clr_with_ports_open(driver);
+    else if (choice < 97 && driver->index == 1)
+        change_work_limits(driver);
+    else
+        queue_items(driver);
 }
 
 static DWORD WINAPI driver_thread(void *arg)
@@ -562,19 +714,77 @@ static void check_statistics(void)
         violation("statistics: %lu busy of %lu threads", stats.ThreadsBusy, stats.ThreadsTotal);
 }
 
-/* The last Release, from this thread or from a callback on one of the ports still open. */
+static void check_work_statistics(void)
+{
+    IHostIoCpWorkStatistics *statistics;
+    HOSTIOCP_WORK_STATISTICS stats;
+
+    stats.cbSize = sizeof(stats);
+    if (IHostThreadpoolManager_QueryInterface(model.threadpool, &IID_IHostIoCpWorkStatistics,
+                                              (void **)&statistics) != S_OK ||
+        IHostIoCpWorkStatistics_GetWorkStatistics(statistics, &stats) != S_OK)
+    {
+        violation("GetWorkStatistics failed");
+        return;
+    }
+    IHostIoCpWorkStatistics_Release(statistics);
+    if (stats.ItemsQueued != (ULONGLONG)model.items_accepted || stats.ItemsRun != (ULONGLONG)model.items_run ||
+        stats.ItemsRefused != 0 || stats.ItemsDiscarded != 0 || stats.ThreadsBusy > stats.ThreadsTotal)
+        violation("work statistics: queued %I64u (model %I64d), run %I64u (%I64d), refused %I64u (0), "
+                  "discarded %I64u (0), %lu busy of %lu threads", stats.ItemsQueued, model.items_accepted,
+                  stats.ItemsRun, model.items_run, stats.ItemsRefused, stats.ItemsDiscarded, stats.ThreadsBusy,
+                  stats.ThreadsTotal);
+}
+
+/* Every item ran once, or was refused once the last Release had begun. */
+static void free_items(void)
+{
+    SLIST_ENTRY *entry;
+
+    while ((entry = InterlockedPopEntrySList(&model.items)))
+    {
+        struct item *item = (struct item *)entry;
+
+        if (item->runs != 1 && item->runs != -1)
+            violation("an item (kind %d) ran %ld times by the end of its manager", item->kind, item->runs);
+        if (item->done)
+            CloseHandle(item->done);
+        HeapFree(GetProcessHeap(), 0, item);
+    }
+}
+
+/* The last Release, from this thread, from a callback on one of the ports still open or from an
+ * item, with items still queued: every one accepted has run when it returns. */
 static void release_manager(ULONG64 *rng)
 {
     struct port_model *last = NULL;
+    DWORD from = random_below(rng, 3), i;
     ULONG refs;
-    int d, i;
+    int d;
 
     for (d = 0; d < DRIVERS && !last; d++)
         for (i = 0; i < PORTS_PER_DRIVER && !last; i++)
             if (model.ports[d][i].handle)
                 last = &model.ports[d][i];
-    if (last && random_below(rng, 2))
+    IHostThreadpoolManager_Release(model.threadpool);
+    for (i = random_below(rng, 32); i; i--)
+        queue_item(random_below(rng, 4) ? COUNTED : random_below(rng, 2) ? BLOCKING_ITEM : REQUEUER, rng);
+    /* Callbacks that queue items while Release runs: each item runs, or is refused. */
+    InterlockedExchange(&model.releasing, 1);
+    for (d = 0; d < DRIVERS; d++)
+        for (i = 0; i < PORTS_PER_DRIVER; i++)
+            if (model.ports[d][i].handle && random_below(rng, 2))
+                post_request(&model.ports[d][i], LATE_QUEUER, rng);
+    if (last && from == 0)
         refs = call_from_callback(last, RELEASER, rng)->refs;
+    else if (from == 1)
+    {
+        struct item *item = queue_item(RELEASING_ITEM, rng);
+
+        if (WaitForSingleObject(item->done, WAIT_MS) != WAIT_OBJECT_0)
+            violation("Release from an item did not return");
+        refs = item->refs;
+    }
     else
     {
         refs = IHostIoCompletionManager_Release(model.manager);
@@ -582,6 +792,8 @@ static void release_manager(ULONG64 *rng)
     }
     if (refs)
         violation("the last Release left %lu references", refs);
+    if (model.items_run != model.items_accepted)
+        violation("the last Release returned with %I64d of %I64d items run", model.items_run, model.items_accepted);
     for (d = 0; d < DRIVERS; d++)
         for (i = 0; i < PORTS_PER_DRIVER; i++)
             if (model.ports[d][i].handle)
@@ -640,6 +852,15 @@ static void run_epoch(ULONG64 epoch)
         if ((hr = IHostIoCompletionManager_SetCLRIoCompletionManager(model.manager,
                                                                      &model.clrs[i]->ICLRIoCompletionManager_iface)))
             violation("SetCLRIoCompletionManager with no port open returned %#lx", hr);
+    InitializeSListHead(&model.items);
+    model.work_min = 1 + random_below(&rng, 2);
+    model.work_max = model.work_min + random_below(&rng, MAX_LIMIT - model.work_min + 1);
+    if (IHostIoCompletionManager_QueryInterface(model.manager, &IID_IHostThreadpoolManager,
+                                                (void **)&model.threadpool) != S_OK ||
+        IHostThreadpoolManager_SetMinThreads(model.threadpool, 0) != S_OK ||
+        IHostThreadpoolManager_SetMaxThreads(model.threadpool, model.work_max) != S_OK ||
+        IHostThreadpoolManager_SetMinThreads(model.threadpool, model.work_min) != S_OK)
+        violation("setting the worker limits %lu..%lu failed", model.work_min, model.work_max);
     if (IHostIoCompletionManager_SetMinThreads(model.manager, 0) != S_OK ||
         IHostIoCompletionManager_SetMaxThreads(model.manager, model.max) != S_OK ||
         IHostIoCompletionManager_SetMinThreads(model.manager, model.min) != S_OK)
@@ -656,8 +877,12 @@ static void run_epoch(ULONG64 epoch)
         CloseHandle(threads[d]);
     if (!wait_until(all_ports_quiet, NULL, WAIT_MS))
         violation("requests were still outstanding 30 s after the drivers stopped");
+    if (!wait_until(items_quiet, NULL, WAIT_MS))
+        violation("items were still queued 30 s after the drivers stopped");
     check_statistics();
+    check_work_statistics();
     release_manager(&rng);
+    free_items();
     for (d = 0; d < DRIVERS; d++)
         for (i = 0; i < PORTS_PER_DRIVER; i++)
             if (model.ports[d][i].handle)
@@ -728,8 +953,9 @@ START_TEST(stress)
     measure_footprint(&end);
     ok(!violations, "%ld violations; the first: %s; replay with HOSTIOCP_STRESS_SEED=%I64u\n", violations,
        first_violation, run_seed);
-    trace("%I64u epochs, %I64d operations, %I64d completions, %I64d port open/close cycles in %.1f s\n", epoch,
-          total_operations, total_completions, total_port_cycles, (GetTickCount() - began) / 1000.0);
+    trace("%I64u epochs, %I64d operations, %I64d completions, %I64d work items, %I64d port open/close cycles in "
+          "%.1f s\n", epoch, total_operations, total_completions, total_items, total_port_cycles,
+          (GetTickCount() - began) / 1000.0);
     if (!quarter.threads)
         quarter = end;
     trace("after warm-up -> a quarter of the run -> end: handles %lu -> %lu -> %lu, threads %ld -> %ld -> %ld, "
