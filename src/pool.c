@@ -711,10 +711,15 @@ static void wake_threads_above_maximum(struct pool *pool)
     }
 }
 
-/* Parked threads first, then new ones, up to `target`; returns how many came. */
+/* Parked threads first, then new ones, up to `target` but never above the maximum as it is now:
+ * the monitor's target may come from a look taken before the host lowered it.  Returns how many
+ * came. */
 static LONG grow_to(struct pool *pool, LONG target)
 {
-    LONG missing = target - threads_of(pool->thread_counts), added = 0;
+    LONG missing, added = 0;
+
+    target = min(target, ceiling_of(pool));
+    missing = target - threads_of(pool->thread_counts);
 
     if (missing > 0)
         added = unpark(pool, missing);
