@@ -302,10 +302,31 @@ static void report_manager(const char *how, IHostIoCompletionManager *manager)
            (int)sizeof(void *) * 8, how, (void *)manager, size, min, max, available, dll);
 }
 
+/* The worker pool's limits, and whether the CLR would get one object for both managers. */
+static void report_worker_pool(IHostThreadpoolManager *workers, IHostIoCompletionManager *manager)
+{
+    IUnknown *workers_identity = NULL, *io_identity = NULL;
+    DWORD min = 0, max = 0, available = 0;
+
+    IHostThreadpoolManager_GetMinThreads(workers, &min);
+    IHostThreadpoolManager_GetMaxThreads(workers, &max);
+    IHostThreadpoolManager_GetAvailableThreads(workers, &available);
+    IHostThreadpoolManager_QueryInterface(workers, &IID_IUnknown, (void **)&workers_identity);
+    IHostIoCompletionManager_QueryInterface(manager, &IID_IUnknown, (void **)&io_identity);
+    printf("%d-bit process: IHostControl::GetHostManager -> IHostThreadpoolManager %p (%s object as the I/O "
+           "manager)\n  worker threads min %lu max %lu available %lu\n", (int)sizeof(void *) * 8, (void *)workers,
+           workers_identity && workers_identity == io_identity ? "the same" : "NOT the same", min, max, available);
+    if (workers_identity)
+        IUnknown_Release(workers_identity);
+    if (io_identity)
+        IUnknown_Release(io_identity);
+}
+
 /* Without I/O: what a CLR host sees when it activates the manager (or, named by --progid, the
  * manager class itself), and which hostiocp.dll serves it. */
 static int activate_only(void)
 {
+    IHostThreadpoolManager *workers = NULL;
     IHostIoCompletionManager *manager = NULL;
     IHostControl *control = NULL;
     BOOL direct = IsEqualCLSID(hostiocp_host_control_class, &CLSID_HostIoCompletionManager);
@@ -328,14 +349,20 @@ static int activate_only(void)
         IHostIoCompletionManager_Release(manager);
         return 0;
     }
-    hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&manager);
-    if (SUCCEEDED(hr))
+    /* In the CLR's order (CorHost2::SetHostControl): the thread-pool manager, then the I/O one. */
+    if (FAILED(hr = IHostControl_GetHostManager(control, &IID_IHostThreadpoolManager, (void **)&workers)))
+        fprintf(stderr, "hostiocp-host: GetHostManager(IHostThreadpoolManager) failed: 0x%08lx\n", (unsigned long)hr);
+    else if (FAILED(hr = IHostControl_GetHostManager(control, &IID_IHostIoCompletionManager, (void **)&manager)))
+        fprintf(stderr, "hostiocp-host: GetHostManager(IHostIoCompletionManager) failed: 0x%08lx\n",
+                (unsigned long)hr);
+    else
     {
+        report_worker_pool(workers, manager);
         report_manager("IHostControl::GetHostManager", manager);
         IHostIoCompletionManager_Release(manager);
     }
-    else
-        fprintf(stderr, "hostiocp-host: GetHostManager failed: 0x%08lx\n", (unsigned long)hr);
+    if (workers)
+        IHostThreadpoolManager_Release(workers);
     IHostControl_Release(control);
     return FAILED(hr);
 }

@@ -107,6 +107,8 @@ static void test_manifest_option(void)
     /* Without it, the registered DLL. */
     code = run_program(host_path, L"--activate-only", output, sizeof(output));
     ok(code == 0, "hostiocp-host --activate-only exited with %lu: %s\n", code, output);
+    ok(strstr(output, "-> IHostThreadpoolManager ") && strstr(output, "(the same object as the I/O manager)"),
+       "hostiocp-host does not hand out both managers as one object: %s\n", wine_dbgstr_a(output));
     snprintf(expected, sizeof(expected), "  served by %ls\\hostiocp.dll\n", build);
     ok(strstr(output, expected) != NULL, "hostiocp-host: %s, expected %s\n", wine_dbgstr_a(output),
        wine_dbgstr_a(expected));
