@@ -65,6 +65,19 @@ HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_
     return hr;
 }
 
+HRESULT get_work_statistics(IUnknown *manager, HOSTIOCP_WORK_STATISTICS *stats)
+{
+    IHostIoCpWorkStatistics *statistics;
+    HRESULT hr = IUnknown_QueryInterface(manager, &IID_IHostIoCpWorkStatistics, (void **)&statistics);
+
+    if (FAILED(hr))
+        return hr;
+    stats->cbSize = sizeof(*stats);
+    hr = IHostIoCpWorkStatistics_GetWorkStatistics(statistics, stats);
+    IHostIoCpWorkStatistics_Release(statistics);
+    return hr;
+}
+
 LONG process_threads(void)
 {
     HANDLE snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);

@@ -19,5 +19,7 @@ HRESULT set_batch_size(IHostIoCompletionManager *manager, DWORD entries);
 HRESULT set_idle_timeout(IHostIoCompletionManager *manager, DWORD milliseconds);
 /* The port's statistics, or the whole manager's if port is NULL. */
 HRESULT get_statistics(IHostIoCompletionManager *manager, HANDLE port, HOSTIOCP_STATISTICS *stats);
+/* The worker pool's statistics, through any of the manager's interfaces. */
+HRESULT get_work_statistics(IUnknown *manager, HOSTIOCP_WORK_STATISTICS *stats);
 
 #endif

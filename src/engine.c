@@ -258,16 +258,33 @@ HRESULT engine_bind(struct engine *engine, HANDLE port_handle, HANDLE handle)
     return hr;
 }
 
-/* The maximum at least 1 and at least the minimum, which may be 0. */
+/* For the ports and the worker pool alike: the maximum at least 1 and at least the minimum, which
+ * may be 0; E_INVALIDARG changes nothing. */
+static HRESULT store_thread_limits(struct thread_limits *stored, DWORD min_threads, DWORD max_threads,
+                                   struct thread_limits *limits)
+{
+    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+        return E_INVALIDARG;
+    limits->min_threads = (LONG)min_threads;
+    limits->max_threads = (LONG)max_threads;
+    InterlockedExchange(&stored->min_threads, limits->min_threads);
+    InterlockedExchange(&stored->max_threads, limits->max_threads);
+    return S_OK;
+}
+
+/* Threads that are not inside a callback, of the maximum; never below 0. */
+static DWORD threads_available(LONG max, LONG busy)
+{
+    return busy < max ? (DWORD)(max - busy) : 0;
+}
+
 static HRESULT set_thread_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
 {
     struct open_port *open_port;
-    struct thread_limits limits = { (LONG)min_threads, (LONG)max_threads };
+    struct thread_limits limits;
 
-    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+    if (FAILED(store_thread_limits(&engine->limits, min_threads, max_threads, &limits)))
         return E_INVALIDARG;
-    InterlockedExchange(&engine->limits.min_threads, limits.min_threads);
-    InterlockedExchange(&engine->limits.max_threads, limits.max_threads);
     for (open_port = engine->ports; open_port; open_port = open_port->next)
         pool_limits_changed(open_port->pool, limits);
     return S_OK;
@@ -331,7 +348,7 @@ DWORD engine_available_threads(struct engine *engine)
     for (open_port = engine->ports; open_port; open_port = open_port->next)
         busy += pool_busy(open_port->pool);
     ReleaseSRWLockShared(&engine->lock);
-    return busy < max ? (DWORD)(max - busy) : 0;
+    return threads_available(max, busy);
 }
 
 DWORD engine_idle_timeout(struct engine *engine)
@@ -512,15 +529,12 @@ HRESULT engine_queue_work_item(struct engine *engine, LPTHREAD_START_ROUTINE fun
     return hr;
 }
 
-/* As for the ports: the maximum at least 1 and at least the minimum, which may be 0. */
 static HRESULT set_work_limits(struct engine *engine, DWORD min_threads, DWORD max_threads)
 {
-    struct thread_limits limits = { (LONG)min_threads, (LONG)max_threads };
+    struct thread_limits limits;
 
-    if (!max_threads || max_threads > HOSTIOCP_MAX_THREADS_LIMIT || min_threads > max_threads)
+    if (FAILED(store_thread_limits(&engine->work_limits, min_threads, max_threads, &limits)))
         return E_INVALIDARG;
-    InterlockedExchange(&engine->work_limits.min_threads, limits.min_threads);
-    InterlockedExchange(&engine->work_limits.max_threads, limits.max_threads);
     if (engine->work_pool)
         pool_limits_changed(engine->work_pool, limits);
     return S_OK;
@@ -565,7 +579,7 @@ DWORD engine_work_available_threads(struct engine *engine)
     if (engine->work_pool)
         busy = pool_busy(engine->work_pool);
     ReleaseSRWLockShared(&engine->work_lock);
-    return busy < max ? (DWORD)(max - busy) : 0;
+    return threads_available(max, busy);
 }
 
 HRESULT engine_work_statistics(struct engine *engine, HOSTIOCP_WORK_STATISTICS *work)

@@ -46,15 +46,9 @@ static void teardown(void)
     CoUninitialize();
 }
 
-static void get_work_statistics(HOSTIOCP_WORK_STATISTICS *stats)
+static void work_statistics(HOSTIOCP_WORK_STATISTICS *stats)
 {
-    IHostIoCpWorkStatistics *statistics;
-
-    ck_assert_hr(IHostIoCompletionManager_QueryInterface(manager, &IID_IHostIoCpWorkStatistics,
-                                                         (void **)&statistics), S_OK);
-    stats->cbSize = sizeof(*stats);
-    ck_assert_hr(IHostIoCpWorkStatistics_GetWorkStatistics(statistics, stats), S_OK);
-    IHostIoCpWorkStatistics_Release(statistics);
+    ck_assert_hr(get_work_statistics((IUnknown *)manager, stats), S_OK);
 }
 
 /* ---- counting items ---- */
@@ -260,7 +254,7 @@ START_TEST(queue_rejects_bad_input_and_changes_nothing)
                  E_INVALIDARG);
     for (i = 0; i < ARRAYSIZE(bad_flags); i++)
         ck_assert_hr(IHostThreadpoolManager_QueueUserWorkItem(threadpool, never_run, NULL, bad_flags[i]), E_INVALIDARG);
-    get_work_statistics(&stats);
+    work_statistics(&stats);
     ck_assert_int_eq(wrongly_run, 0);
     ck_assert_int_eq(stats.ItemsQueued, 0);
     ck_assert_int_eq(stats.ItemsRefused, 0);
@@ -287,7 +281,7 @@ START_TEST(items_run_exactly_once_on_pool_threads)
                   tally->total, ITEMS);
     check_tally(tally, ITEMS);
     ck_assert_int_eq(tally->on_queuing_thread, 0);
-    get_work_statistics(&stats);
+    work_statistics(&stats);
     ck_assert_int_eq(stats.ItemsQueued, ITEMS);
     ck_assert_int_eq(stats.ItemsRun, ITEMS);
     ck_assert_int_eq(stats.ItemsRefused, 0);
@@ -713,7 +707,7 @@ START_TEST(items_are_taken_one_at_a_time_whatever_the_batch_size)
     SetEvent(batch_gate);
     ck_assert(WaitForSingleObject(b_started, WAIT_MS) == WAIT_OBJECT_0);
     ck_assert_int_eq(a_timed_out, 0);
-    get_work_statistics(&stats);
+    work_statistics(&stats);
     ck_assert_int_le(stats.ThreadsPeak, 2);
     CloseHandle(batch_gate);
     CloseHandle(b_started);
@@ -839,7 +833,7 @@ static void finish_cross(void)
     ck_assert(fake_clr_wait(clr, WAIT_MS));
     ck_assert_int_eq(cross->failures, 0);
     check_tally(cross->tally, CROSS_WAITERS);
-    get_work_statistics(&work);
+    work_statistics(&work);
     ck_assert_hr(get_statistics(manager, NULL, &io), S_OK);
     printf("cross-pool waits: work threads peak %lu (%lu starvation injections), I/O threads peak %lu (%lu)\n",
            (unsigned long)work.ThreadsPeak, (unsigned long)work.StarvationInjections, (unsigned long)io.ThreadsPeak,

@@ -547,19 +547,10 @@ static void change_limits(struct driver *driver)
 
 static BOOL work_threads_within(void *unused)
 {
-    IHostIoCpWorkStatistics *statistics;
     HOSTIOCP_WORK_STATISTICS stats;
-    BOOL within = FALSE;
 
     (void)unused;
-    stats.cbSize = sizeof(stats);
-    if (IHostThreadpoolManager_QueryInterface(model.threadpool, &IID_IHostIoCpWorkStatistics,
-                                              (void **)&statistics) != S_OK)
-        return FALSE;
-    within = IHostIoCpWorkStatistics_GetWorkStatistics(statistics, &stats) == S_OK &&
-             stats.ThreadsTotal <= model.work_max;
-    IHostIoCpWorkStatistics_Release(statistics);
-    return within;
+    return get_work_statistics((IUnknown *)model.threadpool, &stats) == S_OK && stats.ThreadsTotal <= model.work_max;
 }
 
 /* Driver 1 alone moves the worker limits, under the load of the items. */
@@ -716,18 +707,13 @@ static void check_statistics(void)
 
 static void check_work_statistics(void)
 {
-    IHostIoCpWorkStatistics *statistics;
     HOSTIOCP_WORK_STATISTICS stats;
 
-    stats.cbSize = sizeof(stats);
-    if (IHostThreadpoolManager_QueryInterface(model.threadpool, &IID_IHostIoCpWorkStatistics,
-                                              (void **)&statistics) != S_OK ||
-        IHostIoCpWorkStatistics_GetWorkStatistics(statistics, &stats) != S_OK)
+    if (get_work_statistics((IUnknown *)model.threadpool, &stats) != S_OK)
     {
         violation("GetWorkStatistics failed");
         return;
     }
-    IHostIoCpWorkStatistics_Release(statistics);
     if (stats.ItemsQueued != (ULONGLONG)model.items_accepted || stats.ItemsRun != (ULONGLONG)model.items_run ||
         stats.ItemsRefused != 0 || stats.ItemsDiscarded != 0 || stats.ThreadsBusy > stats.ThreadsTotal)
         violation("work statistics: queued %I64u (model %I64d), run %I64u (%I64d), refused %I64u (0), "
