@@ -85,6 +85,10 @@ extern const struct dispatcher_ops hostiocp_baseline_ops;
 extern const WCHAR *hostiocp_baseline_dll;
 /* Peers at their own defaults: the CLR's native pool (host/clrpool.c) and TP_IO on the default pool. */
 extern const struct dispatcher_ops clr_pool_ops, threadpool_default_ops;
+/* Work items at their own defaults (post only; bind fails): hostiocp's IHostThreadpoolManager,
+ * a model of the CLR's own worker pool (host/clrworkers.c), TrySubmitThreadpoolCallback on the
+ * default pool and QueueUserWorkItem. */
+extern const struct dispatcher_ops hostiocp_work_ops, clr_workers_ops, submit_callback_ops, queue_user_work_item_ops;
 
 struct histogram
 {
