@@ -4,6 +4,7 @@
  * the bare loop, with latency percentiles, then hostiocp's memory costs. --policy compares
  * hostiocp's default limits with fixed pools; --peers compares every dispatcher at its own
  * defaults, the CLR's own pool (a model) among them, and ends with the blocking storm. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,17 +382,86 @@ static const struct peer_scenario peer_scenarios[] =
     { { "pipe echo 64, all block 50 ms", "pipe", 64, 0, 50, 1 }, FALSE },
 };
 
-#define PEER_HOSTIOCP 0
-#define PEER_COUNT 5                 /* hostiocp and the four peers; the bare loops follow */
-static const DWORD bare_multiples[] = { 1, 2, 4, 8, 16 };
-#define PEER_COLUMNS (PEER_COUNT + ARRAYSIZE(bare_multiples))
-#define PEER_BASELINE PEER_COLUMNS   /* with --baseline: after the bare loops, compared with neither */
-#define MAX_PEER_COLUMNS (PEER_COLUMNS + 1)
-#define STORM_NAME "blocking storm"
-
-static void set_up_peer_columns(const struct bench_options *o, struct column *columns, char names[][32])
+/* The work-item rows: 64 items in flight, each queueing the next as it ends. */
+static const struct peer_scenario work_scenarios[] =
 {
-    static const struct { const char *name; const struct dispatcher_ops *ops; } peers[PEER_COUNT] =
+    { { "work items, 3 us", "posted", 64, 3, 0, 1 }, FALSE },
+    { { "work items, 30 us", "posted", 64, 30, 0, 1 }, FALSE },
+    { { "work items, 1 in 10 block 50 ms", "posted", 64, 0, 50, 10 }, FALSE },
+    { { "work items, all block 50 ms", "posted", 64, 0, 50, 1 }, FALSE },
+};
+
+#define PEER_HOSTIOCP 0              /* hostiocp is the first column of each table */
+static const DWORD bare_multiples[] = { 1, 2, 4, 8, 16 };
+#define MAX_PEERS 5                  /* hostiocp and the peers; the bare loops follow, then the baseline */
+#define MAX_PEER_COLUMNS (MAX_PEERS + ARRAYSIZE(bare_multiples) + 1)
+
+struct peer_column
+{
+    const char *name;
+    const struct dispatcher_ops *ops;
+};
+
+/* A table of dispatchers at their own defaults: columns [0, peers) are hostiocp and its peers,
+ * [peers, bare_end) the bare loops, then the --baseline column if there is one. */
+struct peer_table
+{
+    const char *storm_name;
+    const struct peer_scenario *rows;
+    size_t row_count;
+    struct column columns[MAX_PEER_COLUMNS];
+    char names[ARRAYSIZE(bare_multiples)][32];
+    int peers, bare_end, count;
+    int baseline;                    /* the baseline DLL's column, or -1 */
+};
+
+/* hostiocp and its peers, as they come. */
+static void set_up_peers(struct peer_table *t, const struct peer_column *peers, int count)
+{
+    int c;
+
+    assert(count <= MAX_PEERS);
+    ZeroMemory(t->columns, sizeof(t->columns));
+    for (c = 0; c < count; c++)
+    {
+        t->columns[c].name = peers[c].name;
+        t->columns[c].ops = peers[c].ops;
+    }
+    t->peers = t->bare_end = t->count = count;
+    t->baseline = -1;
+}
+
+/* The bare loops at fixed multiples of the CPUs, after the peers. */
+static void add_bare_loops(struct peer_table *t, const struct bench_options *o)
+{
+    size_t m;
+
+    for (m = 0; m < ARRAYSIZE(bare_multiples); m++)
+    {
+        struct column *c = &t->columns[t->count++];
+
+        snprintf(t->names[m], sizeof(t->names[m]), "bare loop, %lu fixed", bare_multiples[m] * o->cpus);
+        c->name = t->names[m];
+        c->ops = &bare_port_ops;
+        c->threads = bare_multiples[m] * o->cpus;
+    }
+    t->bare_end = t->count;
+}
+
+/* With --baseline: hostiocp as set up, from the other DLL, last. */
+static void add_baseline(struct peer_table *t, const struct bench_options *o, const struct dispatcher_ops *ops)
+{
+    if (!o->baseline)
+        return;
+    t->baseline = t->count++;
+    t->columns[t->baseline] = t->columns[PEER_HOSTIOCP];
+    t->columns[t->baseline].name = "hostiocp, baseline DLL";
+    t->columns[t->baseline].ops = ops;
+}
+
+static void set_up_io_table(struct peer_table *t, const struct bench_options *o)
+{
+    static const struct peer_column peers[] =
     {
         { "hostiocp, CLR limits", &hostiocp_ops },
         { "CLR pool model", &clr_pool_ops },
@@ -399,35 +469,35 @@ static void set_up_peer_columns(const struct bench_options *o, struct column *co
         { "TP_IO, private pool", &threadpool_ops },
         { "BindIoCompletionCallback", &bindio_ops },
     };
-    size_t c;
 
-    ZeroMemory(columns, MAX_PEER_COLUMNS * sizeof(*columns));
-    for (c = 0; c < PEER_COUNT; c++)
-    {
-        columns[c].name = peers[c].name;
-        columns[c].ops = peers[c].ops;
-    }
+    t->storm_name = "blocking storm";
+    t->rows = peer_scenarios;
+    t->row_count = ARRAYSIZE(peer_scenarios);
+    set_up_peers(t, peers, ARRAYSIZE(peers));
     /* hostiocp with the limits the CLR's own pool has: what --policy calls "default". */
-    columns[PEER_HOSTIOCP].threads = columns[PEER_HOSTIOCP].min_threads = o->cpus;
-    columns[PEER_HOSTIOCP].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
-    for (c = PEER_COUNT; c < PEER_COLUMNS; c++)
-    {
-        snprintf(names[c - PEER_COUNT], 32, "bare loop, %lu fixed", bare_multiples[c - PEER_COUNT] * o->cpus);
-        columns[c].name = names[c - PEER_COUNT];
-        columns[c].ops = &bare_port_ops;
-        columns[c].threads = bare_multiples[c - PEER_COUNT] * o->cpus;
-    }
-    if (o->baseline)
-    {
-        columns[PEER_BASELINE] = columns[PEER_HOSTIOCP];
-        columns[PEER_BASELINE].name = "hostiocp, baseline DLL";
-        columns[PEER_BASELINE].ops = &hostiocp_baseline_ops;
-    }
+    t->columns[PEER_HOSTIOCP].threads = t->columns[PEER_HOSTIOCP].min_threads = o->cpus;
+    t->columns[PEER_HOSTIOCP].max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
+    add_bare_loops(t, o);
+    add_baseline(t, o, &hostiocp_baseline_ops);
 }
 
-static int peer_column_count(const struct bench_options *o)
+/* Work items have no bare loop: each pool is its own queue. hostiocp's worker pool keeps its own
+ * defaults: the CLR sets no worker limits unless managed code does. */
+static void set_up_work_table(struct peer_table *t, const struct bench_options *o)
 {
-    return o->baseline ? MAX_PEER_COLUMNS : PEER_COLUMNS;
+    static const struct peer_column peers[] =
+    {
+        { "hostiocp work items", &hostiocp_work_ops },
+        { "CLR worker pool model", &clr_workers_ops },
+        { "TrySubmitThreadpoolCallback", &submit_callback_ops },
+        { "QueueUserWorkItem", &queue_user_work_item_ops },
+    };
+
+    t->storm_name = "work-item blocking storm";
+    t->rows = work_scenarios;
+    t->row_count = ARRAYSIZE(work_scenarios);
+    set_up_peers(t, peers, ARRAYSIZE(peers));
+    add_baseline(t, o, &hostiocp_work_baseline_ops);
 }
 
 static BOOL has_own_port(const struct column *c)
@@ -479,26 +549,26 @@ static void print_peer_line(const char *name, const struct column_summary *s)
 
 /* The columns a row runs (posted rows: only those with a port), packed; ran[c] is column c's
  * index among them, or -1. */
-static int pick_row_columns(const struct bench_options *o, const struct column *columns,
-                            const struct peer_scenario *row, struct column *picked, int *ran)
+static int pick_row_columns(const struct peer_table *t, const struct peer_scenario *row, struct column *picked,
+                            int *ran)
 {
     int c, count = 0;
 
-    ran[PEER_BASELINE] = -1;
-    for (c = 0; c < peer_column_count(o); c++)
+    for (c = 0; c < t->count; c++)
     {
         ran[c] = -1;
-        if (row->port_only && !has_own_port(&columns[c]))
+        if (row->port_only && !has_own_port(&t->columns[c]))
             continue;
         ran[c] = count;
-        picked[count++] = columns[c];
+        picked[count++] = t->columns[c];
     }
     return count;
 }
 
 /* Column k's rate over the best peer's in the same round (peers only, not the bare loops). */
-static void ratio_to_best_peer(const struct bench_options *o, struct measurement runs[][MAX_COLUMNS], const int *ran,
-                               int k, double *ratio, double *low, double *high)
+static void ratio_to_best_peer(const struct bench_options *o, const struct peer_table *t,
+                               struct measurement runs[][MAX_COLUMNS], const int *ran, int k, double *ratio,
+                               double *low, double *high)
 {
     double ratios[MAX_REPEAT];
     int round, c;
@@ -506,7 +576,7 @@ static void ratio_to_best_peer(const struct bench_options *o, struct measurement
     for (round = 0; round < o->repeat; round++)
     {
         double best = 0;
-        for (c = 1; c < PEER_COUNT; c++)
+        for (c = PEER_HOSTIOCP + 1; c < t->peers; c++)
             if (ran[c] >= 0)
                 best = max(best, runs[round][ran[c]].rate);
         ratios[round] = best ? runs[round][ran[k]].rate / best : 0;
@@ -516,7 +586,7 @@ static void ratio_to_best_peer(const struct bench_options *o, struct measurement
 }
 
 /* The limit: per round the best of the bare loops; its line shows the count with the best median. */
-static void report_bare_limit(const struct bench_options *o, const struct column *columns,
+static void report_bare_limit(const struct bench_options *o, const struct peer_table *t,
                               struct measurement runs[][MAX_COLUMNS], const int *ran)
 {
     double best_rates[MAX_REPEAT];
@@ -525,19 +595,21 @@ static void report_bare_limit(const struct bench_options *o, const struct column
     char line[64];
     int round, c;
 
+    if (t->bare_end == t->peers)
+        return;
     for (round = 0; round < o->repeat; round++)
     {
         best_rates[round] = 0;
-        for (c = PEER_COUNT; c < (int)PEER_COLUMNS; c++)
+        for (c = t->peers; c < t->bare_end; c++)
             best_rates[round] = max(best_rates[round], runs[round][ran[c]].rate);
     }
-    for (c = PEER_COUNT; c < (int)PEER_COLUMNS; c++)
+    for (c = t->peers; c < t->bare_end; c++)
     {
         summarise_column(o, runs, ran[c], &s);
         if (s.rate >= best.rate)
         {
             best = s;
-            best_name = columns[c].name + strlen("bare loop, ");
+            best_name = t->columns[c].name + strlen("bare loop, ");
         }
     }
     best.rate = median(best_rates, o->repeat);
@@ -545,9 +617,8 @@ static void report_bare_limit(const struct bench_options *o, const struct column
     print_peer_line(line, &best);
 }
 
-static void report_peer_row(const struct bench_options *o, const struct peer_scenario *row,
-                            const struct column *columns, struct measurement runs[][MAX_COLUMNS], const int *ran,
-                            BOOL ok)
+static void report_peer_row(const struct bench_options *o, const struct peer_table *t, const struct peer_scenario *row,
+                            struct measurement runs[][MAX_COLUMNS], const int *ran, BOOL ok)
 {
     struct column_summary s;
     double ratio, low, high, best_rate = 0;
@@ -555,71 +626,74 @@ static void report_peer_row(const struct bench_options *o, const struct peer_sce
     int c;
 
     printf("%s%s\n", row->s.name, ok ? "" : " (ERRORS: see above)");
-    for (c = 0; c < PEER_COUNT; c++)
+    for (c = 0; c < t->peers; c++)
     {
         if (ran[c] < 0)
         {
-            printf("  %-30s %12s  (no port of its own: not compared)\n", columns[c].name, "-");
+            printf("  %-30s %12s  (no port of its own: not compared)\n", t->columns[c].name, "-");
             continue;
         }
         summarise_column(o, runs, ran[c], &s);
-        print_peer_line(columns[c].name, &s);
+        print_peer_line(t->columns[c].name, &s);
         if (c != PEER_HOSTIOCP && s.rate > best_rate)
         {
             best_rate = s.rate;
-            best_peer = columns[c].name;
+            best_peer = t->columns[c].name;
         }
     }
-    report_bare_limit(o, columns, runs, ran);
-    if (ran[PEER_BASELINE] >= 0)
+    report_bare_limit(o, t, runs, ran);
+    if (t->baseline >= 0)
     {
-        summarise_column(o, runs, ran[PEER_BASELINE], &s);
-        print_peer_line(columns[PEER_BASELINE].name, &s);
+        summarise_column(o, runs, ran[t->baseline], &s);
+        print_peer_line(t->columns[t->baseline].name, &s);
     }
-    ratio_to_best_peer(o, runs, ran, PEER_HOSTIOCP, &ratio, &low, &high);
+    ratio_to_best_peer(o, t, runs, ran, PEER_HOSTIOCP, &ratio, &low, &high);
     printf("  hostiocp / best peer in each round: %.3f [%.3f-%.3f]; best peer at median: %s\n", ratio, low, high,
            best_peer);
-    if (ran[PEER_BASELINE] >= 0)
+    if (t->baseline >= 0)
     {
-        ratio_to_best_peer(o, runs, ran, PEER_BASELINE, &ratio, &low, &high);
+        ratio_to_best_peer(o, t, runs, ran, t->baseline, &ratio, &low, &high);
         printf("  baseline DLL / best peer in each round: %.3f [%.3f-%.3f]\n", ratio, low, high);
     }
 }
 
 /* The blocking storm, per peer, rounds interleaved like the rows. */
-static void report_storm(const struct bench_options *o, const struct column *columns)
+static void report_storm(const struct bench_options *o, const struct peer_table *t)
 {
     const struct storm_options storm = { 2000, 64, 50 };
     struct storm_result results[MAX_REPEAT][MAX_PEER_COLUMNS];
     int storm_columns[MAX_PEER_COLUMNS], count = 0, round, i, c;
 
-    for (c = 0; c < PEER_COUNT; c++)
+    for (c = 0; c < t->peers; c++)
         storm_columns[count++] = c;
-    if (o->baseline)
-        storm_columns[count++] = PEER_BASELINE;
+    if (t->baseline >= 0)
+        storm_columns[count++] = t->baseline;
 
-    printf("%s: completions arrive one at a time, each callback blocking %lu ms, while each is taken within "
-           "%lu ms (at most %lu);\nthe first not taken in time (or one more after the last) is the new completion: "
+    printf("%s: %s arrive one at a time, each callback blocking %lu ms, while each is taken within "
+           "%lu ms (at most %lu);\nthe first not taken in time (or one more after the last) is the new one: "
            "dispatch ms runs from its arrival, so it is at least %lu ms\nwhen it ended the fill; blocked: callbacks "
-           "blocked when it arrived; taken: storm completions taken before it; fill ms: from the first to it;\n"
-           "threads*: threads that ran a callback\n  %-30s %12s %15s %8s %6s %8s %8s\n", STORM_NAME,
-           storm.block_ms, storm.taken_within_ms, storm.most_blocked, storm.taken_within_ms, "dispatcher", "dispatch ms", "range",
+           "blocked when it arrived; taken: storm callbacks taken before it; fill ms: from the first to it;\n"
+           "threads*: threads that ran a callback\n  %-30s %12s %15s %8s %6s %8s %8s\n", t->storm_name,
+           t->columns[PEER_HOSTIOCP].ops->work_items ? "work items" : "completions", storm.block_ms,
+           storm.taken_within_ms, storm.most_blocked, storm.taken_within_ms, "dispatcher", "dispatch ms", "range",
            "blocked", "taken", "fill ms", "threads*");
     for (round = 0; round < o->repeat; round++)
         for (i = 0; i < count; i++)
         {
+            const struct column *column;
             struct dispatcher d;
 
             c = storm_columns[(i + round) % count];
-            dispatcher_init(&d, columns[c].ops, columns[c].threads);
-            d.min_threads = columns[c].min_threads;
-            d.max_threads = columns[c].max_threads;
+            column = &t->columns[c];
+            dispatcher_init(&d, column->ops, column->threads);
+            d.min_threads = column->min_threads;
+            d.max_threads = column->max_threads;
             if (!run_blocking_storm(&d, &storm, &results[round][c]))
-                fprintf(stderr, "hostiocp-bench: %s through %s: %s\n", STORM_NAME, columns[c].name,
-                        d.error[0] ? d.error : "the new completion was not dispatched");
+                fprintf(stderr, "hostiocp-bench: %s through %s: %s\n", t->storm_name, column->name,
+                        d.error[0] ? d.error : "the new one was not dispatched");
             if (o->verbose)
-                fprintf(stderr, "%s, round %d, %s: %.1f ms with %lu blocked\n", STORM_NAME, round + 1,
-                        columns[c].name, results[round][c].dispatch_ms, results[round][c].blocked);
+                fprintf(stderr, "%s, round %d, %s: %.1f ms with %lu blocked\n", t->storm_name, round + 1,
+                        column->name, results[round][c].dispatch_ms, results[round][c].blocked);
         }
     for (i = 0; i < count; i++)
     {
@@ -639,8 +713,8 @@ static void report_storm(const struct bench_options *o, const struct column *col
             threads = max(threads, results[round][c].callback_threads);
         }
         range_of(ms, o->repeat, &low, &high);
-        printf("  %-30s %12.1f  [%.1f-%.1f] %8.0f %6.0f %8.0f %8lu%s\n", columns[c].name, median(ms, o->repeat), low,
-               high, median(blocked, o->repeat), median(taken, o->repeat), median(fill, o->repeat), threads,
+        printf("  %-30s %12.1f  [%.1f-%.1f] %8.0f %6.0f %8.0f %8lu%s\n", t->columns[c].name, median(ms, o->repeat),
+               low, high, median(blocked, o->repeat), median(taken, o->repeat), median(fill, o->repeat), threads,
                missed ? "  (not dispatched in some rounds)" : "");
     }
 }
@@ -649,40 +723,51 @@ static void print_peers_header(const struct bench_options *o)
 {
     printf("hostiocp-bench --peers (%d-bit, %lu CPUs): each dispatcher at its own defaults; %d rounds, dispatchers "
            "interleaved round by round, each run %.1f s warm-up + %.1f s measured\n"
-           "rate: median completions/s; peak: most threads over the rounds (* = threads that ran a callback, for "
-           "pools that do not say); p50/p99: median latency, us;\ncpu: the process's CPU time (user + kernel) per "
-           "completion, us; ratio: median over rounds of hostiocp's rate / the best peer's rate in the same round, "
-           "bare loops excluded [lowest-highest]\n  %-30s %12s %6s %9s %9s %9s\n",
+           "rate: median completions (or work items) /s; peak: most threads over the rounds (* = threads that ran a "
+           "callback, for pools that do not say); p50/p99: median latency, us;\ncpu: the process's CPU time (user + "
+           "kernel) per completion, us; ratio: median over rounds of hostiocp's rate / the best peer's rate in the "
+           "same round, bare loops excluded [lowest-highest]\n  %-30s %12s %6s %9s %9s %9s\n",
            (int)sizeof(void *) * 8, o->cpus, o->repeat, o->warmup, o->duration, "dispatcher", "rate", "peak",
            "p50 us", "p99 us", "cpu us");
 }
 
-static int run_peers_table(const struct bench_options *o)
+/* Every row of one table whose name --scenario matches, then its storm. */
+static int run_peer_table(const struct bench_options *o, const struct peer_table *t)
 {
     struct measurement runs[MAX_REPEAT][MAX_COLUMNS];
-    struct column columns[MAX_PEER_COLUMNS], picked[MAX_PEER_COLUMNS];
-    char names[ARRAYSIZE(bare_multiples)][32];
+    struct column picked[MAX_PEER_COLUMNS];
     int ran[MAX_PEER_COLUMNS], status = 0, count;
     size_t row;
 
-    set_up_peer_columns(o, columns, names);
-    print_peers_header(o);
-    for (row = 0; row < ARRAYSIZE(peer_scenarios); row++)
+    for (row = 0; row < t->row_count; row++)
     {
-        const struct peer_scenario *r = &peer_scenarios[row];
+        const struct peer_scenario *r = &t->rows[row];
         BOOL ok;
 
         if (o->scenario && !strstr(r->s.name, o->scenario))
             continue;
-        count = pick_row_columns(o, columns, r, picked, ran);
+        count = pick_row_columns(t, r, picked, ran);
         ok = measure_row(picked, count, &r->s, o, runs);
-        report_peer_row(o, r, columns, runs, ran, ok);
+        report_peer_row(o, t, r, runs, ran, ok);
         if (!ok)
             status = 1;
     }
-    if (!o->scenario || strstr(STORM_NAME, o->scenario))
-        report_storm(o, columns);
+    if (!o->scenario || strstr(t->storm_name, o->scenario))
+        report_storm(o, t);
     return status;
+}
+
+/* Completions first, then work items. */
+static int run_peers_table(const struct bench_options *o)
+{
+    static struct peer_table io, work;
+    int status;
+
+    set_up_io_table(&io, o);
+    set_up_work_table(&work, o);
+    print_peers_header(o);
+    status = run_peer_table(o, &io);
+    return run_peer_table(o, &work) || status;
 }
 
 static SIZE_T private_bytes(void)

@@ -488,5 +488,5 @@ static void clr_pool_stop(struct dispatcher *d)
 const struct dispatcher_ops clr_pool_ops =
 {
     "CLR pool model", clr_pool_start, clr_pool_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
-    clr_pool_post, dispatcher_no_unbind, clr_pool_stop,
+    clr_pool_post, dispatcher_no_unbind, clr_pool_stop, FALSE,
 };

@@ -28,5 +28,5 @@ static BOOL clr_workers_post(struct dispatcher *d, struct request *request)
 const struct dispatcher_ops clr_workers_ops =
 {
     "CLR worker pool model", clr_workers_start, clr_workers_bind, dispatcher_no_prepare, dispatcher_no_io_context,
-    dispatcher_no_io_context, clr_workers_post, dispatcher_no_unbind, dispatcher_no_stop,
+    dispatcher_no_io_context, clr_workers_post, dispatcher_no_unbind, dispatcher_no_stop, TRUE,
 };

@@ -120,7 +120,7 @@ void dispatcher_no_unbind(struct dispatcher *d, void *io)
 const struct dispatcher_ops bare_port_ops =
 {
     "bare port", bare_port_start, bare_port_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
-    bare_port_post, dispatcher_no_unbind, bare_port_stop,
+    bare_port_post, dispatcher_no_unbind, bare_port_stop, FALSE,
 };
 
 /* ---- (b) hostiocp, called in the CLR's order ---- */
@@ -231,7 +231,7 @@ static HRESULT create_host_control(const struct dispatcher *d, IHostControl **co
     IClassFactory *factory;
     HRESULT hr;
 
-    if (d->ops != &hostiocp_baseline_ops)
+    if (d->ops != &hostiocp_baseline_ops && d->ops != &hostiocp_work_baseline_ops)
     {
         *what = "CoCreateInstance(CLSID_HostIoCpHostControl)";
         return CoCreateInstance(hostiocp_host_control_class, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
@@ -329,14 +329,14 @@ static void hostiocp_stop(struct dispatcher *d)
 const struct dispatcher_ops hostiocp_ops =
 {
     "hostiocp", hostiocp_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
-    hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
+    hostiocp_post, dispatcher_no_unbind, hostiocp_stop, FALSE,
 };
 
 /* The same, from the DLL that --baseline names. */
 const struct dispatcher_ops hostiocp_baseline_ops =
 {
     "hostiocp-baseline", hostiocp_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context,
-    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
+    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop, FALSE,
 };
 
 /* The same with GetQueuedCompletionStatusEx batches of 16, to see whether batching pays. */
@@ -349,7 +349,88 @@ static BOOL hostiocp_batched_start(struct dispatcher *d)
 const struct dispatcher_ops hostiocp_batched_ops =
 {
     "hostiocp, batches of 16", hostiocp_batched_start, hostiocp_bind, hostiocp_prepare, dispatcher_no_io_context,
-    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop,
+    dispatcher_no_io_context, hostiocp_post, dispatcher_no_unbind, hostiocp_stop, FALSE,
+};
+
+/* ---- hostiocp's worker pool: IHostThreadpoolManager at its own limits, as the CLR gets it ---- */
+
+struct hostiocp_work
+{
+    IHostControl *control;
+    IHostThreadpoolManager *manager;
+};
+
+static DWORD WINAPI hostiocp_work_item(void *context)
+{
+    complete_request(context, ERROR_SUCCESS, 0);
+    return 0;
+}
+
+static BOOL hostiocp_work_start(struct dispatcher *d)
+{
+    struct hostiocp_work *w = calloc(1, sizeof(*w));
+    const char *what;
+    HRESULT hr;
+
+    d->impl = w;
+    if (FAILED(hr = create_host_control(d, &w->control, &what)))
+        return hostiocp_fail(d, what, hr);
+    if (FAILED(hr = IHostControl_GetHostManager(w->control, &IID_IHostThreadpoolManager, (void **)&w->manager)))
+        return hostiocp_fail(d, "GetHostManager(IID_IHostThreadpoolManager)", hr);
+    return TRUE;
+}
+
+static BOOL work_items_only_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    (void)d;
+    (void)handle;
+    *io = NULL;
+    SetLastError(ERROR_NOT_SUPPORTED);
+    return FALSE;
+}
+
+/* Flags 0: what the CLR passes for managed work items (doc/clr-threadpool-contract.md). */
+static BOOL hostiocp_work_post(struct dispatcher *d, struct request *request)
+{
+    struct hostiocp_work *w = d->impl;
+    HRESULT hr = IHostThreadpoolManager_QueueUserWorkItem(w->manager, hostiocp_work_item, &request->overlapped, 0);
+
+    if (FAILED(hr))
+        SetLastError(HRESULT_FACILITY(hr) == FACILITY_WIN32 ? HRESULT_CODE(hr) : (DWORD)hr);
+    return SUCCEEDED(hr);
+}
+
+static void hostiocp_work_stop(struct dispatcher *d)
+{
+    struct hostiocp_work *w = d->impl;
+    HOSTIOCP_WORK_STATISTICS stats;
+
+    if (w->manager && SUCCEEDED(get_work_statistics((IUnknown *)w->manager, &stats)))
+    {
+        d->threads_peak = stats.ThreadsPeak;
+        d->injections = stats.ThreadsInjected;
+        d->threads_target = stats.ThreadsTarget;
+        d->target_raised = stats.TargetRaised;
+        d->target_lowered = stats.TargetLowered;
+    }
+    if (w->manager)
+        IHostThreadpoolManager_Release(w->manager);
+    if (w->control)
+        IHostControl_Release(w->control);
+    free(w);
+}
+
+const struct dispatcher_ops hostiocp_work_ops =
+{
+    "hostiocp work items", hostiocp_work_start, work_items_only_bind, dispatcher_no_prepare, dispatcher_no_io_context,
+    dispatcher_no_io_context, hostiocp_work_post, dispatcher_no_unbind, hostiocp_work_stop, TRUE,
+};
+
+const struct dispatcher_ops hostiocp_work_baseline_ops =
+{
+    "hostiocp-baseline work items", hostiocp_work_start, work_items_only_bind, dispatcher_no_prepare,
+    dispatcher_no_io_context, dispatcher_no_io_context, hostiocp_work_post, dispatcher_no_unbind, hostiocp_work_stop,
+    TRUE,
 };
 
 /* ---- (c) the Windows thread pool: TP_IO per handle, a private pool of N threads ---- */
@@ -439,7 +520,7 @@ static void threadpool_stop(struct dispatcher *d)
 const struct dispatcher_ops threadpool_ops =
 {
     "thread pool (TP_IO)", threadpool_start, threadpool_bind, dispatcher_no_prepare, threadpool_before_io,
-    threadpool_not_pending, threadpool_post, threadpool_unbind, threadpool_stop,
+    threadpool_not_pending, threadpool_post, threadpool_unbind, threadpool_stop, FALSE,
 };
 
 /* The same on the process's default pool, whose limits nobody set: no environment at all. */
@@ -460,7 +541,15 @@ static BOOL threadpool_default_post(struct dispatcher *d, struct request *reques
 const struct dispatcher_ops threadpool_default_ops =
 {
     "TP_IO, default pool", dispatcher_no_start, threadpool_default_bind, dispatcher_no_prepare, threadpool_before_io,
-    threadpool_not_pending, threadpool_default_post, threadpool_unbind, dispatcher_no_stop,
+    threadpool_not_pending, threadpool_default_post, threadpool_unbind, dispatcher_no_stop, FALSE,
+};
+
+/* Work items only: TrySubmitThreadpoolCallback on the default pool. */
+const struct dispatcher_ops submit_callback_ops =
+{
+    "TrySubmitThreadpoolCallback", dispatcher_no_start, work_items_only_bind, dispatcher_no_prepare,
+    dispatcher_no_io_context, dispatcher_no_io_context, threadpool_default_post, dispatcher_no_unbind,
+    dispatcher_no_stop, TRUE,
 };
 
 /* ---- (d) BindIoCompletionCallback: the system's own pool and thread count ---- */
@@ -492,5 +581,12 @@ static BOOL bindio_post(struct dispatcher *d, struct request *request)
 const struct dispatcher_ops bindio_ops =
 {
     "BindIoCompletionCallback", dispatcher_no_start, bindio_bind, dispatcher_no_prepare, dispatcher_no_io_context, dispatcher_no_io_context,
-    bindio_post, dispatcher_no_unbind, dispatcher_no_stop,
+    bindio_post, dispatcher_no_unbind, dispatcher_no_stop, FALSE,
+};
+
+/* Work items only: QueueUserWorkItem with its default flags. */
+const struct dispatcher_ops queue_user_work_item_ops =
+{
+    "QueueUserWorkItem", dispatcher_no_start, work_items_only_bind, dispatcher_no_prepare, dispatcher_no_io_context,
+    dispatcher_no_io_context, bindio_post, dispatcher_no_unbind, dispatcher_no_stop, TRUE,
 };

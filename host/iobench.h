@@ -54,6 +54,7 @@ struct dispatcher_ops
     BOOL (*post)(struct dispatcher *d, struct request *request);
     void (*unbind)(struct dispatcher *d, void *io);
     void (*stop)(struct dispatcher *d);
+    BOOL work_items;         /* post only: a pool of work items, with no handles to bind */
 };
 
 struct dispatcher
@@ -81,7 +82,7 @@ void dispatcher_no_prepare(struct dispatcher *d, struct request *request);
 void dispatcher_no_unbind(struct dispatcher *d, void *io);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
 /* hostiocp from another build of the DLL, loaded from hostiocp_baseline_dll (--baseline). */
-extern const struct dispatcher_ops hostiocp_baseline_ops;
+extern const struct dispatcher_ops hostiocp_baseline_ops, hostiocp_work_baseline_ops;
 extern const WCHAR *hostiocp_baseline_dll;
 /* Peers at their own defaults: the CLR's native pool (host/clrpool.c) and TP_IO on the default pool. */
 extern const struct dispatcher_ops clr_pool_ops, threadpool_default_ops;

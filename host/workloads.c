@@ -881,7 +881,8 @@ void free_run(struct run *run)
 /* ---- the blocking storm ---- */
 
 /* Each storm completion is a one-byte read on a pipe of its own, completed by a synchronous
- * write on the other end, so that every dispatcher sees it, with or without a port. */
+ * write on the other end, so that every dispatcher sees it, with or without a port; for a pool
+ * of work items, it is a work item queued at that moment. */
 enum storm_request_state { STORM_ISSUED, STORM_TAKEN, STORM_NEW };
 
 static struct
@@ -894,6 +895,7 @@ static struct
     volatile LONG ending;
     DWORD block_ms;
     LONGLONG new_dispatched;
+    DWORD posted;                    /* work items queued: the others are never dispatched */
 } storm;
 
 static void storm_done(struct request *request, DWORD error, DWORD bytes)
@@ -920,10 +922,14 @@ static void storm_done(struct request *request, DWORD error, DWORD bytes)
     finish_request(request);
 }
 
-static BOOL set_up_storm_pipes(void)
+static BOOL set_up_storm_pipes(const struct dispatcher *d)
 {
     DWORD i;
 
+    for (i = 0; i < work.count; i++)
+        work.requests[i].done = storm_done;
+    if (d->ops->work_items)
+        return TRUE;
     for (i = 0; i < work.count; i++)
     {
         WCHAR name[96];
@@ -936,7 +942,6 @@ static BOOL set_up_storm_pipes(void)
         if (server == INVALID_HANDLE_VALUE || storm.writers[i] == INVALID_HANDLE_VALUE ||
             !bind_channel(&work.servers[i], server, TRANSPORT_FILE))
             return FALSE;
-        work.requests[i].done = storm_done;
         if (!start_read(&work.requests[i], &work.servers[i], work.requests[i].buffer, 1))
             return FALSE;
     }
@@ -945,10 +950,20 @@ static BOOL set_up_storm_pipes(void)
 
 static BOOL complete_storm_read(DWORD i)
 {
+    struct request *request = &work.requests[i];
+    struct dispatcher *d = request->run->dispatcher;
     DWORD written;
 
-    storm.issued[i] = now_ticks();
-    return WriteFile(storm.writers[i], "s", 1, &written, NULL);
+    storm.issued[i] = request->issued = now_ticks();
+    if (!d->ops->work_items)
+        return WriteFile(storm.writers[i], "s", 1, &written, NULL);
+    d->ops->prepare(d, request);
+    if (d->ops->post(d, request))
+    {
+        storm.posted++;
+        return TRUE;
+    }
+    return FALSE;
 }
 
 /* Completes reads one at a time while each is taken within taken_within_ms; the first one not
@@ -988,6 +1003,9 @@ static void end_storm(struct run *run, const struct storm_options *options)
     for (i = 0; i < work.count; i++)
         if (storm.writers[i] && storm.writers[i] != INVALID_HANDLE_VALUE)
             CloseHandle(storm.writers[i]);
+    if (run->dispatcher->ops->work_items)
+        for (i = storm.posted; i < work.count; i++)
+            finish_request(&work.requests[i]);
     WaitForSingleObject(run->finished, 10000);
     close_channels();
 }
@@ -1017,7 +1035,7 @@ BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *option
     }
     else
     {
-        if (!(ok = set_up_storm_pipes()))
+        if (!(ok = set_up_storm_pipes(d)))
             snprintf(d->error, sizeof(d->error), "setting up the storm's pipes failed: error %lu", GetLastError());
         else
         {
