@@ -148,7 +148,8 @@ void pool_process_detach(void);
 enum pool_kind
 {
     POOL_COMPLETIONS,   /* the CLR's I/O: OnComplete for every packet with an OVERLAPPED */
-    POOL_WORK_ITEMS,    /* the work-item queue's: every packet is an item, posted by pool_post_work_item */
+    POOL_WORK_ITEMS,    /* the work-item queue's: items wait in the pool's own queue (pool_post_work_item),
+                         * its port only wakes threads for them */
 };
 
 struct pool_client
@@ -164,8 +165,8 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
                     const struct dequeue_settings *dequeue, struct thread_tally *tally,
                     void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
-/* Queues function(context) on a pool of work items; FALSE with the error set if the system
- * refused the packet. */
+/* Queues function(context) on a pool of work items; FALSE with ERROR_NOT_ENOUGH_MEMORY if the
+ * queue was full and could not grow.  An item queued runs once, or is counted as discarded. */
 BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context);
 HANDLE pool_port(const struct pool *pool);
 /* Whether the calling thread is one of the pool's. */

@@ -111,9 +111,10 @@ struct policy
     double held_rate;       /* the target's rate when the hold began */
     int shifted_windows;    /* windows in a row RATE_SHIFT away from held_rate */
 
-    /* Starvation. */
+    /* Starvation: the last tick's sample. */
     BOOL sampled;
     LONG64 last_completions;
+    LONG64 last_cpu_idle, last_cpu_total;
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus)
@@ -565,12 +566,25 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
 
 /* ---- every tick ---- */
 
-/* Packets wait, every thread is inside a callback and none finished since the last tick: the
- * callbacks block. */
-static BOOL starving(const struct policy *policy, const struct policy_sample *sample)
+/* The share of the machine's CPU time in use since the last tick; 1 where the system does not say. */
+static double tick_cpu_share(const struct policy *policy, const struct policy_sample *sample)
 {
-    return policy->sampled && sample->queued > 0 && sample->busy >= sample->threads &&
-           sample->completions == policy->last_completions && sample->threads < sample->max;
+    if (sample->cpu_total <= policy->last_cpu_total)
+        return 1;
+    return 1 - (sample->cpu_idle - policy->last_cpu_idle) / (double)(sample->cpu_total - policy->last_cpu_total);
+}
+
+/* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
+ * and either none finished since the last tick (the callbacks block: one more thread), or the
+ * CPUs were mostly idle over it (the callbacks wait rather than compute, and each thread added
+ * takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at once). */
+static LONG threads_lacking(const struct policy *policy, const struct policy_sample *sample)
+{
+    if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
+        return 0;
+    if (tick_cpu_share(policy, sample) < CPUS_COMPUTING)
+        return (sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
+    return sample->completions == policy->last_completions;
 }
 
 void policy_update(struct policy *policy, const struct policy_sample *sample, struct policy_decision *decision)
@@ -578,7 +592,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     double rate;
     LONG64 completions;
     BOOL saturated;
-    LONG target;
+    LONG target, lacking;
 
     assert(sample->floor >= 1 && sample->floor <= sample->max);
     decision->event = POLICY_NONE;
@@ -590,18 +604,19 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         forget_searches(policy);
         move_to(policy, sample, MEASURING_TARGET, TRUE);
     }
-    if (starving(policy, sample) && policy->phase == MEASURING_PROBE && policy->direction < 0)
+    lacking = threads_lacking(policy, sample);
+    if (lacking && policy->phase == MEASURING_PROBE && policy->direction < 0)
     {
         /* The probe down starves: that count is too few, whatever the rate would say. */
         report(decision, POLICY_KEPT, policy->target, policy->probe, policy->target_rate, 0);
         policy->probe_down_limit = policy->probe;
         move_to(policy, sample, HOLDING, FALSE);
     }
-    else if (starving(policy, sample))
+    else if (lacking)
     {
         LONG from = current_count(policy);
 
-        policy->target = clamp(max(from, sample->threads + 1), sample->floor, sample->max);
+        policy->target = clamp(max(from, sample->threads + lacking), sample->floor, sample->max);
         forget_searches(policy);
         move_to(policy, sample, MEASURING_TARGET, TRUE);
         report(decision, POLICY_STARVING, sample->threads, policy->target, 0, 0);
@@ -610,6 +625,8 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         window_done(policy, sample, rate, completions, saturated, decision);
     policy->sampled = TRUE;
     policy->last_completions = sample->completions;
+    policy->last_cpu_idle = sample->cpu_idle;
+    policy->last_cpu_total = sample->cpu_total;
     decision->target = current_count(policy);
     assert(decision->target >= sample->floor && decision->target <= sample->max);
 }

@@ -27,7 +27,8 @@ struct policy_sample
 enum policy_event
 {
     POLICY_NONE,
-    POLICY_STARVING,        /* packets wait, every thread is busy and none finished: one more */
+    POLICY_STARVING,        /* packets wait and every thread is busy, and none finished (one more)
+                             * or the CPUs idle (a thread for every two packets waiting) */
     POLICY_PROBE,           /* trying another count for one measurement window; again, from
                              * the target, when the machine moved while it was measured (the
                              * rates are then those measured) */

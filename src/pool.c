@@ -82,11 +82,33 @@ struct worker
     BOOL slot_released;               /* it retired: its count was already taken off */
 };
 
+/* A work pool's items wait in a queue of its own, in the order they came: taking one from
+ * there costs no system call, where the port would cost two (under Wine, two wineserver round
+ * trips).  The port carries only the packets that wake a waiting thread for an item, and those
+ * that stop or retire one. */
+struct queued_item
+{
+    LPTHREAD_START_ROUTINE function;
+    void *context;
+};
+
+#define ITEM_QUEUE_FIRST_CAPACITY 64  /* entries; the ring doubles when full and never shrinks */
+
+struct item_queue
+{
+    SRWLOCK lock;
+    struct queued_item *ring;         /* locked via lock: `count` items from `head`, wrapping */
+    ULONG capacity, head;             /* locked via lock */
+    volatile LONG count;              /* written under lock; the monitor reads it without */
+    LONG waiting;                     /* locked via lock: threads that found it empty and wait on the port */
+    LONG wakes;                       /* locked via lock: wake packets posted and not yet taken */
+};
+
 struct pool
 {
     volatile LONG refs;               /* the owner's, one per thread and the monitor's */
     HANDLE port;                      /* closed by pool_stop, or by the last reference if abandoned */
-    ULONG_PTR bind_key, stop_key, retire_key; /* set at creation, then read-only */
+    ULONG_PTR bind_key, stop_key, retire_key, wake_key; /* set at creation, then read-only */
     enum pool_kind kind;              /* set at creation, then read-only */
     ICLRIoCompletionManager *clr;     /* completions: the pool's own reference, until no thread can call it */
     void (*item_ran)(void *context);  /* work items: set at creation, then read-only */
@@ -121,6 +143,7 @@ struct pool
     struct policy *policy;            /* used by the monitor thread only */
 #define DECLARE_POOL_COUNTER(name, field) volatile LONG64 name;
     POOL_COUNTERS(DECLARE_POOL_COUNTER) /* Interlocked only */
+    struct item_queue items;          /* work pools only */
 };
 
 static DWORD WINAPI worker_thread(void *arg);
@@ -212,17 +235,13 @@ void pool_release(struct pool *pool)
     if (pool->thread_left)
         CloseHandle(pool->thread_left);
     policy_destroy(pool->policy);
+    HeapFree(GetProcessHeap(), 0, pool->items.ring);
     if (pool->clr)
         ICLRIoCompletionManager_Release(pool->clr);
     pool->on_destroy(pool->context);
     HeapFree(GetProcessHeap(), 0, pool);
 }
 
-BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
-{
-    assert(pool->kind == POOL_WORK_ITEMS && function);
-    return post_packet(pool->port, 0, (ULONG_PTR)function, (OVERLAPPED *)context);
-}
 
 HANDLE pool_port(const struct pool *pool)
 {
@@ -453,19 +472,25 @@ static LONG unpark(struct pool *pool, LONG wanted)
     return max(count, 0);
 }
 
-/* Every thread ends on a stop packet of its own, so one that cannot be posted now (the system
- * is out of resources) is tried again until it is: giving up would leave a thread waiting on
- * the port for ever. */
-static void post_stop_packet(struct pool *pool)
+/* A packet of the pool's own that a thread waits for is tried again until the system takes it
+ * (it refuses only when out of resources): giving up would leave a thread waiting on the port
+ * for ever, or an item that was accepted waiting with it. */
+static void post_until_accepted(struct pool *pool, ULONG_PTR key, const char *what)
 {
     DWORD delay = 1;
 
-    while (!post_packet(pool->port, 0, pool->stop_key, NULL))
+    while (!post_packet(pool->port, 0, key, NULL))
     {
-        WARN("port %p: a stop packet could not be posted (error %lu); trying again", pool->port, GetLastError());
+        WARN("port %p: a %s packet could not be posted (error %lu); trying again", pool->port, what, GetLastError());
         Sleep(delay);  /* back-off before the retry, not synchronisation */
         delay = min(delay * 2, STOP_POST_BACKOFF_MAX_MS);
     }
+}
+
+/* Every thread ends on a stop packet of its own. */
+static void post_stop_packet(struct pool *pool)
+{
+    post_until_accepted(pool, pool->stop_key, "stop");
 }
 
 static void worker_enter(struct pool *pool, struct worker *worker)
@@ -540,6 +565,125 @@ static LONG batch_size(const struct pool *pool)
     return pool->kind == POOL_WORK_ITEMS ? 1 : pool->dequeue->batch_size;
 }
 
+/* ---- work items: the pool's own queue ---- */
+
+static BOOL create_item_queue(struct item_queue *items)
+{
+    InitializeSRWLock(&items->lock);
+    items->capacity = ITEM_QUEUE_FIRST_CAPACITY;
+    return (items->ring = heap_alloc(0, items->capacity * sizeof(*items->ring))) != NULL;
+}
+
+/* Twice the room, the items unwrapped to its start. */
+static BOOL grow_item_queue_locked(struct item_queue *items)
+{
+    struct queued_item *ring = heap_alloc(0, 2 * items->capacity * sizeof(*ring));
+    ULONG i;
+
+    if (!ring)
+        return FALSE;
+    for (i = 0; i < (ULONG)items->count; i++)
+        ring[i] = items->ring[(items->head + i) % items->capacity];
+    HeapFree(GetProcessHeap(), 0, items->ring);
+    items->ring = ring;
+    items->head = 0;
+    items->capacity *= 2;
+    return TRUE;
+}
+
+/* Queues the item, and wakes a thread for it if one waits on the port and no wake-up already
+ * on its way will reach it.  Refused only when the queue is full and cannot grow: an item once
+ * queued always runs. */
+BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
+{
+    struct item_queue *items = &pool->items;
+    BOOL wake;
+
+    assert(pool->kind == POOL_WORK_ITEMS && function);
+    AcquireSRWLockExclusive(&items->lock);
+    if ((ULONG)items->count == items->capacity && !grow_item_queue_locked(items))
+    {
+        ReleaseSRWLockExclusive(&items->lock);
+        SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+        return FALSE;
+    }
+    items->ring[(items->head + items->count) % items->capacity] = (struct queued_item){ function, context };
+    InterlockedIncrement(&items->count);
+    if ((wake = items->waiting > items->wakes))
+        items->wakes++;
+    ReleaseSRWLockExclusive(&items->lock);
+    if (wake)
+        post_until_accepted(pool, pool->wake_key, "wake");
+    return TRUE;
+}
+
+/* The oldest item, as a packet: its function as the key, its context as the OVERLAPPED.  None:
+ * the caller counts as waiting on the port from here, under the same lock that a queuer looks
+ * at the waiting threads under, so that no item queued after this look goes without a wake-up. */
+static BOOL take_item_or_wait(struct item_queue *items, OVERLAPPED_ENTRY *entry)
+{
+    BOOL taken;
+
+    AcquireSRWLockExclusive(&items->lock);
+    if ((taken = items->count > 0))
+    {
+        struct queued_item item = items->ring[items->head];
+
+        items->head = (items->head + 1) % items->capacity;
+        InterlockedDecrement(&items->count);
+        ZeroMemory(entry, sizeof(*entry));
+        entry->lpCompletionKey = (ULONG_PTR)item.function;
+        entry->lpOverlapped = item.context;
+    }
+    else
+        items->waiting++;
+    ReleaseSRWLockExclusive(&items->lock);
+    return taken;
+}
+
+static void stop_waiting(struct item_queue *items, BOOL woken)
+{
+    AcquireSRWLockExclusive(&items->lock);
+    items->waiting--;
+    items->wakes -= woken;
+    assert(items->waiting >= 0 && items->wakes >= 0);
+    ReleaseSRWLockExclusive(&items->lock);
+}
+
+/* An item from the queue, or, once it is empty, the next packet from the port that is not a
+ * wake-up (a stop or retire packet), or the wait's end.  A thread woken for an item looks
+ * again: another may have taken it first. */
+static NTSTATUS take_item(struct pool *pool, OVERLAPPED_ENTRY *entry, ULONG *taken, DWORD timeout_ms)
+{
+    NTSTATUS status;
+    BOOL woken;
+
+    do
+    {
+        if (take_item_or_wait(&pool->items, entry))
+        {
+            *taken = 1;
+            return STATUS_SUCCESS;
+        }
+        status = take_packets(pool->port, entry, 1, taken, timeout_ms);
+        woken = status == STATUS_SUCCESS && !entry->lpOverlapped && entry->lpCompletionKey == pool->wake_key;
+        stop_waiting(&pool->items, woken);
+    } while (woken);
+    return status;
+}
+
+/* Left when the pool stopped: counted, not run. */
+static LONG64 discard_queued_items(struct item_queue *items)
+{
+    LONG64 discarded;
+
+    AcquireSRWLockExclusive(&items->lock);
+    discarded = items->count;
+    items->count = 0;
+    ReleaseSRWLockExclusive(&items->lock);
+    return discarded;
+}
+
 /* Internal holds the packet's NTSTATUS: success and informational statuses mean success. */
 static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
 {
@@ -547,14 +691,15 @@ static DWORD entry_error(const OVERLAPPED_ENTRY *entry)
     return NT_SUCCESS(status) ? ERROR_SUCCESS : RtlNtStatusToDosError(status);
 }
 
-/* Packets without an OVERLAPPED with the pool's own keys: stop and retire. */
+/* Packets without an OVERLAPPED with the pool's own keys: stop, retire and (work pools) wake. */
 static BOOL is_own_packet(const struct pool *pool, const OVERLAPPED_ENTRY *entry)
 {
     return !entry->lpOverlapped && (entry->lpCompletionKey == pool->stop_key ||
-                                    entry->lpCompletionKey == pool->retire_key);
+                                    entry->lpCompletionKey == pool->retire_key ||
+                                    entry->lpCompletionKey == pool->wake_key);
 }
 
-/* Whether a packet that is not the pool's own is work: on the queue's port every one is an item;
+/* Whether a packet that is not the pool's own is work: from a work pool every one is an item;
  * on a port of the CLR's I/O, those without an OVERLAPPED are someone else's wake-ups (the CLR
  * posts its own), and every one with an OVERLAPPED goes to OnComplete, whatever its key. */
 static BOOL is_work(const struct pool *pool, const OVERLAPPED_ENTRY *entry)
@@ -591,7 +736,7 @@ static void handle_packet(struct pool *pool, struct worker *worker, const OVERLA
     {
         if (entry->lpCompletionKey == pool->stop_key)
             worker->stop_packets++;
-        else
+        else if (entry->lpCompletionKey == pool->retire_key)
             worker->retire_packets++;  /* the worker's loop sees whether it is in excess */
     }
     else if (!is_work(pool, entry))
@@ -625,7 +770,9 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
     {
         if (!wanted)
             return STATUS_SUCCESS;
-        if ((status = take_packets(pool->port, entries, wanted, &taken, timeout_ms)) != STATUS_SUCCESS)
+        status = pool->kind == POOL_WORK_ITEMS ? take_item(pool, entries, &taken, timeout_ms)
+                                               : take_packets(pool->port, entries, wanted, &taken, timeout_ms);
+        if (status != STATUS_SUCCESS)
             return status;
         worker->entries = entries;
         worker->count = taken;
@@ -773,7 +920,7 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->completions = sum.dispatched;
     sample->threads = threads_of(counts);
     sample->busy = busy_of(counts);
-    sample->queued = queue_depth(pool->port);
+    sample->queued = pool->kind == POOL_WORK_ITEMS ? pool->items.count : queue_depth(pool->port);
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
     cpu_times(&sample->cpu_idle, &sample->cpu_total);
@@ -910,10 +1057,11 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
         return hr;
     }
     pool->refs = 1;
-    /* Keys no one else can hold: the pool's own address and the two bytes after it. */
+    /* Keys no one else can hold: the pool's own address and the three bytes after it. */
     pool->bind_key = (ULONG_PTR)pool;
     pool->stop_key = (ULONG_PTR)pool + 1;
     pool->retire_key = (ULONG_PTR)pool + 2;
+    pool->wake_key = (ULONG_PTR)pool + 3;
     pool->kind = client->kind;
     pool->item_ran = client->item_ran;
     if ((pool->clr = client->clr))
@@ -933,7 +1081,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
     pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
-        !start_thread(pool, limits.max_threads))
+        (pool->kind == POOL_WORK_ITEMS && !create_item_queue(&pool->items)) || !start_thread(pool, limits.max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
@@ -964,6 +1112,8 @@ static void discard_remaining(struct pool *pool)
     while (take_packets(pool->port, &entry, 1, &taken, 0) == STATUS_SUCCESS)
         if (!is_own_packet(pool, &entry) && is_work(pool, &entry))
             discarded++;
+    if (pool->kind == POOL_WORK_ITEMS)
+        discarded += discard_queued_items(&pool->items);
     pool->ended_counters.discarded += discarded;
     if (discarded)
         TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);

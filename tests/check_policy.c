@@ -719,6 +719,65 @@ START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 END_TEST
 
 /* When the host moves the limits, the target is inside them from that tick on. */
+/* Every thread is inside a callback, packets wait, callbacks still end, but the CPUs idle: the
+ * callbacks wait rather than compute, and the pool takes a thread for every two packets waiting,
+ * at once.  2 threads with 62 of 64 requests waiting: 2 + 31 = 33, then 33 + 16 = 49 ... 64. */
+START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting)
+{
+    static const LONG expected[] = { 2, 2, 33, 49, 57, 61, 63, 64 };  /* the first tick only samples */
+    struct policy *policy = policy_create(2, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i;
+
+    for (i = 0; i < (LONG)ARRAYSIZE(expected); i++)
+    {
+        ck_assert_msg(threads == expected[i], "tick %ld: %ld threads, expected %ld", i, threads, expected[i]);
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (i + 1) * 20;  /* a callback ends between any two ticks: not starving */
+        sample.threads = sample.busy = threads;
+        sample.queued = 64 - threads;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 900;  /* 10 % busy */
+        policy_update(policy, &sample, &decision);
+        if (i > 0)
+            ck_assert_msg(decision.event == (threads < 64 ? POLICY_STARVING : POLICY_NONE),
+                          "tick %ld, %ld threads: %s", i, threads, policy_event_name(decision.event));
+        threads = decision.target;
+    }
+    printf("waiting callbacks, idle CPUs: %ld threads after %d ticks\n", threads, (int)ARRAYSIZE(expected));
+    policy_destroy(policy);
+}
+END_TEST
+
+/* The same with the CPUs busy: the callbacks compute, and more threads would only contend. */
+START_TEST(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once)
+{
+    struct policy *policy = policy_create(2, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG i;
+
+    for (i = 0; i < 5; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (i + 1) * 20;
+        sample.threads = sample.busy = 2;
+        sample.queued = 62;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 100;  /* 90 % busy */
+        policy_update(policy, &sample, &decision);
+        ck_assert_msg(decision.event == POLICY_NONE && decision.target == 2, "tick %ld: %s, target %ld", i,
+                      policy_event_name(decision.event), decision.target);
+    }
+    policy_destroy(policy);
+}
+END_TEST
+
 START_TEST(target_follows_the_limits_at_once)
 {
     struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
@@ -774,6 +833,8 @@ int main(void)
         TEST_CASE(climbs_again_when_a_slow_period_ends),
         TEST_CASE(grows_fast_for_blocking_callbacks),
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
+        TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
+        TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(climbs_again_when_callbacks_start_to_wait),
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
