@@ -165,7 +165,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
                     const struct dequeue_settings *dequeue, struct thread_tally *tally,
                     void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
-/* Queues function(context) on a pool of work items; FALSE with ERROR_NOT_ENOUGH_MEMORY if the
+/* Queues function(context) on a pool of work items; FALSE with ERROR_OUTOFMEMORY if the
  * queue was full and could not grow.  An item queued runs once, or is counted as discarded. */
 BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context);
 HANDLE pool_port(const struct pool *pool);

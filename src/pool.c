@@ -1,7 +1,7 @@
 /* The threads of one completion port.  Each takes packets from the port and handles each, on
  * the same thread and exactly once: on a port of the CLR's I/O, it calls OnComplete for each
- * packet that carries an OVERLAPPED; on the work-item queue's port, every packet but the pool's
- * own is an item, which it runs.  The pool runs
+ * packet that carries an OVERLAPPED; a work pool's threads take items from the pool's own queue
+ * and run them, and wait on the port only for a wake-up when it is empty.  The pool runs
  * between the host's minimum and maximum, at the count that the controller (policy.c) finds from
  * the samples its monitor thread takes; "The thread rules" below say when a thread comes and
  * goes, and doc/thread-policy.md why.
@@ -604,7 +604,7 @@ BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, voi
     if ((ULONG)items->count == items->capacity && !grow_item_queue_locked(items))
     {
         ReleaseSRWLockExclusive(&items->lock);
-        SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+        SetLastError(ERROR_OUTOFMEMORY);  /* E_OUTOFMEMORY, as HRESULT_FROM_WIN32 */
         return FALSE;
     }
     items->ring[(items->head + items->count) % items->capacity] = (struct queued_item){ function, context };
@@ -720,7 +720,7 @@ static void dispatch_completion(struct pool *pool, struct worker *worker, const 
     ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
 }
 
-/* An item's packet carries its function as the key and its context as the OVERLAPPED. */
+/* An item, as take_item_or_wait hands it over: its function as the key, its context as the OVERLAPPED. */
 static void run_work_item(struct pool *pool, const OVERLAPPED_ENTRY *entry)
 {
     LPTHREAD_START_ROUTINE function = (LPTHREAD_START_ROUTINE)entry->lpCompletionKey;
@@ -1042,8 +1042,10 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     SYSTEM_INFO system;
     HRESULT hr;
 
-    if (!(pool = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*pool))))
+    if (!(pool = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*pool))) ||
+        (client->kind == POOL_WORK_ITEMS && !create_item_queue(&pool->items)))
     {
+        HeapFree(GetProcessHeap(), 0, pool);
         on_destroy(context);
         return E_OUTOFMEMORY;
     }
@@ -1052,6 +1054,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     if (!(pool->port = create_completion_port(INVALID_HANDLE_VALUE, NULL, 0, system.dwNumberOfProcessors)))
     {
         hr = HRESULT_FROM_WIN32(GetLastError());
+        HeapFree(GetProcessHeap(), 0, pool->items.ring);
         HeapFree(GetProcessHeap(), 0, pool);
         on_destroy(context);
         return hr;
@@ -1081,7 +1084,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
     pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
-        (pool->kind == POOL_WORK_ITEMS && !create_item_queue(&pool->items)) || !start_thread(pool, limits.max_threads))
+        !start_thread(pool, limits.max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
