@@ -36,6 +36,8 @@
                                       * work, so no probe up goes past ... */
 #define BUSY_THREADS_PER_CPU      4  /* ... this many threads for each CPU (enough to cover brief waits) */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
+#define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
+#define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
@@ -75,6 +77,7 @@ struct policy
     LONG target;
     LONG many_threads;      /* MANY_THREADS_PER_CPU for each CPU */
     LONG busy_cpus_threads; /* BUSY_THREADS_PER_CPU for each CPU */
+    LONG cpus;
 
     /* The search. */
     LONG probe;
@@ -115,6 +118,13 @@ struct policy
     BOOL sampled;
     LONG64 last_completions;
     LONG64 last_cpu_idle, last_cpu_total;
+
+    /* Jumps for callbacks that wait, since packets last stopped waiting for threads. */
+    int jumps;
+    LONGLONG jump_us;       /* the last one's time ... */
+    LONG64 jump_completions; /* ... and completions then */
+    double rate_before_jump; /* from the jump before it to it; 0: not measured */
+    LONG jump_from, jump_to; /* the threads before and after it */
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus)
@@ -127,6 +137,7 @@ struct policy *policy_create(LONG initial_target, LONG cpus)
     policy->phase = MEASURING_TARGET;
     policy->target = initial_target;
     policy->many_threads = MANY_THREADS_PER_CPU * cpus;
+    policy->cpus = cpus;
     policy->busy_cpus_threads = BUSY_THREADS_PER_CPU * cpus;
     policy->hold_us = HOLD_MIN_US;
     return policy;
@@ -574,16 +585,59 @@ static double tick_cpu_share(const struct policy *policy, const struct policy_sa
     return 1 - (sample->cpu_idle - policy->last_cpu_idle) / (double)(sample->cpu_total - policy->last_cpu_total);
 }
 
+/* The busy threads would keep this share of the CPUs busy if their callbacks computed. */
+static BOOL cpus_idle_under_busy_threads(const struct policy *policy, const struct policy_sample *sample)
+{
+    double computing = min(1.0, sample->busy / (double)policy->cpus);
+    return tick_cpu_share(policy, sample) < CPUS_COMPUTING * computing;
+}
+
+static double rate_since_jump(const struct policy *policy, const struct policy_sample *sample)
+{
+    return (sample->completions - policy->jump_completions) * 1e6 / (double)(sample->now_us - policy->jump_us);
+}
+
+/* Another jump for callbacks that wait: the first FREE_JUMPS at once; then, after the threads of
+ * the last had time to start, only if it paid.  Callbacks that wait on something of their own,
+ * one at a time (a lock), leave the CPUs as idle, but more threads do not finish more of them. */
+static BOOL jump_may_follow(const struct policy *policy, const struct policy_sample *sample)
+{
+    if (policy->jumps < FREE_JUMPS)
+        return TRUE;
+    return sample->now_us - policy->jump_us >= SETTLE_US &&
+           rate_since_jump(policy, sample) >=
+               policy->rate_before_jump * (1 + JUMP_PAYS * (policy->jump_to - policy->jump_from) / policy->jump_from);
+}
+
+static void note_jump(struct policy *policy, const struct policy_sample *sample, LONG to)
+{
+    policy->rate_before_jump = policy->jumps ? rate_since_jump(policy, sample) : 0;
+    policy->jumps++;
+    policy->jump_us = sample->now_us;
+    policy->jump_completions = sample->completions;
+    policy->jump_from = sample->threads;
+    policy->jump_to = to;
+}
+
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
- * and either none finished since the last tick (the callbacks block: one more thread), or the
- * CPUs were mostly idle over it (the callbacks wait rather than compute, and each thread added
- * takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at once). */
-static LONG threads_lacking(const struct policy *policy, const struct policy_sample *sample)
+ * and either the CPUs idle under them (the callbacks wait rather than compute, so each thread
+ * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
+ * doubling, when jump_may_follow) or none finished since the last tick (the callbacks block:
+ * one more thread). */
+static LONG threads_lacking(struct policy *policy, const struct policy_sample *sample)
 {
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
+    {
+        policy->jumps = 0;
         return 0;
-    if (tick_cpu_share(policy, sample) < CPUS_COMPUTING)
-        return (sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
+    }
+    if (cpus_idle_under_busy_threads(policy, sample) && jump_may_follow(policy, sample))
+    {
+        LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
+
+        note_jump(policy, sample, sample->threads + added);
+        return added;
+    }
     return sample->completions == policy->last_completions;
 }
 

@@ -11,7 +11,8 @@
  *   thread's decision to retire and a dequeue that takes the last idle thread see each other.
  * - A dequeued packet is always dispatched, or counted as discarded once the pool is abandoned.
  * - Every thread ends on a stop packet of its own, so the port's FIFO order dispatches everything
- *   queued before pool_stop before it returns.
+ *   queued before pool_stop before it returns; a work pool's threads empty its item queue before
+ *   they look at the port.
  */
 #include <assert.h>
 #include <winternl.h>
@@ -122,7 +123,7 @@ struct pool
     volatile LONG thread_counts;      /* Interlocked only; grows only under lock */
     volatile LONG target;             /* written by the monitor only */
     volatile LONG peak;               /* Interlocked only (interlocked_raise) */
-    volatile LONG queued;             /* the monitor's last look at the port */
+    volatile LONG queued;             /* the monitor's last look at the port (work pools: at the queue) */
     volatile LONG retire_packets;     /* posted to wake idle threads above the limit, not yet taken */
 
     SRWLOCK lock;
@@ -207,11 +208,12 @@ static BOOL parked_thread_may_end(void)
 }
 
 /* A pool whose minimum is its maximum and that runs exactly that many threads has nothing to
- * decide (starvation cannot add a thread either): its monitor sleeps. */
+ * decide (starvation cannot add a thread either): its monitor sleeps, unless items wait (a
+ * wake-up for them may be the monitor's to post). */
 static BOOL fixed_and_full(const struct pool *pool)
 {
     return pool->limits.min_threads >= pool->limits.max_threads &&
-           threads_of(pool->thread_counts) == pool->limits.max_threads;
+           threads_of(pool->thread_counts) == pool->limits.max_threads && !pool->items.count;
 }
 
 /* ---- references and counters ---- */
@@ -472,25 +474,19 @@ static LONG unpark(struct pool *pool, LONG wanted)
     return max(count, 0);
 }
 
-/* A packet of the pool's own that a thread waits for is tried again until the system takes it
- * (it refuses only when out of resources): giving up would leave a thread waiting on the port
- * for ever, or an item that was accepted waiting with it. */
-static void post_until_accepted(struct pool *pool, ULONG_PTR key, const char *what)
+/* Every thread ends on a stop packet of its own, so one that cannot be posted now (the system
+ * is out of resources) is tried again until it is: giving up would leave a thread waiting on
+ * the port for ever. */
+static void post_stop_packet(struct pool *pool)
 {
     DWORD delay = 1;
 
-    while (!post_packet(pool->port, 0, key, NULL))
+    while (!post_packet(pool->port, 0, pool->stop_key, NULL))
     {
-        WARN("port %p: a %s packet could not be posted (error %lu); trying again", pool->port, what, GetLastError());
+        WARN("port %p: a stop packet could not be posted (error %lu); trying again", pool->port, GetLastError());
         Sleep(delay);  /* back-off before the retry, not synchronisation */
         delay = min(delay * 2, STOP_POST_BACKOFF_MAX_MS);
     }
-}
-
-/* Every thread ends on a stop packet of its own. */
-static void post_stop_packet(struct pool *pool)
-{
-    post_until_accepted(pool, pool->stop_key, "stop");
 }
 
 static void worker_enter(struct pool *pool, struct worker *worker)
@@ -593,7 +589,9 @@ static BOOL grow_item_queue_locked(struct item_queue *items)
 
 /* Queues the item, and wakes a thread for it if one waits on the port and no wake-up already
  * on its way will reach it.  Refused only when the queue is full and cannot grow: an item once
- * queued always runs. */
+ * queued always runs.  A wake-up the system refuses (it is out of resources) is left to the
+ * monitor, which looks at once, rather than tried again here, where the caller may hold up
+ * others. */
 BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
 {
     struct item_queue *items = &pool->items;
@@ -608,19 +606,48 @@ BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, voi
         return FALSE;
     }
     items->ring[(items->head + items->count) % items->capacity] = (struct queued_item){ function, context };
-    InterlockedIncrement(&items->count);
+    items->count++;
     if ((wake = items->waiting > items->wakes))
         items->wakes++;
     ReleaseSRWLockExclusive(&items->lock);
-    if (wake)
-        post_until_accepted(pool, pool->wake_key, "wake");
+    if (wake && !post_packet(pool->port, 0, pool->wake_key, NULL))
+    {
+        WARN("port %p: a wake-up could not be posted (error %lu); the monitor posts it", pool->port, GetLastError());
+        AcquireSRWLockExclusive(&items->lock);
+        items->wakes--;
+        ReleaseSRWLockExclusive(&items->lock);
+        SetEvent(pool->monitor_nudge);
+    }
     return TRUE;
 }
 
-/* The oldest item, as a packet: its function as the key, its context as the OVERLAPPED.  None:
- * the caller counts as waiting on the port from here, under the same lock that a queuer looks
- * at the waiting threads under, so that no item queued after this look goes without a wake-up. */
-static BOOL take_item_or_wait(struct item_queue *items, OVERLAPPED_ENTRY *entry)
+/* The monitor's part: a wake-up for every thread that waits on the port while items wait for
+ * it, less those on their way (one refused before, or a thread that began to wait just now). */
+static void wake_threads_for_items(struct pool *pool)
+{
+    struct item_queue *items = &pool->items;
+    LONG wanted;
+
+    AcquireSRWLockExclusive(&items->lock);
+    wanted = min(items->count, items->waiting) - items->wakes;
+    if (wanted > 0)
+        items->wakes += wanted;
+    ReleaseSRWLockExclusive(&items->lock);
+    for (; wanted > 0; wanted--)
+        if (!post_packet(pool->port, 0, pool->wake_key, NULL))
+        {
+            AcquireSRWLockExclusive(&items->lock);
+            items->wakes -= wanted;
+            ReleaseSRWLockExclusive(&items->lock);
+            return;
+        }
+}
+
+/* The oldest item, as a packet: its function as the key, its context as the OVERLAPPED.  None
+ * and `wait`: the caller counts as waiting on the port from here, under the same lock that a
+ * queuer looks at the waiting threads under, so that no item queued after this look goes
+ * without a wake-up. */
+static BOOL take_queued_item(struct item_queue *items, OVERLAPPED_ENTRY *entry, BOOL wait)
 {
     BOOL taken;
 
@@ -630,12 +657,12 @@ static BOOL take_item_or_wait(struct item_queue *items, OVERLAPPED_ENTRY *entry)
         struct queued_item item = items->ring[items->head];
 
         items->head = (items->head + 1) % items->capacity;
-        InterlockedDecrement(&items->count);
+        items->count--;
         ZeroMemory(entry, sizeof(*entry));
         entry->lpCompletionKey = (ULONG_PTR)item.function;
         entry->lpOverlapped = item.context;
     }
-    else
+    else if (wait)
         items->waiting++;
     ReleaseSRWLockExclusive(&items->lock);
     return taken;
@@ -660,7 +687,7 @@ static NTSTATUS take_item(struct pool *pool, OVERLAPPED_ENTRY *entry, ULONG *tak
 
     do
     {
-        if (take_item_or_wait(&pool->items, entry))
+        if (take_queued_item(&pool->items, entry, TRUE))
         {
             *taken = 1;
             return STATUS_SUCCESS;
@@ -755,6 +782,22 @@ static void handle_packet(struct pool *pool, struct worker *worker, const OVERLA
     }
 }
 
+#define ITEMS_PER_TURN 64  /* a work pool's thread runs at most this many items while it stays busy */
+
+/* After an item, a work pool's thread takes the next one straight from the queue while it stays
+ * busy: marking it idle and busy again between two 3 us items costs more than the items' own
+ * locking.  Not after its stop or a retire packet, nor while it is in excess. */
+static void run_more_items(struct pool *pool, struct worker *worker)
+{
+    OVERLAPPED_ENTRY entry;
+    int i;
+
+    for (i = 1; i < ITEMS_PER_TURN && !worker->stop_packets && !worker->retire_packets &&
+                !excess_thread_must_retire(pool, pool->thread_counts) && take_queued_item(&pool->items, &entry, FALSE);
+         i++)
+        handle_packet(pool, worker, &entry);
+}
+
 /* From the port to the work: takes up to `wanted` packets into `entries`, waiting up to
  * `timeout_ms`, and handles them in order; returns the dequeue's status.  A batch still in hand
  * is finished first, and then `wanted` 0 takes nothing: pool_stop, called from inside one of this
@@ -784,6 +827,8 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
     worker->dispatching = TRUE;
     while (worker->next_entry < worker->count)
         handle_packet(pool, worker, &worker->entries[worker->next_entry++]);
+    if (pool->kind == POOL_WORK_ITEMS && !nested)
+        run_more_items(pool, worker);
     worker->dispatching = nested;
     if (!nested)
         InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
@@ -947,6 +992,8 @@ static void monitor_tick(struct pool *pool)
     struct policy_sample sample;
     struct policy_decision decision;
 
+    if (pool->kind == POOL_WORK_ITEMS)
+        wake_threads_for_items(pool);
     take_sample(pool, &sample);
     pool->queued = sample.queued;
     policy_update(pool->policy, &sample, &decision);
@@ -1119,7 +1166,7 @@ static void discard_remaining(struct pool *pool)
         discarded += discard_queued_items(&pool->items);
     pool->ended_counters.discarded += discarded;
     if (discarded)
-        TRACE("port %p: %ld packets arrived after the stop and were discarded", pool->port, (long)discarded);
+        TRACE("port %p: %ld packets or items were left after the stop and were discarded", pool->port, (long)discarded);
 }
 
 void pool_serve_until(struct pool *pool, BOOL (*done)(void *context), void *context, DWORD wait_ms)

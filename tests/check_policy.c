@@ -719,22 +719,21 @@ START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 END_TEST
 
 /* When the host moves the limits, the target is inside them from that tick on. */
-/* Every thread is inside a callback, packets wait, callbacks still end, but the CPUs idle: the
- * callbacks wait rather than compute, and the pool takes a thread for every two packets waiting,
- * at once.  2 threads with 62 of 64 requests waiting: 2 + 31 = 33, then 33 + 16 = 49 ... 64. */
+/* Every thread is inside a callback, packets wait, callbacks still end (one per thread per tick),
+ * but the CPUs idle: the callbacks wait rather than compute, and the pool takes a thread for
+ * every two packets waiting, at most a doubling per jump.  After two jumps, each waits until the
+ * threads of the last had 40 ms to pay, and they do: 64 in flight from 2 threads. */
 START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting)
 {
-    static const LONG expected[] = { 2, 2, 33, 49, 57, 61, 63, 64 };  /* the first tick only samples */
     struct policy *policy = policy_create(2, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
-    LONG threads = 2, i;
+    LONG threads = 2, i, reached = 0;
 
-    for (i = 0; i < (LONG)ARRAYSIZE(expected); i++)
+    for (i = 0; i < 30; i++)
     {
-        ck_assert_msg(threads == expected[i], "tick %ld: %ld threads, expected %ld", i, threads, expected[i]);
         sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions = (i + 1) * 20;  /* a callback ends between any two ticks: not starving */
+        sample.completions += threads;
         sample.threads = sample.busy = threads;
         sample.queued = 64 - threads;
         sample.floor = 1;
@@ -742,12 +741,49 @@ START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_wa
         sample.cpu_total = (i + 1) * 1000;
         sample.cpu_idle = (i + 1) * 900;  /* 10 % busy */
         policy_update(policy, &sample, &decision);
-        if (i > 0)
-            ck_assert_msg(decision.event == (threads < 64 ? POLICY_STARVING : POLICY_NONE),
-                          "tick %ld, %ld threads: %s", i, threads, policy_event_name(decision.event));
+        ck_assert_msg(decision.target <= 2 * threads && decision.target <= 64, "tick %ld: %ld threads -> %ld", i,
+                      threads, decision.target);
+        if (i == 1 || i == 2)  /* the free jumps: 2 -> 4 -> 8 */
+            ck_assert_msg(decision.event == POLICY_STARVING && decision.target == 2 * threads,
+                          "tick %ld, %ld threads: %s, target %ld", i, threads, policy_event_name(decision.event),
+                          decision.target);
+        threads = decision.target;
+        if (threads == 64 && !reached)
+            reached = i;
+    }
+    printf("waiting callbacks, idle CPUs: 64 threads at tick %ld\n", reached);
+    ck_assert_msg(reached && reached <= 20, "64 threads at tick %ld, expected by tick 20 (%ld threads now)", reached,
+                  threads);
+    policy_destroy(policy);
+}
+END_TEST
+
+/* The same, but the callbacks wait their turn at one lock: as many finish per tick, however many
+ * threads wait.  The two free jumps (2 -> 4 -> 8) do not pay, and no third follows. */
+START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
+{
+    struct policy *policy = policy_create(2, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i, jumps = 0;
+
+    for (i = 0; i < 30; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions += 2;
+        sample.threads = sample.busy = threads;
+        sample.queued = 1000;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 900;
+        policy_update(policy, &sample, &decision);
+        jumps += decision.event == POLICY_STARVING;
         threads = decision.target;
     }
-    printf("waiting callbacks, idle CPUs: %ld threads after %d ticks\n", threads, (int)ARRAYSIZE(expected));
+    printf("callbacks on one lock: %ld jumps, %ld threads after 30 ticks\n", jumps, threads);
+    ck_assert_msg(jumps == 2 && threads == 8, "%ld jumps, %ld threads; expected the 2 free jumps to 8", jumps,
+                  threads);
     policy_destroy(policy);
 }
 END_TEST
@@ -835,6 +871,7 @@ int main(void)
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
         TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
+        TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(climbs_again_when_callbacks_start_to_wait),
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
