@@ -414,7 +414,9 @@ static void work_item_ran(void *context)
 {
     struct engine *engine = context;
 
-    if (InterlockedDecrement(&engine->items_outstanding) > 1 || !InterlockedCompareExchange(&engine->work_closed, 0, 0))
+    /* A plain read after the interlocked decrement: a locked read here would take the line from
+     * the threads that queue, once per item. */
+    if (InterlockedDecrement(&engine->items_outstanding) > 1 || !engine->work_closed)
         return;
     AcquireSRWLockExclusive(&engine->work_lock);
     WakeAllConditionVariable(&engine->work_drained);
