@@ -96,7 +96,7 @@ static BOOL measure_once(const struct column *c, const struct scenario *s, const
 {
     struct dispatcher d;
     struct workload_options w = { s->workload, s->concurrency, 4096, 16 << 20, o->duration, 0, FALSE,
-                                  s->work_us, s->block_ms, s->block_every, o->warmup };
+                                  s->work_us, s->block_ms, s->block_every, o->warmup, 0 };
     struct run run;
     BOOL ok;
 
@@ -785,7 +785,7 @@ static void measure_memory(const struct bench_options *o)
     enum { HANDLES = 1000 };
     static SOCKET sockets[HANDLES];
     struct dispatcher d;
-    struct workload_options w = { "posted", 10000, 4096, 0, 0.5, 0, FALSE, 0, 0, 1, 0 };
+    struct workload_options w = { "posted", 10000, 4096, 0, 0.5, 0, FALSE, 0, 0, 1, 0, 0 };
     struct run run;
     SIZE_T before, after;
     void *io;

@@ -1,6 +1,6 @@
 /* The four ways the benchmark turns completed I/O into callbacks: a bare completion-port loop
- * (the limit), hostiocp driven as the CLR drives it, the Windows thread pool (TP_IO) and
- * BindIoCompletionCallback. */
+ * (the limit), hostiocp driven as the CLR drives it (with its thread-pool manager for the work
+ * workload), the Windows thread pool (TP_IO) and BindIoCompletionCallback. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <ole2.h>
@@ -245,6 +245,28 @@ static HRESULT create_host_control(const struct dispatcher *d, IHostControl **co
     return hr;
 }
 
+/* Managed ThreadPool.SetMinThreads/SetMaxThreads pass their worker counts to the thread-pool
+ * manager as activate_manager passes the I/O ones: the minimum lowered first, so that any
+ * maximum works. */
+static HRESULT set_worker_limits(IHostThreadpoolManager *workers, DWORD min, DWORD max)
+{
+    HRESULT hr = IHostThreadpoolManager_SetMinThreads(workers, 0);
+
+    if (SUCCEEDED(hr))
+        hr = IHostThreadpoolManager_SetMaxThreads(workers, max);
+    if (SUCCEEDED(hr))
+        hr = IHostThreadpoolManager_SetMinThreads(workers, min);
+    return hr;
+}
+
+/* The CLR keeps the thread-pool manager only if GetHostManager answers S_OK with one; a DLL
+ * that offers none (a --baseline build before it) leaves the work workload without items. */
+static void take_workers(struct dispatcher *d, IHostControl *control)
+{
+    if (IHostControl_GetHostManager(control, &IID_IHostThreadpoolManager, (void **)&d->workers) != S_OK)
+        d->workers = NULL;
+}
+
 static BOOL hostiocp_start(struct dispatcher *d)
 {
     struct hostiocp_dispatcher *h = calloc(1, sizeof(*h));
@@ -259,7 +281,9 @@ static BOOL hostiocp_start(struct dispatcher *d)
         markers_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
     if (FAILED(hr = create_host_control(d, &h->control, &what)))
         return hostiocp_fail(d, what, hr);
-    /* What ICLRRuntimeHost::SetHostControl does with it, in that order. */
+    /* What ICLRRuntimeHost::SetHostControl does with it, in that order: the thread-pool manager
+     * just before the I/O one. */
+    take_workers(d, h->control);
     if (FAILED(hr = IHostControl_GetHostManager(h->control, &IID_IHostIoCompletionManager, (void **)&h->manager)))
         return hostiocp_fail(d, "GetHostManager(IID_IHostIoCompletionManager)", hr);
     if (FAILED(hr = IHostIoCompletionManager_GetHostOverlappedSize(h->manager, &size)))
@@ -269,6 +293,8 @@ static BOOL hostiocp_start(struct dispatcher *d)
     /* SetCLRIoCompletionManager, then ThreadPool.SetMinThreads/SetMaxThreads as the host configured them. */
     if (FAILED(hr = activate_manager(h->manager, &h->clr.ICLRIoCompletionManager_iface, min, max)))
         return hostiocp_fail(d, "SetCLRIoCompletionManager or Set{Min,Max}Threads", hr);
+    if (d->workers && FAILED(hr = set_worker_limits(d->workers, min, max)))
+        return hostiocp_fail(d, "IHostThreadpoolManager::Set{Min,Max}Threads", hr);
     if (d->batch && FAILED(hr = set_batch_size(h->manager, d->batch)))
         return hostiocp_fail(d, "SetBatchSize", hr);
     /* Thread-pool initialisation: one port for the process. */
@@ -318,6 +344,13 @@ static void hostiocp_stop(struct dispatcher *d)
         d->threads_target = stats.ThreadsTarget;
         d->target_raised = stats.TargetRaised;
         d->target_lowered = stats.TargetLowered;
+    }
+    if (d->workers)
+    {
+        if (FAILED(get_work_statistics((IUnknown *)d->workers, &d->work_stats)))
+            d->work_stats.cbSize = 0;
+        IHostThreadpoolManager_Release(d->workers);
+        d->workers = NULL;
     }
     if (h->manager)
         IHostIoCompletionManager_Release(h->manager);

@@ -1,9 +1,10 @@
 /* hostiocp-host: a CLR-faithful host. It activates CLSID_HostIoCpHostControl through COM (as
  * registered, or registration-free with --manifest: an activation context made from
- * hostiocp.manifest is active around activation), takes the I/O completion manager from IHostControl::GetHostManager and plays the CLR's part
- * (GetHostOverlappedSize, SetCLRIoCompletionManager, CreateIoCompletionPort once, Bind per
- * handle, InitializeHostOverlapped per request, drain markers) while real overlapped I/O runs
- * through it and every byte is checked. */
+ * hostiocp.manifest is active around activation), takes the thread-pool and I/O completion
+ * managers from IHostControl::GetHostManager and plays the CLR's part (GetHostOverlappedSize,
+ * SetCLRIoCompletionManager, CreateIoCompletionPort once, Bind per handle,
+ * InitializeHostOverlapped per request, drain markers, QueueUserWorkItem for managed work) while
+ * real overlapped I/O and work items run through them and every byte is checked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@ struct options
     const char *workloads[8];
     int workload_count;
     const char *manifest;
-    DWORD concurrency, block, min_threads, max_threads, work_us, block_ms, block_every;
+    DWORD concurrency, block, min_threads, max_threads, work_us, block_ms, block_every, io_every;
     ULONGLONG file_size;
     double duration;
     LONG64 operations;
@@ -32,19 +33,32 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hostiocp-host [options]\n"
-            "  --workload NAME     posted, file-read, file-copy, pipe, tcp or all (file-copy, pipe, tcp);\n"
-            "                      may be repeated (default: all)\n"
+            "  --workload NAME     posted, file-read, file-copy, pipe, tcp, work, or all (the I/O\n"
+            "                      workloads file-copy, pipe and tcp; not work); may be repeated\n"
+            "                      (default: all)\n"
+            "                      work: work items through IHostThreadpoolManager::QueueUserWorkItem\n"
+            "                      (Flags 0, as the CLR queues managed work), --concurrency chains of\n"
+            "                      them, each item queuing its chain's next when it ends; see --io-every\n"
             "  --size BYTES        file size for the file workloads (default 16M; K, M, G suffixes)\n"
-            "  --block BYTES       bytes per request (default 64K for files, 4K otherwise)\n"
-            "  --concurrency N     requests (files, posted) or connections (pipe, tcp) in flight\n"
-            "                      (default 16, at most 10000)\n"
-            "  --min-threads N     hostiocp's minimum threads (default: the CPU count, as the CLR sets it)\n"
-            "  --max-threads N     hostiocp's maximum threads (default 1000, as the CLR sets it)\n"
-            "  --work-us N         each callback of the posted and echo workloads spins N us of CPU\n"
+            "  --block BYTES       bytes per request or message (default 64K for files, 4K otherwise)\n"
+            "  --concurrency N     requests (files, posted), connections (pipe, tcp) or item chains\n"
+            "                      (work) in flight (default 16, at most 10000)\n"
+            "  --min-threads N     hostiocp's minimum threads, for the I/O and the worker pool alike\n"
+            "                      (default: the CPU count, as the CLR sets it)\n"
+            "  --max-threads N     hostiocp's maximum threads, for both pools (default 1000, as the CLR\n"
+            "                      sets it)\n"
+            "  --work-us N         each callback of the posted and echo workloads, and each item of\n"
+            "                      the work chains, spins N us of CPU\n"
             "  --block-ms N        ... and blocks N ms (default: in every callback)\n"
             "  --block-every K     ... in one callback of every K\n"
-            "  --duration SECONDS  how long the posted, file-read, pipe and tcp workloads run (default 2)\n"
-            "  --operations N      stop after N completions instead\n"
+            "  --io-every K        work: one item of every K (default 2; 0: none) waits for a message\n"
+            "                      through a pipe pair bound to the port: the read's OnComplete checks\n"
+            "                      its bytes and queues the item that lets it go on, the write's\n"
+            "                      OnComplete queues an item and blocks until it has run\n"
+            "  --duration SECONDS  how long the posted, file-read, pipe, tcp and work workloads run\n"
+            "                      (default 2)\n"
+            "  --operations N      stop after N completions instead (work: after exactly N items of\n"
+            "                      its chains, however long they take)\n"
             "  --json              print the results as JSON\n"
             "  --quiet             no progress line\n"
             "  --activate-only     activate and report the manager, move no I/O\n"
@@ -94,6 +108,7 @@ static const struct
     { "--work-us", 0, 1000000 },
     { "--block-ms", 0, 60000 },
     { "--block-every", 1, 1000000 },
+    { "--io-every", 0, 1000000 },
 };
 
 static BOOL parse_flag(const char *arg, struct options *o)
@@ -133,6 +148,7 @@ static void store_number(struct options *o, const char *arg, ULONGLONG number)
     else if (!strcmp(arg, "--work-us")) o->work_us = (DWORD)number;
     else if (!strcmp(arg, "--block-ms")) o->block_ms = (DWORD)number;
     else if (!strcmp(arg, "--block-every")) o->block_every = (DWORD)number;
+    else if (!strcmp(arg, "--io-every")) o->io_every = (DWORD)number;
 }
 
 static int out_of_range(const char *arg, const char *value, ULONGLONG low, ULONGLONG high)
@@ -167,8 +183,8 @@ static int parse_value_option(const char *arg, const char *value, struct options
 
     if (!strcmp(arg, "--workload"))
     {
-        if (strcmp(value, "all") && !workload_known(value))
-            return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, all)");
+        if (strcmp(value, "all") && strcmp(value, WORK_WORKLOAD) && !workload_known(value))
+            return bad_option(value, "is not a workload (posted, file-read, file-copy, pipe, tcp, work, all)");
         if (o->workload_count == ARRAYSIZE(o->workloads))
             return bad_option(arg, "is given too often");
         o->workloads[o->workload_count++] = value;
@@ -200,6 +216,7 @@ static void set_default_options(struct options *o)
     o->min_threads = MIN_THREADS_UNSET;
     o->max_threads = HOSTIOCP_MAX_THREADS_LIMIT;
     o->block_every = 1;
+    o->io_every = 2;
     o->file_size = 16 << 20;
     o->duration = 2;
 }
@@ -367,21 +384,50 @@ static int activate_only(void)
     return FAILED(hr);
 }
 
+/* The work workload's counts, and the worker pool's statistics (IHostIoCpWorkStatistics) as the
+ * DLL counted them. */
+static void print_work_result(const struct dispatcher *d, const struct run *run, BOOL json)
+{
+    const HOSTIOCP_WORK_STATISTICS *w = &d->work_stats;
+
+    if (json)
+    {
+        printf(", \"items_queued\": %lld, \"items_run\": %lld, \"io_completions\": %lld, \"work_statistics\": "
+               "{\"threads_peak\": %lu, \"threads_injected\": %llu, \"starvation_injections\": %llu, "
+               "\"threads_retired\": %llu, \"threads_target\": %lu, \"items_queued\": %llu, \"items_run\": %llu, "
+               "\"items_refused\": %llu, \"items_discarded\": %llu}",
+               (long long)run->items_queued, (long long)run->items_run, (long long)run->io_completions,
+               w->ThreadsPeak, w->ThreadsInjected, w->StarvationInjections, w->ThreadsRetired, w->ThreadsTarget,
+               w->ItemsQueued, w->ItemsRun, w->ItemsRefused, w->ItemsDiscarded);
+        return;
+    }
+    printf("           items queued %lld, run %lld; I/O completions %lld\n"
+           "           worker pool: peak %lu threads, %llu injected (%llu for starvation), %llu retired, target %lu; "
+           "it counted %llu items queued, %llu run, %llu refused, %llu discarded\n",
+           (long long)run->items_queued, (long long)run->items_run, (long long)run->io_completions, w->ThreadsPeak,
+           w->ThreadsInjected, w->StarvationInjections, w->ThreadsRetired, w->ThreadsTarget, w->ItemsQueued,
+           w->ItemsRun, w->ItemsRefused, w->ItemsDiscarded);
+}
+
 static void print_result(const char *workload, const struct dispatcher *d, const struct run *run, BOOL json, BOOL first)
 {
     double rate = run->seconds > 0 ? run->measured_operations / run->seconds : 0;
+    BOOL work = !strcmp(workload, WORK_WORKLOAD);
 
     if (json)
     {
         printf("%s\n    {\"workload\": \"%s\", \"bits\": %d, \"seconds\": %.3f, \"operations\": %lld, \"bytes\": %lld, "
                "\"completions_per_second\": %.0f, \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
                "\"threads_peak\": %lu, \"injections\": %llu, \"drain_markers\": %llu, \"errors\": %lld, "
-               "\"verify_failures\": %lld, \"peak_working_set\": %llu}",
+               "\"verify_failures\": %lld, \"peak_working_set\": %llu",
                first ? "" : ",", workload, (int)sizeof(void *) * 8, run->seconds, (long long)run->operations,
                (long long)run->bytes, rate, latency_percentile_us(&run->latency, 0.5),
                latency_percentile_us(&run->latency, 0.99), latency_max_us(&run->latency), d->threads_peak,
                (unsigned long long)d->injections, (unsigned long long)d->drain_markers, (long long)run->errors,
                (long long)run->verify_failures, (unsigned long long)run->peak_working_set);
+        if (work)
+            print_work_result(d, run, TRUE);
+        printf("}");
         return;
     }
     printf("%-10s %10lld %12.1f %10.0f %8.1f %8.1f %9.1f %5lu %5llu %6lld %6lld\n", workload,
@@ -390,6 +436,8 @@ static void print_result(const char *workload, const struct dispatcher *d, const
            (unsigned long long)d->injections, (long long)run->errors, (long long)run->verify_failures);
     if (run->detail[0])
         printf("           %s\n", run->detail);
+    if (work)
+        print_work_result(d, run, FALSE);
 }
 
 static void print_header(const struct options *o)
@@ -403,13 +451,49 @@ static void print_header(const struct options *o)
                "MiB", "per s", "p50 us", "p99 us", "max us", "peak", "inj", "errors", "bad");
 }
 
-/* A workload's result is good if every byte was verified and the CLR's drain markers came back. */
-static int check_run(const char *name, const struct dispatcher *d, const struct run *run)
+static int work_count_differs(const char *what, LONG64 counted, LONG64 expected)
+{
+    if (counted == expected)
+        return 0;
+    fprintf(stderr, "hostiocp-host: work: %s %lld, expected %lld\n", what, (long long)counted, (long long)expected);
+    return 1;
+}
+
+/* Every item ran exactly once, as this program and the DLL counted them; each completion queued
+ * one item; --operations numbered the chains' items exactly. */
+static int check_work_items(const struct dispatcher *d, const struct run *run, const struct options *o)
+{
+    const HOSTIOCP_WORK_STATISTICS *w = &d->work_stats;
+    int status = 0;
+
+    if (!w->cbSize)
+    {
+        fprintf(stderr, "hostiocp-host: work: no statistics of the worker pool (IHostIoCpWorkStatistics)\n");
+        return 1;
+    }
+    status |= work_count_differs("items run", run->items_run, run->items_queued);
+    status |= work_count_differs("items queued by the DLL's count", (LONG64)w->ItemsQueued, run->items_queued);
+    status |= work_count_differs("items run by the DLL's count", (LONG64)w->ItemsRun, run->items_run);
+    status |= work_count_differs("items refused", (LONG64)w->ItemsRefused, 0);
+    status |= work_count_differs("I/O completions", run->io_completions,
+                                 work_io_completions_expected(run->operations, o->io_every));
+    status |= work_count_differs("items run for completions", run->items_run - run->operations,
+                                 run->io_completions);
+    if (o->operations)
+        status |= work_count_differs("items of the chains", run->operations, o->operations);
+    return status;
+}
+
+/* A workload's result is good if every byte was verified, the CLR's drain markers came back and
+ * every work item ran once. */
+static int check_run(const char *name, const struct dispatcher *d, const struct run *run, const struct options *o)
 {
     int status = 0;
 
     if (run->errors || run->verify_failures || (!strcmp(name, "file-copy") && !run->operations))
         status = 1;
+    if (!strcmp(name, WORK_WORKLOAD))
+        status |= check_work_items(d, run, o);
     if (d->drain_markers != 2)
     {
         fprintf(stderr, "hostiocp-host: %s: %llu of the CLR's 2 drain markers came back\n", name,
@@ -425,7 +509,7 @@ static int run_and_report(const char *name, const struct options *o, BOOL first)
 {
     struct dispatcher d;
     struct workload_options w = { name, o->concurrency, o->block, o->file_size, o->duration, o->operations,
-                                  !o->quiet && !o->json, o->work_us, o->block_ms, o->block_every, 0 };
+                                  !o->quiet && !o->json, o->work_us, o->block_ms, o->block_every, 0, o->io_every };
     struct run run;
     int status = 0;
 
@@ -444,7 +528,7 @@ static int run_and_report(const char *name, const struct options *o, BOOL first)
         fprintf(stderr, "hostiocp-host: %s: %s\n", name, d.error[0] ? d.error : "the workload did not finish");
         status = 1;
     }
-    status |= check_run(name, &d, &run);
+    status |= check_run(name, &d, &run, o);
     print_result(name, &d, &run, o->json, first);
     free_run(&run);
     return status;

@@ -71,6 +71,10 @@ struct dispatcher
     DWORD threads_target;            /* hostiocp's policy at the end, and its decisions */
     ULONGLONG target_raised, target_lowered;
     ULONGLONG drain_markers;
+    /* hostiocp only: the thread-pool manager GetHostManager gave, NULL where it gave none; stop()
+     * releases it, after reading its worker pool's statistics (cbSize 0 where it could not) */
+    IHostThreadpoolManager *workers;
+    HOSTIOCP_WORK_STATISTICS work_stats;
 };
 
 void dispatcher_init(struct dispatcher *d, const struct dispatcher_ops *ops, DWORD threads);
@@ -116,12 +120,17 @@ struct run
     double cpu_seconds;              /* the process's user + kernel time over the measured part */
     LONG generation;                 /* tells this run's callback threads from earlier runs' */
     volatile LONG callback_threads;  /* distinct threads that ran a callback */
+    volatile LONG64 io_completions;  /* completions of its requests */
+    /* The work workload: an operation is an item of its chains, not a completion. */
+    BOOL items_are_operations;
+    volatile LONG64 items_queued;    /* QueueUserWorkItem calls that succeeded */
+    volatile LONG64 items_run;       /* of its chains, and those its completions queued */
     char detail[160];
 };
 
 struct workload_options
 {
-    const char *name;                /* posted, file-read, file-copy, pipe, tcp */
+    const char *name;                /* posted, file-read, file-copy, pipe, tcp, work */
     DWORD concurrency;
     DWORD block;
     ULONGLONG file_size;
@@ -132,6 +141,7 @@ struct workload_options
     DWORD block_ms;                  /* callbacks block this long ... */
     DWORD block_every;               /* ... one in this many (1: all) */
     double warmup;                   /* seconds not measured at the start */
+    DWORD io_every;                  /* work: one item in this many waits for I/O (0: none) */
 };
 
 extern LONGLONG qpc_frequency;
@@ -162,7 +172,13 @@ BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *option
 
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes);
 BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run);
+/* The I/O workloads, which every dispatcher runs; "work" runs only through hostiocp (it needs
+ * dispatcher.workers). */
 BOOL workload_known(const char *name);
+#define WORK_WORKLOAD "work"
+/* The work workload's I/O completions for `chain_items` items of its chains: a write's and a
+ * read's for each item that waits for I/O, one in every io_every.  Each queues one more item. */
+LONG64 work_io_completions_expected(LONG64 chain_items, DWORD io_every);
 void free_run(struct run *run);
 double latency_percentile_us(const struct histogram *histogram, double fraction);
 int latency_bucket(double us);

@@ -1,5 +1,6 @@
 /* Workloads that push real overlapped I/O through a dispatcher and verify every byte:
- * posted packets, file reads, a file copy, and echo over named pipes and over TCP. */
+ * posted packets, file reads, a file copy, echo over named pipes and over TCP, and work items
+ * that wait for messages through pipes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@ static struct
     DWORD work_us, block_ms, block_every;
     volatile LONG callbacks;
     BOOL progress;
+    struct item_chain *chains;
+    volatile LONG64 next_ticket;
+    DWORD io_every;
+    LONG64 items_seen;           /* items run at the last look for a stall ... */
+    LONGLONG items_seen_at;      /* ... and when it changed */
 } work;
 
 LONGLONG now_ticks(void)
@@ -125,26 +131,37 @@ static double process_cpu_seconds(void)
             ((ULONGLONG)user.dwHighDateTime << 32 | user.dwLowDateTime)) / 1e7;
 }
 
+static void count_operation(struct run *run, LONGLONG since)
+{
+    record_latency(&run->latency, now_ticks() - since);
+    InterlockedIncrement64(&run->operations);
+}
+
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
 {
     struct request *request = CONTAINING_RECORD(overlapped, struct request, overlapped);
     struct run *run = request->run;
 
     count_callback_thread(run);
-    record_latency(&run->latency, now_ticks() - request->issued);
-    InterlockedIncrement64(&run->operations);
+    InterlockedIncrement64(&run->io_completions);
+    if (!run->items_are_operations)
+        count_operation(run, request->issued);
     InterlockedExchangeAdd64(&run->bytes, bytes);
     request->done(request, error, bytes);
 }
 
-static BOOL keep_going(struct run *run)
+static BOOL deadline_passed(struct run *run)
 {
     LONGLONG deadline = InterlockedCompareExchange64(&run->deadline, 0, 0);  /* whole, on 32-bit too */
 
+    return deadline && now_ticks() >= deadline;
+}
+
+static BOOL keep_going(struct run *run)
+{
     if (run->stopping)
         return FALSE;
-    if ((run->target_operations && run->operations >= run->target_operations) ||
-        (deadline && now_ticks() >= deadline))
+    if ((run->target_operations && run->operations >= run->target_operations) || deadline_passed(run))
         InterlockedExchange(&run->stopping, 1);
     return !run->stopping;
 }
@@ -155,12 +172,17 @@ static void finish_request(struct request *request)
         SetEvent(request->run->finished);
 }
 
-static void count_error(struct run *run, DWORD error, const char *what)
+static void record_error(struct run *run, DWORD error, const char *what)
 {
-    if (run->stopping)
-        return;
     if (InterlockedIncrement64(&run->errors) == 1)
         snprintf(run->detail, sizeof(run->detail), "first error: %s failed with %lu", what, error);
+}
+
+/* Once the run stops, closing the channels fails what is still pending: not an error. */
+static void count_error(struct run *run, DWORD error, const char *what)
+{
+    if (!run->stopping)
+        record_error(run, error, what);
 }
 
 /* ---- the byte pattern every transfer is checked against ---- */
@@ -675,6 +697,247 @@ static BOOL start_tcp(void)
     return TRUE;
 }
 
+/* ---- work items: managed work as the CLR queues it to IHostThreadpoolManager ---- */
+
+/* `concurrency` chains of items, one item of each in flight: an item spins and blocks as
+ * --work-us, --block-ms and --block-every say, and then queues its chain's next.  One item in
+ * every io_every waits for a message through its chain's pipe pair, both ends bound to the CLR's
+ * port: the read's OnComplete checks the bytes and queues the item that lets the waiting item
+ * go on, as ThreadPool.UnsafeQueueNativeOverlapped does when the thread pool is hosted, and the
+ * write's OnComplete queues an item and blocks until it has run.  So items wait for completions
+ * and completions wait for items, and neither pool may run out of threads for the other. */
+
+/* A wait for another item or a completion that takes this long is an error, not a hang. */
+#define ITEM_WAIT_MS 30000
+
+struct item_chain
+{
+    DWORD index;
+    LONG64 ticket;             /* the item in flight: its number among every chain's items, from 1 */
+    LONGLONG queued;           /* when it was queued */
+    struct request *read, *write;
+    struct channel *server, *client;
+    HANDLE read_seen;          /* auto-reset: the item that the read's completion queued ran */
+    HANDLE write_item_ran;     /* auto-reset: the item that the write's callback waits for ran */
+    HANDLE write_seen;         /* auto-reset: the write's callback is done */
+};
+
+LONG64 work_io_completions_expected(LONG64 chain_items, DWORD io_every)
+{
+    return io_every ? 2 * (chain_items / io_every) : 0;
+}
+
+/* Flags 0, as the CLR passes for managed work (doc/clr-threadpool-contract.md). */
+static BOOL queue_item(LPTHREAD_START_ROUTINE function, void *context)
+{
+    struct run *run = work.run;
+    HRESULT hr;
+
+    /* Counted first: the item may run, and the run end, before the call returns. */
+    InterlockedIncrement64(&run->items_queued);
+    if (SUCCEEDED(hr = IHostThreadpoolManager_QueueUserWorkItem(run->dispatcher->workers, function, context, 0)))
+        return TRUE;
+    InterlockedDecrement64(&run->items_queued);
+    record_error(run, (DWORD)hr, "QueueUserWorkItem");
+    return FALSE;
+}
+
+/* Waits for all of the events at once. */
+static void wait_for_signals(DWORD count, const HANDLE *events, const char *what)
+{
+    if (count && WaitForMultipleObjects(count, events, TRUE, ITEM_WAIT_MS) >= WAIT_OBJECT_0 + count)
+        record_error(work.run, ERROR_TIMEOUT, what);
+}
+
+/* The item of a chain's next number; none once --operations items were numbered, or without
+ * --operations once the duration is over, nor after an error: a lost item or completion costs
+ * ITEM_WAIT_MS each time it is waited for. */
+static BOOL take_ticket(struct item_chain *chain)
+{
+    struct run *run = work.run;
+    LONG64 ticket;
+
+    if (run->stopping || run->errors || (!run->target_operations && deadline_passed(run)))
+        return FALSE;
+    ticket = InterlockedIncrement64(&work.next_ticket);
+    if (run->target_operations && ticket > run->target_operations)
+        return FALSE;
+    chain->ticket = ticket;
+    return TRUE;
+}
+
+static DWORD WINAPI run_chain_item(void *context);
+
+static void queue_chain_item(struct item_chain *chain)
+{
+    if (take_ticket(chain))
+    {
+        chain->queued = now_ticks();
+        if (queue_item(run_chain_item, chain))
+            return;
+    }
+    finish_request(chain->read);
+}
+
+static DWORD WINAPI let_reader_go_on(void *context)
+{
+    struct item_chain *chain = context;
+
+    InterlockedIncrement64(&work.run->items_run);
+    SetEvent(chain->read_seen);
+    return 0;
+}
+
+static void message_read(struct request *request, DWORD error, DWORD bytes)
+{
+    struct item_chain *chain = &work.chains[request->id];
+
+    if (error || bytes != work.block)
+        record_error(request->run, error ? error : ERROR_MORE_DATA, "a message read");
+    else if (!pattern_matches(request->buffer, bytes, chain->ticket * (work.block / 8), chain->index))
+        InterlockedIncrement64(&request->run->verify_failures);
+    if (!queue_item(let_reader_go_on, chain))
+        SetEvent(chain->read_seen);  /* counted as an error: the item need not wait */
+}
+
+static DWORD WINAPI let_writer_go_on(void *context)
+{
+    struct item_chain *chain = context;
+
+    InterlockedIncrement64(&work.run->items_run);
+    SetEvent(chain->write_item_ran);
+    return 0;
+}
+
+static void message_written(struct request *request, DWORD error, DWORD bytes)
+{
+    struct item_chain *chain = &work.chains[request->id];
+
+    if (error || bytes != work.block)
+        record_error(request->run, error ? error : ERROR_WRITE_FAULT, "a message write");
+    if (queue_item(let_writer_go_on, chain))
+        wait_for_signals(1, &chain->write_item_ran, "a write's callback waiting for its item");
+    SetEvent(chain->write_seen);
+}
+
+/* One message of the item's own pattern, read on the server end as the client end writes it. */
+static void wait_for_message(struct item_chain *chain)
+{
+    HANDLE seen[2] = { chain->read_seen, chain->write_seen };
+    BOOL reading, writing = FALSE;
+
+    fill_pattern(chain->write->buffer, work.block, chain->ticket * (work.block / 8), chain->index);
+    memset(chain->read->buffer, 0, work.block);
+    if ((reading = start_read(chain->read, chain->server, chain->read->buffer, work.block)) &&
+        !(writing = start_write(chain->write, chain->client, chain->write->buffer, work.block)))
+        CancelIoEx(chain->server->handle, &chain->read->overlapped);  /* it completes, as an error */
+    wait_for_signals(writing ? 2 : reading ? 1 : 0, seen, "an item waiting for its message");
+}
+
+static DWORD WINAPI run_chain_item(void *context)
+{
+    struct item_chain *chain = context;
+
+    InterlockedIncrement64(&work.run->items_run);
+    count_operation(work.run, chain->queued);
+    callback_load();
+    if (work.io_every && chain->ticket % work.io_every == 0)
+        wait_for_message(chain);
+    queue_chain_item(chain);
+    return 0;
+}
+
+/* Message mode: a read takes one whole message, so that each message is one completion. */
+static BOOL open_message_pipes(struct item_chain *chain)
+{
+    WCHAR name[96];
+    HANDLE server, client;
+
+    swprintf(name, ARRAYSIZE(name), L"\\\\.\\pipe\\hostiocp-work-%lu-%lu", GetCurrentProcessId(), chain->index);
+    server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+                              PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT, 1, work.block, work.block, 0,
+                              NULL);
+    if (server == INVALID_HANDLE_VALUE || !bind_channel(chain->server, server, TRANSPORT_FILE))
+        return FALSE;
+    client = CreateFileW(name, GENERIC_WRITE, 0, NULL, OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+    return client != INVALID_HANDLE_VALUE && bind_channel(chain->client, client, TRANSPORT_FILE);
+}
+
+static BOOL set_up_chain(struct item_chain *chain, DWORD index)
+{
+    chain->index = index;
+    chain->read = &work.requests[2 * index];
+    chain->write = &work.requests[2 * index + 1];
+    chain->read->done = message_read;
+    chain->write->done = message_written;
+    chain->server = &work.servers[index];
+    chain->client = &work.clients[index];
+    chain->read_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
+    chain->write_item_ran = CreateEventW(NULL, FALSE, FALSE, NULL);
+    chain->write_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
+    if (!chain->read_seen || !chain->write_item_ran || !chain->write_seen)
+        return FALSE;
+    return !work.io_every || open_message_pipes(chain);
+}
+
+/* Every chain is set up before the first item runs; if one cannot be, none starts. */
+static BOOL start_work_items(void)
+{
+    struct run *run = work.run;
+    DWORD i, chains = work.count / 2;
+
+    work.chains = calloc(chains, sizeof(*work.chains));
+    if (!run->dispatcher->workers)
+        SetLastError(ERROR_NOT_SUPPORTED);  /* no IHostThreadpoolManager from GetHostManager */
+    for (i = 0; run->dispatcher->workers && work.chains && i < chains; i++)
+        if (!set_up_chain(&work.chains[i], i))
+            break;
+    if (!work.chains || i < chains)
+    {
+        InterlockedExchange(&run->outstanding, 0);
+        SetEvent(run->finished);
+        return FALSE;
+    }
+    for (i = 0; i < chains; i++)
+        queue_chain_item(&work.chains[i]);
+    return TRUE;
+}
+
+/* No item ran for ITEM_WAIT_MS beyond the longest block while chains still go: one was lost. */
+static BOOL items_stalled(struct run *run)
+{
+    LONG64 ran = InterlockedCompareExchange64(&run->items_run, 0, 0);
+    LONGLONG now = now_ticks();
+
+    if (ran != work.items_seen || !work.items_seen_at)
+    {
+        work.items_seen = ran;
+        work.items_seen_at = now;
+        return FALSE;
+    }
+    if ((now - work.items_seen_at) * 1000 / qpc_frequency < ITEM_WAIT_MS + (LONGLONG)work.block_ms)
+        return FALSE;
+    record_error(run, ERROR_TIMEOUT, "waiting for an item of a chain to run");
+    InterlockedExchange(&run->stopping, 1);  /* the chains that still go end with their items in flight */
+    return TRUE;
+}
+
+static void free_chains(void)
+{
+    DWORD i;
+
+    for (i = 0; work.chains && i < work.count / 2; i++)
+    {
+        if (work.chains[i].read_seen)
+            CloseHandle(work.chains[i].read_seen);
+        if (work.chains[i].write_item_ran)
+            CloseHandle(work.chains[i].write_item_ran);
+        if (work.chains[i].write_seen)
+            CloseHandle(work.chains[i].write_seen);
+    }
+    free(work.chains);
+}
+
 /* ---- running one ---- */
 
 BOOL workload_known(const char *name)
@@ -712,11 +975,16 @@ static BOOL is_echo(const char *name)
     return !strcmp(name, "pipe") || !strcmp(name, "tcp");
 }
 
+static BOOL is_work(const char *name)
+{
+    return !strcmp(name, WORK_WORKLOAD);
+}
+
 /* The shared state of one run and its requests; an echo workload has a client and a server
- * request for each connection. */
+ * request for each connection, the work workload a read and a write for each chain. */
 static void set_up_work(struct dispatcher *d, const struct workload_options *options, struct run *run)
 {
-    BOOL echo = is_echo(options->name);
+    BOOL echo = is_echo(options->name), pairs = echo || is_work(options->name);
     DWORD i;
 
     ZeroMemory(run, sizeof(*run));
@@ -729,13 +997,15 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     work.run = run;
     work.block = options->block;
     work.file_size = options->file_size - options->file_size % options->block;
-    work.count = echo ? max(options->concurrency, 1) * 2 : max(options->concurrency, 1);
+    work.count = pairs ? max(options->concurrency, 1) * 2 : max(options->concurrency, 1);
     work.clients_left = echo ? work.count / 2 : 0;
     work.clients_done = CreateEventW(NULL, TRUE, FALSE, NULL);
     work.work_us = options->work_us;
     work.block_ms = options->block_ms;
     work.block_every = max(options->block_every, 1);
     work.progress = options->progress;
+    work.io_every = options->io_every;
+    run->items_are_operations = is_work(options->name);
     if (work.work_us)
         calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
@@ -744,11 +1014,11 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     for (i = 0; i < work.count; i++)
     {
         work.requests[i].run = run;
-        work.requests[i].id = echo ? i / 2 : i;
+        work.requests[i].id = pairs ? i / 2 : i;
         work.requests[i].size = work.block;
         work.requests[i].buffer = malloc(work.block);
     }
-    run->outstanding = work.count;
+    run->outstanding = is_work(options->name) ? work.count / 2 : work.count;  /* a chain counts as its read */
     run->target_operations = options->operations;
 }
 
@@ -762,6 +1032,8 @@ static BOOL start_named_workload(const char *name)
         return start_pipes();
     if (!strcmp(name, "tcp"))
         return start_tcp();
+    if (is_work(name))
+        return start_work_items();
     return FALSE;
 }
 
@@ -783,8 +1055,12 @@ static LONGLONG wait_for_run(struct run *run, const struct workload_options *opt
     }
     run->cpu_seconds = -process_cpu_seconds();
     while (WaitForSingleObject(ended, 1000) == WAIT_TIMEOUT)
+    {
         if (options->progress)
             print_progress(run, start);
+        if (run->items_are_operations && items_stalled(run))
+            break;
+    }
     return start;
 }
 
@@ -812,7 +1088,10 @@ static void close_channels(void)
     DWORD i;
 
     for (i = 0; i < work.count; i++)
+    {
         close_channel(&work.servers[i]);
+        close_channel(&work.clients[i]);
+    }
     close_channel(&work.source);
     close_channel(&work.target);
     close_channel(&work.listener);
@@ -870,6 +1149,7 @@ void free_run(struct run *run)
 
     for (i = 0; i < work.count; i++)
         free(work.requests[i].buffer);
+    free_chains();
     free(work.requests);
     free(work.servers);
     free(work.clients);
@@ -1012,7 +1292,7 @@ static void end_storm(struct run *run, const struct storm_options *options)
 
 BOOL run_blocking_storm(struct dispatcher *d, const struct storm_options *options, struct storm_result *result)
 {
-    struct workload_options w = { "storm", options->most_blocked + 1, 64, 0, 0, 0, FALSE, 0, 0, 1, 0 };
+    struct workload_options w = { "storm", options->most_blocked + 1, 64, 0, 0, 0, FALSE, 0, 0, 1, 0, 0 };
     struct run run;
     DWORD new_one;
     BOOL ok;

@@ -1,7 +1,8 @@
 /* Conformance of the host program as a user runs it: real I/O with every byte verified and a
- * zero exit, one clear line and exit code 2 for bad options. */
+ * zero exit, work items each run exactly once, one clear line and exit code 2 for bad options. */
 #include <windows.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #define STANDALONE
 #include <wine/test.h>
@@ -130,6 +131,66 @@ static void test_manifest_option(void)
     check_refusal(host_path, L"--manifest", "hostiocp-host: --manifest needs a value; see hostiocp-host --help\n");
 }
 
+/* The number after "name": in the JSON from `from` on, or -1. */
+static LONGLONG json_number(const char *from, const char *name)
+{
+    char key[64];
+    const char *at;
+
+    snprintf(key, sizeof(key), "\"%s\": ", name);
+    if (!from || !(at = strstr(from, key)))
+        return -1;
+    return strtoll(at + strlen(key), NULL, 10);
+}
+
+static void check_json_number(const char *from, const char *name, LONGLONG expected, const char *arguments)
+{
+    LONGLONG value = json_number(from, name);
+
+    ok(value == expected, "hostiocp-host %s: %s is %ld, expected %ld\n", arguments, name, (long)value, (long)expected);
+}
+
+/* --workload work with --operations: exactly that many items of the chains, two I/O completions
+ * (a write and a read of one message) for each item of every io_every, and one more item queued
+ * from each completion; the program and the DLL count each item queued and run once. */
+static void check_work_counts(const char *arguments, LONGLONG chain_items, LONGLONG io_every, LONGLONG block)
+{
+    LONGLONG completions = io_every ? 2 * (chain_items / io_every) : 0, items = chain_items + completions;
+    WCHAR wide[256];
+    char output[4096];
+    const char *dll_counts;
+    DWORD code;
+
+    swprintf(wide, ARRAYSIZE(wide), L"--quiet --json --workload work %hs", arguments);
+    code = run_program(host_path, wide, output, sizeof(output));
+    ok(code == 0, "hostiocp-host %s exited with %lu: %s\n", arguments, code, output);
+    check_json_number(output, "operations", chain_items, arguments);
+    check_json_number(output, "items_queued", items, arguments);
+    check_json_number(output, "items_run", items, arguments);
+    check_json_number(output, "io_completions", completions, arguments);
+    check_json_number(output, "bytes", completions * block, arguments);
+    check_json_number(output, "errors", 0, arguments);
+    check_json_number(output, "verify_failures", 0, arguments);
+    check_json_number(output, "drain_markers", 2, arguments);
+    dll_counts = strstr(output, "\"work_statistics\": {");
+    ok(dll_counts != NULL, "hostiocp-host %s: no work statistics in %s\n", arguments, output);
+    check_json_number(dll_counts, "items_queued", items, arguments);
+    check_json_number(dll_counts, "items_run", items, arguments);
+    check_json_number(dll_counts, "items_refused", 0, arguments);
+    check_json_number(dll_counts, "items_discarded", 0, arguments);
+}
+
+static void test_work_workload(void)
+{
+    /* Every item waits for a message, more chains than the default minimum of threads. */
+    check_work_counts("--operations 300 --concurrency 24 --io-every 1 --block 512", 300, 1, 512);
+    /* One in three, with items that spin and some that block. */
+    check_work_counts("--operations 400 --concurrency 8 --io-every 3 --block 1024 --work-us 20 --block-ms 2 "
+                      "--block-every 16", 400, 3, 1024);
+    /* Fewer items than chains; items without I/O. */
+    check_work_counts("--operations 5 --concurrency 16 --io-every 0", 5, 0, 4096);
+}
+
 START_TEST(host)
 {
     static const WCHAR *const bad[] =
@@ -155,8 +216,9 @@ START_TEST(host)
     ok(code == 0, "--help exited with %lu\n", code);
     /* Every workload moves and checks real bytes; any error or mismatch makes the exit non-zero. */
     code = run_host(L"--quiet --duration 0.3 --size 1M --concurrency 4 --workload all --workload posted "
-                    L"--workload file-read");
+                    L"--workload file-read --workload work");
     ok(code == 0, "hostiocp-host exited with %lu\n", code);
     code = run_host(L"--quiet --operations 2000 --workload pipe --min-threads 1 --max-threads 1 --json");
     ok(code == 0, "hostiocp-host with one thread exited with %lu\n", code);
+    test_work_workload();
 }

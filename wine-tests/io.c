@@ -1,6 +1,8 @@
 /* Conformance: real overlapped I/O through hostiocp as the CLR drives it (Bind, then
  * InitializeHostOverlapped per request): file, named-pipe and TCP transfers checked byte for
- * byte, cancellation, a handle closed with I/O pending, and packets others post to the port. */
+ * byte, cancellation, a handle closed with I/O pending, and packets others post to the port;
+ * then both managers from IHostControl as the CLR takes them, at their default limits, with work
+ * items that wait for real I/O and completion callbacks that wait for work items. */
 #include <winsock2.h>
 #include <windows.h>
 #include <ole2.h>
@@ -383,6 +385,359 @@ static void check_statistics_and_release(const char *mode, ULONGLONG bound, ULON
     ok(clr->refs == 1, "%s: the CLR callback is still referenced\n", mode);
 }
 
+/* ---- both managers as the CLR drives them: work items and I/O waiting for each other ---- */
+
+#define MESSAGE_SIZE 512
+#define WAITERS_ABOVE_MINIMUM 8   /* blocked at once in a pool: this many more than its minimum */
+
+/* The CLR's side of hostiocp as CorHost2::SetHostControl and the thread pool's start set it up:
+ * GetHostManager for the thread-pool manager and then the I/O one, the overlapped size, the
+ * CLR's callback and one port.  It sets neither pool's limits: the CLR sets them only when
+ * managed code calls ThreadPool.SetMinThreads or SetMaxThreads. */
+struct clr_host
+{
+    IHostControl *control;
+    IHostThreadpoolManager *workers;
+    IHostIoCompletionManager *manager;
+    HANDLE port;
+};
+
+/* One party of a wait: a read on a message pipe whose server end is bound to the port. */
+struct waiter
+{
+    struct clr_overlapped read;   /* OnComplete gets its address */
+    HANDLE server, client;
+    BYTE sent[MESSAGE_SIZE], received[MESSAGE_SIZE];
+    volatile LONG completions;
+    volatile LONG waits_begun;    /* by the waiting party: an item, or a callback */
+    volatile LONG helper_runs;    /* of the item that lets it go on */
+    DWORD error, bytes;
+    HANDLE go_on;                 /* set by the item that lets the waiting party go on */
+};
+
+static struct
+{
+    struct clr_host host;
+    struct waiter *waiters;
+    LONG count;
+    volatile LONG arrived;        /* parties about to wait */
+    HANDLE all_arrived;
+    volatile LONG finished;       /* waiting items that went on */
+    HANDLE all_finished;
+    volatile LONG failures;       /* refused items and timed-out waits, on pool threads */
+    LONG calls_before;            /* the fake CLR's OnComplete calls before these */
+} waits;
+
+static DWORD processors(void)
+{
+    SYSTEM_INFO system;
+
+    GetSystemInfo(&system);
+    return system.dwNumberOfProcessors;
+}
+
+static BOOL set_up_clr_host(struct clr_host *host)
+{
+    DWORD size = 0, value;
+    HRESULT hr;
+
+    ZeroMemory(host, sizeof(*host));
+    hr = CoCreateInstance(&CLSID_HostIoCpHostControl, NULL, CLSCTX_INPROC_SERVER, &IID_IHostControl,
+                          (void **)&host->control);
+    ok(hr == S_OK, "CoCreateInstance(CLSID_HostIoCpHostControl) returned %#lx\n", hr);
+    if (FAILED(hr))
+        return FALSE;
+    hr = IHostControl_GetHostManager(host->control, &IID_IHostThreadpoolManager, (void **)&host->workers);
+    ok(hr == S_OK && host->workers, "GetHostManager(IHostThreadpoolManager) returned %#lx\n", hr);
+    hr = IHostControl_GetHostManager(host->control, &IID_IHostIoCompletionManager, (void **)&host->manager);
+    ok(hr == S_OK && host->manager, "GetHostManager(IHostIoCompletionManager) returned %#lx\n", hr);
+    if (!host->workers || !host->manager)
+        return FALSE;
+    /* The defaults the CLR leaves them at: a thread per CPU at least, 1000 at most. */
+    ok(IHostThreadpoolManager_GetMinThreads(host->workers, &value) == S_OK && value == processors(),
+       "the worker pool's minimum is %lu, expected %lu\n", value, processors());
+    ok(IHostThreadpoolManager_GetMaxThreads(host->workers, &value) == S_OK && value == HOSTIOCP_MAX_THREADS_LIMIT,
+       "the worker pool's maximum is %lu\n", value);
+    ok(IHostIoCompletionManager_GetMinThreads(host->manager, &value) == S_OK && value == processors(),
+       "the I/O pool's minimum is %lu, expected %lu\n", value, processors());
+    ok(IHostIoCompletionManager_GetMaxThreads(host->manager, &value) == S_OK && value == HOSTIOCP_MAX_THREADS_LIMIT,
+       "the I/O pool's maximum is %lu\n", value);
+    hr = IHostIoCompletionManager_GetHostOverlappedSize(host->manager, &size);
+    ok(hr == S_OK && size <= sizeof(((struct clr_overlapped *)NULL)->host), "GetHostOverlappedSize: %#lx, %lu\n",
+       hr, size);
+    hr = IHostIoCompletionManager_SetCLRIoCompletionManager(host->manager, &clr->ICLRIoCompletionManager_iface);
+    ok(hr == S_OK, "SetCLRIoCompletionManager returned %#lx\n", hr);
+    hr = IHostIoCompletionManager_CreateIoCompletionPort(host->manager, &host->port);
+    ok(hr == S_OK, "CreateIoCompletionPort returned %#lx\n", hr);
+    return SUCCEEDED(hr);
+}
+
+static void release_clr_host(struct clr_host *host)
+{
+    if (host->workers)
+        IHostThreadpoolManager_Release(host->workers);
+    if (host->manager)
+        IHostIoCompletionManager_Release(host->manager);
+    if (host->control)
+        ok(IHostControl_Release(host->control) == 0, "references to the host control left\n");
+    ok(clr->refs == 1, "the CLR callback is still referenced\n");
+}
+
+/* Message mode: the read takes the one message whole, in one completion. */
+static void open_message_pipe(struct waiter *waiter, LONG index)
+{
+    WCHAR name[80];
+
+    swprintf(name, ARRAYSIZE(name), L"\\\\.\\pipe\\hostiocp-waits-%lu-%ld", GetCurrentProcessId(), index);
+    waiter->server = CreateNamedPipeW(name, PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED,
+                                      PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT, 1, MESSAGE_SIZE,
+                                      MESSAGE_SIZE, 0, NULL);
+    ok(waiter->server != INVALID_HANDLE_VALUE, "CreateNamedPipe failed: %lu\n", GetLastError());
+    waiter->client = CreateFileW(name, GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
+    ok(waiter->client != INVALID_HANDLE_VALUE, "opening the pipe failed: %lu\n", GetLastError());
+    ok(IHostIoCompletionManager_Bind(waits.host.manager, waits.host.port, waiter->server) == S_OK, "Bind failed\n");
+}
+
+static BOOL start_waits(fake_clr_hook hook)
+{
+    LONG i;
+
+    ZeroMemory(&waits, sizeof(waits));
+    waits.count = processors() + WAITERS_ABOVE_MINIMUM;
+    waits.waiters = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, waits.count * sizeof(*waits.waiters));
+    waits.all_arrived = CreateEventW(NULL, TRUE, FALSE, NULL);
+    waits.all_finished = CreateEventW(NULL, TRUE, FALSE, NULL);
+    clr->hook = hook;
+    waits.calls_before = clr->calls;
+    fake_clr_expect(clr, waits.count);
+    if (!set_up_clr_host(&waits.host))
+        return FALSE;
+    for (i = 0; i < waits.count; i++)
+    {
+        waits.waiters[i].go_on = CreateEventW(NULL, FALSE, FALSE, NULL);
+        fill_pattern(waits.waiters[i].sent, MESSAGE_SIZE, (DWORD)i);
+        open_message_pipe(&waits.waiters[i], i);
+    }
+    return TRUE;
+}
+
+static void arrive(void)
+{
+    if (InterlockedIncrement(&waits.arrived) == waits.count)
+        SetEvent(waits.all_arrived);
+}
+
+static void wait_on_pool_thread(HANDLE event)
+{
+    if (WaitForSingleObject(event, WAIT_MS) != WAIT_OBJECT_0)
+        InterlockedIncrement(&waits.failures);
+}
+
+/* Flags 0, as the CLR queues managed work. */
+static void queue_item(LPTHREAD_START_ROUTINE function, struct waiter *waiter)
+{
+    if (IHostThreadpoolManager_QueueUserWorkItem(waits.host.workers, function, waiter, 0) != S_OK)
+    {
+        InterlockedIncrement(&waits.failures);
+        SetEvent(waiter->go_on);  /* counted: whoever waits for it need not */
+    }
+}
+
+static void start_message_read(struct waiter *waiter)
+{
+    IHostIoCompletionManager_InitializeHostOverlapped(waits.host.manager, &waiter->read.overlapped);
+    if (!ReadFile(waiter->server, waiter->received, MESSAGE_SIZE, NULL, &waiter->read.overlapped) &&
+        GetLastError() != ERROR_IO_PENDING)
+        InterlockedIncrement(&waits.failures);
+}
+
+static void record_read(struct waiter *waiter, DWORD error, DWORD bytes)
+{
+    waiter->error = error;
+    waiter->bytes = bytes;
+    InterlockedIncrement(&waiter->completions);
+}
+
+static void write_messages(void)
+{
+    DWORD written;
+    LONG i;
+
+    for (i = 0; i < waits.count; i++)
+        ok(WriteFile(waits.waiters[i].client, waits.waiters[i].sent, MESSAGE_SIZE, &written, NULL) &&
+           written == MESSAGE_SIZE, "writing message %ld failed: %lu\n", i, GetLastError());
+}
+
+/* Every party once: each read completed once with its own message, each item ran once. */
+static void check_waiters(const char *what)
+{
+    LONG i;
+
+    ok(!waits.failures, "%s: %ld items refused or waits timed out on pool threads\n", what, waits.failures);
+    for (i = 0; i < waits.count; i++)
+    {
+        struct waiter *waiter = &waits.waiters[i];
+
+        ok(waiter->completions == 1, "%s: read %ld completed %ld times\n", what, i, waiter->completions);
+        ok(waiter->waits_begun == 1 && waiter->helper_runs == 1, "%s: waiter %ld waited %ld times, its helper item "
+           "ran %ld times\n", what, i, waiter->waits_begun, waiter->helper_runs);
+        ok(!waiter->error && waiter->bytes == MESSAGE_SIZE, "%s: read %ld: error %lu, %lu bytes\n", what, i,
+           waiter->error, waiter->bytes);
+        ok(!memcmp(waiter->received, waiter->sent, MESSAGE_SIZE), "%s: read %ld got other bytes\n", what, i);
+    }
+}
+
+static void check_work_statistics(const char *what, LONG items, DWORD threads_at_least)
+{
+    HOSTIOCP_WORK_STATISTICS stats;
+
+    ok(get_work_statistics((IUnknown *)waits.host.workers, &stats) == S_OK, "%s: no work statistics\n", what);
+    ok(stats.ItemsQueued == (ULONGLONG)items && stats.ItemsRun == (ULONGLONG)items,
+       "%s: %lu items queued and %lu run, expected %ld\n", what, (ULONG)stats.ItemsQueued, (ULONG)stats.ItemsRun, items);
+    ok(!stats.ItemsRefused && !stats.ItemsDiscarded, "%s: %lu items refused, %lu discarded\n", what,
+       (ULONG)stats.ItemsRefused, (ULONG)stats.ItemsDiscarded);
+    ok(stats.ThreadsPeak >= threads_at_least, "%s: the worker pool peaked at %lu threads, expected %lu or more\n",
+       what, stats.ThreadsPeak, threads_at_least);
+    trace("%s: worker pool peak %lu threads, %lu injected (%lu for starvation)\n", what, stats.ThreadsPeak,
+          (ULONG)stats.ThreadsInjected, (ULONG)stats.StarvationInjections);
+}
+
+static void check_io_statistics(const char *what, DWORD threads_at_least)
+{
+    HOSTIOCP_STATISTICS stats;
+
+    ok(get_statistics(waits.host.manager, waits.host.port, &stats) == S_OK, "%s: no statistics\n", what);
+    ok(stats.CompletionsDispatched == (ULONGLONG)waits.count && !stats.CompletionsFailed,
+       "%s: %lu completions dispatched, %lu failed, expected %ld\n", what, (ULONG)stats.CompletionsDispatched,
+       (ULONG)stats.CompletionsFailed, waits.count);
+    ok(stats.ThreadsPeak >= threads_at_least, "%s: the I/O pool peaked at %lu threads, expected %lu or more\n", what,
+       stats.ThreadsPeak, threads_at_least);
+    trace("%s: I/O pool peak %lu threads, %lu injected (%lu for starvation)\n", what, stats.ThreadsPeak,
+          (ULONG)stats.ThreadsInjected, (ULONG)stats.StarvationInjections);
+}
+
+static void finish_waits(void)
+{
+    LONG i;
+
+    for (i = 0; i < waits.count; i++)
+    {
+        CloseHandle(waits.waiters[i].client);
+        CloseHandle(waits.waiters[i].server);
+        CloseHandle(waits.waiters[i].go_on);
+    }
+    release_clr_host(&waits.host);
+    clr->hook = record_completion;
+    CloseHandle(waits.all_arrived);
+    CloseHandle(waits.all_finished);
+    HeapFree(GetProcessHeap(), 0, waits.waiters);
+}
+
+/* Items wait for their reads: more items than the worker pool's minimum each start a read and
+ * block until it completes, all at once, before any message is written.  The read's callback
+ * queues the item that lets its reader go on, as ThreadPool.UnsafeQueueNativeOverlapped does when
+ * the thread pool is hosted: that item needs a thread beyond the blocked ones. */
+static DWORD WINAPI let_reader_go_on(void *context)
+{
+    struct waiter *waiter = context;
+
+    InterlockedIncrement(&waiter->helper_runs);
+    SetEvent(waiter->go_on);
+    return 0;
+}
+
+static void read_queues_its_continuation(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct waiter *waiter = CONTAINING_RECORD(overlapped, struct waiter, read.overlapped);
+
+    (void)fake;
+    record_read(waiter, error, bytes);
+    queue_item(let_reader_go_on, waiter);
+}
+
+static DWORD WINAPI item_waits_for_its_read(void *context)
+{
+    struct waiter *waiter = context;
+
+    InterlockedIncrement(&waiter->waits_begun);
+    start_message_read(waiter);
+    arrive();
+    wait_on_pool_thread(waiter->go_on);
+    if (InterlockedIncrement(&waits.finished) == waits.count)
+        SetEvent(waits.all_finished);
+    return 0;
+}
+
+static void test_items_waiting_for_reads(void)
+{
+    const char *what = "items waiting for reads";
+    LONG i;
+
+    if (start_waits(read_queues_its_continuation))
+    {
+        for (i = 0; i < waits.count; i++)
+            ok(IHostThreadpoolManager_QueueUserWorkItem(waits.host.workers, item_waits_for_its_read, &waits.waiters[i],
+                                                        0) == S_OK, "QueueUserWorkItem failed\n");
+        ok(WaitForSingleObject(waits.all_arrived, WAIT_MS) == WAIT_OBJECT_0,
+           "%s: %ld of %ld items were blocked at once\n", what, waits.arrived, waits.count);
+        write_messages();
+        ok(WaitForSingleObject(waits.all_finished, WAIT_MS) == WAIT_OBJECT_0, "%s: %ld of %ld items went on\n",
+           what, waits.finished, waits.count);
+        ok(fake_clr_wait(clr, WAIT_MS), "%s: %ld of %ld OnComplete calls returned\n", what,
+           clr->calls - waits.calls_before, waits.count);
+        check_waiters(what);
+        check_work_statistics(what, 2 * waits.count, waits.count + 1);
+        check_io_statistics(what, 1);
+    }
+    finish_waits();
+}
+
+/* Callbacks wait for items: more reads than the I/O pool's minimum complete, and each callback
+ * queues an item and blocks until it has run; the items let them go on only once every callback
+ * is blocked, so the I/O pool must add threads while items wait for them. */
+static DWORD WINAPI item_waits_for_every_callback(void *context)
+{
+    struct waiter *waiter = context;
+
+    InterlockedIncrement(&waiter->helper_runs);
+    wait_on_pool_thread(waits.all_arrived);
+    SetEvent(waiter->go_on);
+    return 0;
+}
+
+static void read_waits_for_its_item(struct fake_clr *fake, DWORD error, DWORD bytes, void *overlapped)
+{
+    struct waiter *waiter = CONTAINING_RECORD(overlapped, struct waiter, read.overlapped);
+
+    (void)fake;
+    record_read(waiter, error, bytes);
+    InterlockedIncrement(&waiter->waits_begun);
+    arrive();
+    queue_item(item_waits_for_every_callback, waiter);
+    wait_on_pool_thread(waiter->go_on);
+}
+
+static void test_callbacks_waiting_for_items(void)
+{
+    const char *what = "callbacks waiting for items";
+    LONG i;
+
+    if (start_waits(read_waits_for_its_item))
+    {
+        for (i = 0; i < waits.count; i++)
+            start_message_read(&waits.waiters[i]);
+        write_messages();
+        ok(WaitForSingleObject(waits.all_arrived, WAIT_MS) == WAIT_OBJECT_0,
+           "%s: %ld of %ld callbacks were blocked at once\n", what, waits.arrived, waits.count);
+        ok(fake_clr_wait(clr, WAIT_MS), "%s: %ld of %ld callbacks returned\n", what, clr->calls - waits.calls_before,
+           waits.count);
+        check_waiters(what);
+        check_work_statistics(what, waits.count, 1);
+        check_io_statistics(what, waits.count);
+    }
+    finish_waits();
+}
+
 START_TEST(io)
 {
     WSADATA wsa;
@@ -410,6 +765,8 @@ START_TEST(io)
         test_foreign_packets();
         check_statistics_and_release("batched", 1, FAILED_COMPLETIONS_PIPE, TRUE);
     }
+    test_items_waiting_for_reads();
+    test_callbacks_waiting_for_items();
 
     fake_clr_destroy(clr);
     WSACleanup();
