@@ -1,6 +1,8 @@
 /* The four ways the benchmark turns completed I/O into callbacks: a bare completion-port loop
  * (the limit), hostiocp driven as the CLR drives it (with its thread-pool manager for the work
- * workload), the Windows thread pool (TP_IO) and BindIoCompletionCallback. */
+ * workload), the Windows thread pool (TP_IO) and BindIoCompletionCallback; and the ways it runs
+ * work items: hostiocp's IHostThreadpoolManager, TrySubmitThreadpoolCallback and
+ * QueueUserWorkItem (the CLR's own worker pool is modelled in clrworkers.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <ole2.h>
