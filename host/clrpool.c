@@ -116,7 +116,7 @@ static union clr_counts add_counts(struct clr_pool *pool, int active, int workin
     return new;
 }
 
-static BOOL thread_has_io_pending(void)
+BOOL clr_thread_has_io_pending(void)
 {
     BOOL pending = FALSE;
     /* As ThreadpoolMgr::IsIoPending: when the question cannot be asked, assume I/O is pending. */
@@ -125,7 +125,7 @@ static BOOL thread_has_io_pending(void)
 
 /* CPU use of the whole machine since the last sample, as GetCPUBusyTime_NT computes it (kernel
  * time includes idle time). */
-static LONG sample_cpu_busy(ULONGLONG *last_idle, ULONGLONG *last_total)
+LONG clr_sample_cpu_busy(ULONGLONG *last_idle, ULONGLONG *last_total)
 {
     FILETIME idle, kernel, user;
     ULONGLONG idle_now, total_now, idle_delta, total_delta;
@@ -279,10 +279,10 @@ static DWORD WINAPI clr_gate_thread(void *arg)
     struct clr_pool *pool = arg;
     ULONGLONG idle = 0, total = 0;
 
-    sample_cpu_busy(&idle, &total);
+    clr_sample_cpu_busy(&idle, &total);
     while (WaitForSingleObject(pool->gate_stop, CLR_GATE_DELAY_MS) == WAIT_TIMEOUT)
     {
-        InterlockedExchange(&pool->cpu_busy, sample_cpu_busy(&idle, &total));
+        InterlockedExchange(&pool->cpu_busy, clr_sample_cpu_busy(&idle, &total));
         gate_tick(pool);
     }
     return 0;
@@ -327,7 +327,7 @@ static enum after_wait decide_after_wait(struct clr_pool *pool, BOOL timed_out, 
                 new.n.working++;
                 what = WAIT_AGAIN;
             }
-            else if (thread_has_io_pending())
+            else if (clr_thread_has_io_pending())
             {
                 new.n.retired++;
                 what = RETIRE;
@@ -352,7 +352,7 @@ static BOOL wait_in_retirement(struct clr_pool *pool)
             add_counts(pool, 1, 1, -1);
             return TRUE;
         }
-        if (!thread_has_io_pending())
+        if (!clr_thread_has_io_pending())
         {
             add_counts(pool, 0, 0, -1);
             return FALSE;

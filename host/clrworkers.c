@@ -442,32 +442,6 @@ static void unlock_adjustment(struct clr_workers *pool)
     InterlockedExchange(&pool->adjustment_lock, 0);
 }
 
-static BOOL thread_has_io_pending(void)
-{
-    BOOL pending = FALSE;
-    /* As ThreadpoolMgr::IsIoPending: when the question cannot be asked, assume I/O is pending. */
-    return !GetThreadIOPendingFlag(GetCurrentThread(), &pending) || pending;
-}
-
-/* CPU use of the whole machine since the last sample, as GetCPUBusyTime_NT computes it (kernel
- * time includes idle time). */
-static LONG sample_cpu_busy(ULONGLONG *last_idle, ULONGLONG *last_total)
-{
-    FILETIME idle, kernel, user;
-    ULONGLONG idle_now, total_now, idle_delta, total_delta;
-
-    if (!GetSystemTimes(&idle, &kernel, &user))
-        return 0;
-    idle_now = (ULONGLONG)idle.dwHighDateTime << 32 | idle.dwLowDateTime;
-    total_now = ((ULONGLONG)kernel.dwHighDateTime << 32 | kernel.dwLowDateTime) +
-                ((ULONGLONG)user.dwHighDateTime << 32 | user.dwLowDateTime);
-    idle_delta = idle_now - *last_idle;
-    total_delta = total_now - *last_total;
-    *last_idle = idle_now;
-    *last_total = total_now;
-    return total_delta ? (LONG)((total_delta - min(idle_delta, total_delta)) * 100 / total_delta) : 0;
-}
-
 static void thread_exited(struct clr_workers *pool)
 {
     if (!InterlockedDecrement(&pool->alive) && pool->stopping)
@@ -601,10 +575,10 @@ static DWORD WINAPI gate_thread(void *arg)
     /* As the CLR: one tick before the first reading of CPU use. */
     if (wait_gate_tick(pool, timer))
     {
-        sample_cpu_busy(&idle, &total);
+        clr_sample_cpu_busy(&idle, &total);
         while (wait_gate_tick(pool, timer))
         {
-            InterlockedExchange(&pool->cpu_busy, sample_cpu_busy(&idle, &total));
+            InterlockedExchange(&pool->cpu_busy, clr_sample_cpu_busy(&idle, &total));
             if (requests_pending(pool) && sufficient_delay_since_last_dequeue(pool))
                 inject_for_starvation(pool);
         }
@@ -903,7 +877,7 @@ static BOOL wait_for_work(struct clr_workers *pool)
             return FALSE;
         if (unfair_wait(&pool->worker_semaphore, CLR_WORKER_TIMEOUT_MS))
             return !pool->stopping;
-        if (!thread_has_io_pending() && leave_after_timeout(pool))
+        if (!clr_thread_has_io_pending() && leave_after_timeout(pool))
             return FALSE;
     }
 }
@@ -935,7 +909,7 @@ static BOOL wait_in_retirement(struct clr_workers *pool)
             return FALSE;
         if (WaitForSingleObject(pool->retired_semaphore, CLR_WORKER_TIMEOUT_MS) == WAIT_OBJECT_0)
             return !pool->stopping;
-        if (!thread_has_io_pending() && leave_retirement(pool))
+        if (!clr_thread_has_io_pending() && leave_retirement(pool))
             return FALSE;
     }
 }
@@ -1028,15 +1002,6 @@ static BOOL clr_workers_start(struct dispatcher *d)
     return TRUE;
 }
 
-static BOOL clr_workers_bind(struct dispatcher *d, HANDLE handle, void **io)
-{
-    (void)d;
-    (void)handle;
-    *io = NULL;
-    SetLastError(ERROR_NOT_SUPPORTED);
-    return FALSE;
-}
-
 /* ThreadPool.QueueUserWorkItem. */
 static BOOL clr_workers_post(struct dispatcher *d, struct request *request)
 {
@@ -1072,6 +1037,6 @@ static void clr_workers_stop(struct dispatcher *d)
 
 const struct dispatcher_ops clr_workers_ops =
 {
-    "CLR worker pool model", clr_workers_start, clr_workers_bind, dispatcher_no_prepare, dispatcher_no_io_context,
+    "CLR worker pool model", clr_workers_start, dispatcher_no_bind, dispatcher_no_prepare, dispatcher_no_io_context,
     dispatcher_no_io_context, clr_workers_post, dispatcher_no_unbind, clr_workers_stop, TRUE,
 };

@@ -113,6 +113,16 @@ void dispatcher_no_prepare(struct dispatcher *d, struct request *request)
     (void)request;
 }
 
+/* Pools of work items have no handles to bind. */
+BOOL dispatcher_no_bind(struct dispatcher *d, HANDLE handle, void **io)
+{
+    (void)d;
+    (void)handle;
+    *io = NULL;
+    SetLastError(ERROR_NOT_SUPPORTED);
+    return FALSE;
+}
+
 void dispatcher_no_unbind(struct dispatcher *d, void *io)
 {
     (void)d;
@@ -415,15 +425,6 @@ static BOOL hostiocp_work_start(struct dispatcher *d)
     return TRUE;
 }
 
-static BOOL work_items_only_bind(struct dispatcher *d, HANDLE handle, void **io)
-{
-    (void)d;
-    (void)handle;
-    *io = NULL;
-    SetLastError(ERROR_NOT_SUPPORTED);
-    return FALSE;
-}
-
 /* Flags 0: what the CLR passes for managed work items (doc/clr-threadpool-contract.md). */
 static BOOL hostiocp_work_post(struct dispatcher *d, struct request *request)
 {
@@ -457,13 +458,13 @@ static void hostiocp_work_stop(struct dispatcher *d)
 
 const struct dispatcher_ops hostiocp_work_ops =
 {
-    "hostiocp work items", hostiocp_work_start, work_items_only_bind, dispatcher_no_prepare, dispatcher_no_io_context,
+    "hostiocp work items", hostiocp_work_start, dispatcher_no_bind, dispatcher_no_prepare, dispatcher_no_io_context,
     dispatcher_no_io_context, hostiocp_work_post, dispatcher_no_unbind, hostiocp_work_stop, TRUE,
 };
 
 const struct dispatcher_ops hostiocp_work_baseline_ops =
 {
-    "hostiocp-baseline work items", hostiocp_work_start, work_items_only_bind, dispatcher_no_prepare,
+    "hostiocp-baseline work items", hostiocp_work_start, dispatcher_no_bind, dispatcher_no_prepare,
     dispatcher_no_io_context, dispatcher_no_io_context, hostiocp_work_post, dispatcher_no_unbind, hostiocp_work_stop,
     TRUE,
 };
@@ -582,7 +583,7 @@ const struct dispatcher_ops threadpool_default_ops =
 /* Work items only: TrySubmitThreadpoolCallback on the default pool. */
 const struct dispatcher_ops submit_callback_ops =
 {
-    "TrySubmitThreadpoolCallback", dispatcher_no_start, work_items_only_bind, dispatcher_no_prepare,
+    "TrySubmitThreadpoolCallback", dispatcher_no_start, dispatcher_no_bind, dispatcher_no_prepare,
     dispatcher_no_io_context, dispatcher_no_io_context, threadpool_default_post, dispatcher_no_unbind,
     dispatcher_no_stop, TRUE,
 };
@@ -622,6 +623,6 @@ const struct dispatcher_ops bindio_ops =
 /* Work items only: QueueUserWorkItem with its default flags. */
 const struct dispatcher_ops queue_user_work_item_ops =
 {
-    "QueueUserWorkItem", dispatcher_no_start, work_items_only_bind, dispatcher_no_prepare, dispatcher_no_io_context,
+    "QueueUserWorkItem", dispatcher_no_start, dispatcher_no_bind, dispatcher_no_prepare, dispatcher_no_io_context,
     dispatcher_no_io_context, bindio_post, dispatcher_no_unbind, dispatcher_no_stop, TRUE,
 };

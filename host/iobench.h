@@ -83,6 +83,7 @@ BOOL dispatcher_no_start(struct dispatcher *d);
 void dispatcher_no_stop(struct dispatcher *d);
 void dispatcher_no_io_context(void *io);
 void dispatcher_no_prepare(struct dispatcher *d, struct request *request);
+BOOL dispatcher_no_bind(struct dispatcher *d, HANDLE handle, void **io);
 void dispatcher_no_unbind(struct dispatcher *d, void *io);
 extern const struct dispatcher_ops bare_port_ops, hostiocp_ops, hostiocp_batched_ops, threadpool_ops, bindio_ops;
 /* hostiocp from another build of the DLL, loaded from hostiocp_baseline_dll (--baseline). */
@@ -90,6 +91,11 @@ extern const struct dispatcher_ops hostiocp_baseline_ops, hostiocp_work_baseline
 extern const WCHAR *hostiocp_baseline_dll;
 /* Peers at their own defaults: the CLR's native pool (host/clrpool.c) and TP_IO on the default pool. */
 extern const struct dispatcher_ops clr_pool_ops, threadpool_default_ops;
+/* What both CLR models (clrpool.c, clrworkers.c) ask the system: whether the calling thread has
+ * I/O pending (TRUE when that cannot be asked, as ThreadpoolMgr::IsIoPending), and the machine's
+ * CPU use in percent since the last call (GetCPUBusyTime_NT). */
+BOOL clr_thread_has_io_pending(void);
+LONG clr_sample_cpu_busy(ULONGLONG *last_idle, ULONGLONG *last_total);
 /* Work items at their own defaults (post only; bind fails): hostiocp's IHostThreadpoolManager,
  * a model of the CLR's own worker pool (host/clrworkers.c), TrySubmitThreadpoolCallback on the
  * default pool and QueueUserWorkItem. */
