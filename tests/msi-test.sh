@@ -197,10 +197,10 @@ done
 client() { # $1 = 64 | 32, then the host program's arguments; output must show success
     bits=$1; shift
     eval "dir=\$PF$bits"
-    out=$(run "$dir/hostiocp-host.exe" "$@" 2>&1)
+    out=$(export WINE_RUN_FAIL_ON_CRASH=1; run "$dir/hostiocp-host.exe" "$@" 2>&1)
     status=$?
-    echo "$out"
-    [ "$status" -eq 0 ] || return 1
+    echo "${out:-(the program printed nothing)}"
+    [ "$status" -eq 0 ] || { echo "hostiocp-host.exe exited with $status"; return 1; }
     case " $* " in
         *" --activate-only "*) echo "$out" | grep -q "^$bits-bit process: .*IHostIoCompletionManager" ;;
         *) echo "$out" | grep -q 'all bytes verified' ;;
