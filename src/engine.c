@@ -27,14 +27,14 @@ struct engine
 
     /* The work-item queue, with a lock of its own so that items never wait for a port's Bind. */
     SRWLOCK work_lock;
-    struct pool *work_pool;       /* locked via work_lock: made for the first item */
-    volatile LONG work_closed;    /* set under work_lock: shutdown began, items are refused */
+    struct pool *volatile work_pool; /* made for the first item under work_lock, then read without it;
+                                      * kept, stopped, until the engine shuts down: items are
+                                      * queued without a lock of the engine's */
+    BOOL work_closed;             /* locked via work_lock: shutdown began, no pool is made */
     struct thread_limits work_limits; /* written Interlocked under work_lock, read without it */
     struct thread_tally work_tally; /* its own lock: the ports' tally counts only theirs */
-    volatile LONG items_outstanding; /* Interlocked: accepted, not yet run to their end */
-    CONDITION_VARIABLE work_drained; /* with work_lock: the last outstanding item ran, once closed */
-    volatile LONG64 items_queued, items_refused; /* Interlocked only */
-    HOSTIOCP_STATISTICS work_ended; /* locked via work_lock: what the queue's pool counted, once stopped */
+    CONDITION_VARIABLE work_drained; /* with work_lock: the last item accepted before the close ran */
+    volatile LONG64 items_refused; /* Interlocked only */
 };
 
 static void engine_release(void *context)
@@ -151,6 +151,7 @@ static void wait_for_threads(struct engine *engine)
 }
 
 static void shut_down_work_queue(struct engine *engine);
+static void release_work_pool(struct engine *engine);
 
 void engine_shutdown(struct engine *engine)
 {
@@ -181,6 +182,7 @@ void engine_shutdown(struct engine *engine)
         shut_down_port(engine, ports);
     }
     wait_for_threads(engine);
+    release_work_pool(engine);
     if (clr)
         ICLRIoCompletionManager_Release(clr);
     engine_release(engine);
@@ -409,15 +411,11 @@ HRESULT engine_port_statistics(struct engine *engine, HANDLE port_handle, HOSTIO
 /* The flags the CLR passes: "call or queue" is served by queueing, as a busy pool would. */
 #define WORK_ITEM_FLAGS (HOSTIOCP_QUEUE_ONLY | HOSTIOCP_CALL_OR_QUEUE)
 
-/* Called by the queue's pool after each item: wakes the drain when the last has run. */
-static void work_item_ran(void *context)
+/* Called by the queue's pool once the last item accepted before the close has run. */
+static void work_queue_finished(void *context)
 {
     struct engine *engine = context;
 
-    /* A plain read after the interlocked decrement: a locked read here would take the line from
-     * the threads that queue, once per item. */
-    if (InterlockedDecrement(&engine->items_outstanding) > 1 || !engine->work_closed)
-        return;
     AcquireSRWLockExclusive(&engine->work_lock);
     WakeAllConditionVariable(&engine->work_drained);
     ReleaseSRWLockExclusive(&engine->work_lock);
@@ -428,8 +426,7 @@ static void work_item_ran(void *context)
 /* Only the calling item is left. */
 static BOOL only_own_item_left(void *context)
 {
-    struct engine *engine = context;
-    return InterlockedCompareExchange(&engine->items_outstanding, 0, 0) <= 1;
+    return pool_unfinished_items(context) <= 1;
 }
 
 /* Waits until every item accepted has run to its end, with the pool still running: its monitor
@@ -440,91 +437,76 @@ static void drain_work_queue(struct engine *engine, struct pool *pool)
 {
     if (pool_serves_current_thread(pool))
     {
-        pool_serve_until(pool, only_own_item_left, engine, DRAIN_LOOK_MS);
+        pool_serve_until(pool, only_own_item_left, pool, DRAIN_LOOK_MS);
         return;
     }
     AcquireSRWLockExclusive(&engine->work_lock);
-    while (engine->items_outstanding)
+    while (pool_unfinished_items(pool))
         SleepConditionVariableSRW(&engine->work_drained, &engine->work_lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&engine->work_lock);
 }
 
-/* Refuses items from here on, runs every item accepted before, and stops the queue's pool.
- * Under the loader lock nothing can wait: pool_stop then has the threads discard what is left. */
+/* Refuses items from here on, runs every item accepted before, and stops the queue's pool; the
+ * pool itself stays until release_work_pool, for the statistics and for callers that still
+ * queue (they are refused).  Under the loader lock nothing can wait: pool_stop then has the
+ * threads discard what is left. */
 static void shut_down_work_queue(struct engine *engine)
 {
     struct pool *pool;
 
     AcquireSRWLockExclusive(&engine->work_lock);
-    InterlockedExchange(&engine->work_closed, TRUE);
+    engine->work_closed = TRUE;
     pool = engine->work_pool;
     ReleaseSRWLockExclusive(&engine->work_lock);
     if (!pool)
         return;
+    pool_close_work_items(pool);
     if (!module_must_not_wait())
         drain_work_queue(engine, pool);
     pool_stop(pool);
-    AcquireSRWLockExclusive(&engine->work_lock);
-    pool_statistics(pool, &engine->work_ended);
-    engine->work_ended.ThreadsPeak = (DWORD)pool_peak(pool);
-    engine->work_pool = NULL;
-    ReleaseSRWLockExclusive(&engine->work_lock);
-    pool_release(pool);
+}
+
+/* Once no thread of the engine's ports can queue an item any more. */
+static void release_work_pool(struct engine *engine)
+{
+    if (engine->work_pool)
+        pool_release(engine->work_pool);
 }
 
 static HRESULT create_work_pool_locked(struct engine *engine)
 {
-    struct pool_client client = { POOL_WORK_ITEMS, NULL, work_item_ran };
+    struct pool_client client = { POOL_WORK_ITEMS, NULL, work_queue_finished };
+    struct pool *pool;
     HRESULT hr;
 
     InterlockedIncrement(&engine->refs);  /* the pool's, given back through engine_release */
-    if (SUCCEEDED(hr = pool_create(&client, engine->work_limits, &engine->dequeue, &engine->work_tally,
-                                   engine_release, engine, &engine->work_pool)))
-        TRACE("work port %p created with %ld threads", pool_port(engine->work_pool), pool_threads(engine->work_pool));
-    return hr;
-}
-
-/* Posts under the shared lock, so that shutdown, which takes it exclusive, counts every item
- * accepted before it among those it waits for. */
-static HRESULT post_work_item(struct engine *engine, LPTHREAD_START_ROUTINE function, void *context)
-{
-    HRESULT hr = S_OK;
-
-    AcquireSRWLockShared(&engine->work_lock);
-    if (engine->work_closed)
-        hr = HOST_E_INVALIDOPERATION;
-    else if (!engine->work_pool)
-        hr = S_FALSE;  /* no pool yet: the caller makes one */
-    else
-    {
-        InterlockedIncrement(&engine->items_outstanding);
-        InterlockedIncrement64(&engine->items_queued);
-        if (!pool_post_work_item(engine->work_pool, function, context))
-        {
-            hr = HRESULT_FROM_WIN32(GetLastError());
-            InterlockedDecrement64(&engine->items_queued);
-            InterlockedDecrement(&engine->items_outstanding);
-        }
-    }
-    ReleaseSRWLockShared(&engine->work_lock);
-    return hr;
+    if (FAILED(hr = pool_create(&client, engine->work_limits, &engine->dequeue, &engine->work_tally,
+                                engine_release, engine, &pool)))
+        return hr;
+    TRACE("work port %p created with %ld threads", pool_port(pool), pool_threads(pool));
+    InterlockedExchangePointer((void **)&engine->work_pool, pool);
+    return S_OK;
 }
 
 HRESULT engine_queue_work_item(struct engine *engine, LPTHREAD_START_ROUTINE function, void *context, ULONG flags)
 {
-    HRESULT hr;
+    struct pool *pool;
+    HRESULT hr = S_OK;
 
     if (!function || (flags & ~WORK_ITEM_FLAGS))
         return E_INVALIDARG;
-    if ((hr = post_work_item(engine, function, context)) == S_FALSE)
+    if (!(pool = engine->work_pool))
     {
         AcquireSRWLockExclusive(&engine->work_lock);
-        if (!engine->work_pool && !engine->work_closed)
+        if (engine->work_closed)
+            hr = HOST_E_INVALIDOPERATION;
+        else if (!engine->work_pool)
             hr = create_work_pool_locked(engine);
+        pool = engine->work_pool;
         ReleaseSRWLockExclusive(&engine->work_lock);
-        if (SUCCEEDED(hr))
-            hr = post_work_item(engine, function, context);
     }
+    if (SUCCEEDED(hr))
+        hr = pool_post_work_item(pool, function, context);
     if (hr != S_OK)
         InterlockedIncrement64(&engine->items_refused);
     TRACE("QueueUserWorkItem(%p, %p, %#lx): %08lx", function, context, flags, hr);
@@ -537,7 +519,7 @@ static HRESULT set_work_limits(struct engine *engine, DWORD min_threads, DWORD m
 
     if (FAILED(store_thread_limits(&engine->work_limits, min_threads, max_threads, &limits)))
         return E_INVALIDARG;
-    if (engine->work_pool)
+    if (engine->work_pool && !engine->work_closed)
         pool_limits_changed(engine->work_pool, limits);
     return S_OK;
 }
@@ -574,31 +556,20 @@ DWORD engine_work_max_threads(struct engine *engine)
 
 DWORD engine_work_available_threads(struct engine *engine)
 {
-    LONG busy = 0, max;
+    struct pool *pool = engine->work_pool;
 
-    AcquireSRWLockShared(&engine->work_lock);
-    max = engine->work_limits.max_threads;
-    if (engine->work_pool)
-        busy = pool_busy(engine->work_pool);
-    ReleaseSRWLockShared(&engine->work_lock);
-    return threads_available(max, busy);
+    return threads_available(engine->work_limits.max_threads, pool ? pool_busy(pool) : 0);
 }
 
 HRESULT engine_work_statistics(struct engine *engine, HOSTIOCP_WORK_STATISTICS *work)
 {
+    struct pool *work_pool = engine->work_pool;
     HOSTIOCP_STATISTICS pool;
-    LONG peak;
 
-    AcquireSRWLockShared(&engine->work_lock);
-    pool = engine->work_ended;
-    peak = (LONG)engine->work_ended.ThreadsPeak;
-    if (engine->work_pool)
-    {
-        pool_statistics(engine->work_pool, &pool);
-        peak = pool_peak(engine->work_pool);
-    }
-    ReleaseSRWLockShared(&engine->work_lock);
-    finish_statistics(&pool, peak);
+    ZeroMemory(&pool, sizeof(pool));
+    if (work_pool)
+        pool_statistics(work_pool, &pool);
+    finish_statistics(&pool, work_pool ? pool_peak(work_pool) : 0);
     ZeroMemory(work, sizeof(*work));
     work->cbSize = sizeof(*work);
     work->ThreadsTotal = pool.ThreadsTotal;
@@ -608,7 +579,7 @@ HRESULT engine_work_statistics(struct engine *engine, HOSTIOCP_WORK_STATISTICS *
     work->ThreadsTarget = pool.ThreadsTarget;
     work->ThreadsParked = pool.ThreadsParked;
     work->ItemsWaiting = pool.PacketsQueued;
-    work->ItemsQueued = (ULONGLONG)interlocked_read64(&engine->items_queued);
+    work->ItemsQueued = work_pool ? (ULONGLONG)pool_items_accepted(work_pool) : 0;
     work->ItemsRefused = (ULONGLONG)interlocked_read64(&engine->items_refused);
     work->ItemsRun = pool.CompletionsDispatched;
     work->ItemsDiscarded = pool.PacketsDiscarded;

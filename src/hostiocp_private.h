@@ -156,7 +156,8 @@ struct pool_client
 {
     enum pool_kind kind;
     ICLRIoCompletionManager *clr;       /* completions: OnComplete's; the pool holds its own reference */
-    void (*item_ran)(void *context);    /* work items: called with the pool's context after each item */
+    void (*items_finished)(void *context); /* work items: called with the pool's context when the last item
+                                            * accepted before pool_close_work_items has run */
 };
 
 /* Creates the port and starts the minimum of threads (at least one) and the monitor.  The pool
@@ -165,9 +166,16 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
                     const struct dequeue_settings *dequeue, struct thread_tally *tally,
                     void (*on_destroy)(void *context), void *context, struct pool **pool);
 void pool_release(struct pool *pool);
-/* Queues function(context) on a pool of work items; FALSE with ERROR_OUTOFMEMORY if the
- * queue was full and could not grow.  An item queued runs once, or is counted as discarded. */
-BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context);
+/* Queues function(context) on a pool of work items: S_OK; HOST_E_INVALIDOPERATION once
+ * pool_close_work_items was called; E_OUTOFMEMORY if the queue was full and could not grow.  An
+ * item queued runs once, or is counted as discarded. */
+HRESULT pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context);
+/* From now on the pool refuses items; those accepted before still run. */
+void pool_close_work_items(struct pool *pool);
+/* Items accepted and not yet run to their end nor discarded. */
+LONG pool_unfinished_items(struct pool *pool);
+/* Items accepted since the pool was made. */
+LONG64 pool_items_accepted(struct pool *pool);
 HANDLE pool_port(const struct pool *pool);
 /* Whether the calling thread is one of the pool's. */
 BOOL pool_serves_current_thread(const struct pool *pool);

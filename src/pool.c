@@ -81,6 +81,8 @@ struct worker
     LONG stop_packets;                /* our stop packets this thread has taken */
     LONG retire_packets;              /* ... and retire packets, not yet taken off pool->retire_packets */
     BOOL slot_released;               /* it retired: its count was already taken off */
+    LONG items_finished;              /* work items it ran or discarded, not yet taken off the queue's
+                                       * unfinished count: no locked write per item */
 };
 
 /* A work pool's items wait in a queue of its own, in the order they came: taking one from
@@ -103,6 +105,10 @@ struct item_queue
     volatile LONG count;              /* written under lock; the monitor reads it without */
     LONG waiting;                     /* locked via lock: threads that found it empty and wait on the port */
     LONG wakes;                       /* locked via lock: wake packets posted and not yet taken */
+    BOOL closed;                      /* locked via lock: items are refused */
+    LONG unfinished;                  /* locked via lock: accepted, not yet run to their end nor discarded;
+                                       * a worker's runs are taken off when it next takes the lock */
+    LONG64 accepted;                  /* locked via lock */
 };
 
 struct pool
@@ -112,7 +118,7 @@ struct pool
     ULONG_PTR bind_key, stop_key, retire_key, wake_key; /* set at creation, then read-only */
     enum pool_kind kind;              /* set at creation, then read-only */
     ICLRIoCompletionManager *clr;     /* completions: the pool's own reference, until no thread can call it */
-    void (*item_ran)(void *context);  /* work items: set at creation, then read-only */
+    void (*items_finished)(void *context); /* work items: set at creation, then read-only */
     struct thread_tally *tally;       /* the engine's, for every port */
     void (*on_destroy)(void *context); /* set at creation; called by the last reference */
     void *context;
@@ -588,27 +594,31 @@ static BOOL grow_item_queue_locked(struct item_queue *items)
 }
 
 /* Queues the item, and wakes a thread for it if one waits on the port and no wake-up already
- * on its way will reach it.  Refused only when the queue is full and cannot grow: an item once
- * queued always runs.  A wake-up the system refuses (it is out of resources) is left to the
- * monitor, which looks at once, rather than tried again here, where the caller may hold up
- * others. */
-BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
+ * on its way will reach it.  Refused once the queue is closed, or when it is full and cannot
+ * grow: an item once queued always runs.  A wake-up the system refuses (it is out of resources)
+ * is left to the monitor, which looks at once, rather than tried again here, where the caller
+ * may hold up others. */
+HRESULT pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, void *context)
 {
     struct item_queue *items = &pool->items;
-    BOOL wake;
+    HRESULT hr = S_OK;
+    BOOL wake = FALSE;
 
     assert(pool->kind == POOL_WORK_ITEMS && function);
     AcquireSRWLockExclusive(&items->lock);
-    if ((ULONG)items->count == items->capacity && !grow_item_queue_locked(items))
+    if (items->closed)
+        hr = HOST_E_INVALIDOPERATION;
+    else if ((ULONG)items->count == items->capacity && !grow_item_queue_locked(items))
+        hr = E_OUTOFMEMORY;
+    else
     {
-        ReleaseSRWLockExclusive(&items->lock);
-        SetLastError(ERROR_OUTOFMEMORY);  /* E_OUTOFMEMORY, as HRESULT_FROM_WIN32 */
-        return FALSE;
+        items->ring[(items->head + items->count) % items->capacity] = (struct queued_item){ function, context };
+        items->count++;
+        items->unfinished++;
+        items->accepted++;
+        if ((wake = items->waiting > items->wakes))
+            items->wakes++;
     }
-    items->ring[(items->head + items->count) % items->capacity] = (struct queued_item){ function, context };
-    items->count++;
-    if ((wake = items->waiting > items->wakes))
-        items->wakes++;
     ReleaseSRWLockExclusive(&items->lock);
     if (wake && !post_packet(pool->port, 0, pool->wake_key, NULL))
     {
@@ -618,7 +628,63 @@ BOOL pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, voi
         ReleaseSRWLockExclusive(&items->lock);
         SetEvent(pool->monitor_nudge);
     }
-    return TRUE;
+    return hr;
+}
+
+void pool_close_work_items(struct pool *pool)
+{
+    BOOL finished;
+
+    AcquireSRWLockExclusive(&pool->items.lock);
+    pool->items.closed = TRUE;
+    finished = !pool->items.unfinished;
+    ReleaseSRWLockExclusive(&pool->items.lock);
+    TRACE("work port %p: closed to new items%s", pool->port, finished ? ", none unfinished" : "");
+}
+
+LONG pool_unfinished_items(struct pool *pool)
+{
+    LONG unfinished;
+
+    AcquireSRWLockShared(&pool->items.lock);
+    unfinished = pool->items.unfinished;
+    ReleaseSRWLockShared(&pool->items.lock);
+    return unfinished;
+}
+
+LONG64 pool_items_accepted(struct pool *pool)
+{
+    LONG64 accepted;
+
+    AcquireSRWLockShared(&pool->items.lock);
+    accepted = pool->items.accepted;
+    ReleaseSRWLockShared(&pool->items.lock);
+    return accepted;
+}
+
+/* Takes the items the worker finished off the unfinished count; TRUE when that was the last of
+ * a closed queue's. */
+static BOOL settle_finished_items_locked(struct item_queue *items, struct worker *worker)
+{
+    if (!worker->items_finished)
+        return FALSE;
+    items->unfinished -= worker->items_finished;
+    worker->items_finished = 0;
+    assert(items->unfinished >= 0);
+    return items->closed && !items->unfinished;
+}
+
+static void settle_finished_items(struct pool *pool, struct worker *worker)
+{
+    BOOL last;
+
+    if (!worker->items_finished)
+        return;
+    AcquireSRWLockExclusive(&pool->items.lock);
+    last = settle_finished_items_locked(&pool->items, worker);
+    ReleaseSRWLockExclusive(&pool->items.lock);
+    if (last)
+        pool->items_finished(pool->context);
 }
 
 /* The monitor's part: a wake-up for every thread that waits on the port while items wait for
@@ -646,12 +712,14 @@ static void wake_threads_for_items(struct pool *pool)
 /* The oldest item, as a packet: its function as the key, its context as the OVERLAPPED.  None
  * and `wait`: the caller counts as waiting on the port from here, under the same lock that a
  * queuer looks at the waiting threads under, so that no item queued after this look goes
- * without a wake-up. */
-static BOOL take_queued_item(struct item_queue *items, OVERLAPPED_ENTRY *entry, BOOL wait)
+ * without a wake-up.  Under the same lock, the items the worker finished are taken off. */
+static BOOL take_queued_item(struct pool *pool, struct worker *worker, OVERLAPPED_ENTRY *entry, BOOL wait)
 {
-    BOOL taken;
+    struct item_queue *items = &pool->items;
+    BOOL taken, last;
 
     AcquireSRWLockExclusive(&items->lock);
+    last = settle_finished_items_locked(items, worker);
     if ((taken = items->count > 0))
     {
         struct queued_item item = items->ring[items->head];
@@ -665,6 +733,8 @@ static BOOL take_queued_item(struct item_queue *items, OVERLAPPED_ENTRY *entry, 
     else if (wait)
         items->waiting++;
     ReleaseSRWLockExclusive(&items->lock);
+    if (last)
+        pool->items_finished(pool->context);
     return taken;
 }
 
@@ -680,14 +750,15 @@ static void stop_waiting(struct item_queue *items, BOOL woken)
 /* An item from the queue, or, once it is empty, the next packet from the port that is not a
  * wake-up (a stop or retire packet), or the wait's end.  A thread woken for an item looks
  * again: another may have taken it first. */
-static NTSTATUS take_item(struct pool *pool, OVERLAPPED_ENTRY *entry, ULONG *taken, DWORD timeout_ms)
+static NTSTATUS take_item(struct pool *pool, struct worker *worker, OVERLAPPED_ENTRY *entry, ULONG *taken,
+                          DWORD timeout_ms)
 {
     NTSTATUS status;
     BOOL woken;
 
     do
     {
-        if (take_queued_item(&pool->items, entry, TRUE))
+        if (take_queued_item(pool, worker, entry, TRUE))
         {
             *taken = 1;
             return STATUS_SUCCESS;
@@ -707,6 +778,7 @@ static LONG64 discard_queued_items(struct item_queue *items)
     AcquireSRWLockExclusive(&items->lock);
     discarded = items->count;
     items->count = 0;
+    items->unfinished -= discarded;
     ReleaseSRWLockExclusive(&items->lock);
     return discarded;
 }
@@ -747,14 +819,13 @@ static void dispatch_completion(struct pool *pool, struct worker *worker, const 
     ICLRIoCompletionManager_OnComplete(pool->clr, error, entry->dwNumberOfBytesTransferred, entry->lpOverlapped);
 }
 
-/* An item, as take_item_or_wait hands it over: its function as the key, its context as the OVERLAPPED. */
+/* An item, as take_queued_item hands it over: its function as the key, its context as the OVERLAPPED. */
 static void run_work_item(struct pool *pool, const OVERLAPPED_ENTRY *entry)
 {
     LPTHREAD_START_ROUTINE function = (LPTHREAD_START_ROUTINE)entry->lpCompletionKey;
 
     TRACE("work port %p: running %p(%p)", pool->port, function, entry->lpOverlapped);
     function(entry->lpOverlapped);
-    pool->item_ran(pool->context);
 }
 
 static void handle_packet(struct pool *pool, struct worker *worker, const OVERLAPPED_ENTRY *entry)
@@ -768,17 +839,22 @@ static void handle_packet(struct pool *pool, struct worker *worker, const OVERLA
     }
     else if (!is_work(pool, entry))
         InterlockedIncrement64(&worker->counters.wakeups);
-    else if (pool->abandoned)
-        InterlockedIncrement64(&worker->counters.discarded);
     else
     {
-        InterlockedIncrement64(&worker->counters.dispatched);
-        if (worker->batched)
-            InterlockedIncrement64(&worker->counters.batched);
-        if (pool->kind == POOL_WORK_ITEMS)
-            run_work_item(pool, entry);
+        if (pool->abandoned)
+            InterlockedIncrement64(&worker->counters.discarded);
         else
-            dispatch_completion(pool, worker, entry);
+        {
+            InterlockedIncrement64(&worker->counters.dispatched);
+            if (worker->batched)
+                InterlockedIncrement64(&worker->counters.batched);
+            if (pool->kind == POOL_WORK_ITEMS)
+                run_work_item(pool, entry);
+            else
+                dispatch_completion(pool, worker, entry);
+        }
+        if (pool->kind == POOL_WORK_ITEMS)
+            worker->items_finished++;
     }
 }
 
@@ -793,7 +869,7 @@ static void run_more_items(struct pool *pool, struct worker *worker)
     int i;
 
     for (i = 1; i < ITEMS_PER_TURN && !worker->stop_packets && !worker->retire_packets &&
-                !excess_thread_must_retire(pool, pool->thread_counts) && take_queued_item(&pool->items, &entry, FALSE);
+                !excess_thread_must_retire(pool, pool->thread_counts) && take_queued_item(pool, worker, &entry, FALSE);
          i++)
         handle_packet(pool, worker, &entry);
 }
@@ -813,7 +889,7 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
     {
         if (!wanted)
             return STATUS_SUCCESS;
-        status = pool->kind == POOL_WORK_ITEMS ? take_item(pool, entries, &taken, timeout_ms)
+        status = pool->kind == POOL_WORK_ITEMS ? take_item(pool, worker, entries, &taken, timeout_ms)
                                                : take_packets(pool->port, entries, wanted, &taken, timeout_ms);
         if (status != STATUS_SUCCESS)
             return status;
@@ -827,8 +903,12 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
     worker->dispatching = TRUE;
     while (worker->next_entry < worker->count)
         handle_packet(pool, worker, &worker->entries[worker->next_entry++]);
-    if (pool->kind == POOL_WORK_ITEMS && !nested)
-        run_more_items(pool, worker);
+    if (pool->kind == POOL_WORK_ITEMS)
+    {
+        if (!nested)
+            run_more_items(pool, worker);
+        settle_finished_items(pool, worker);
+    }
     worker->dispatching = nested;
     if (!nested)
         InterlockedExchangeAdd(&pool->thread_counts, -BUSY_ONE);
@@ -1113,7 +1193,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     pool->retire_key = (ULONG_PTR)pool + 2;
     pool->wake_key = (ULONG_PTR)pool + 3;
     pool->kind = client->kind;
-    pool->item_ran = client->item_ran;
+    pool->items_finished = client->items_finished;
     if ((pool->clr = client->clr))
         ICLRIoCompletionManager_AddRef(pool->clr);
     store_limits(pool, limits);
