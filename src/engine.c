@@ -466,7 +466,9 @@ static void shut_down_work_queue(struct engine *engine)
     pool_stop(pool);
 }
 
-/* Once no thread of the engine's ports can queue an item any more. */
+/* Once the last reference to the managers is gone: every caller of QueueUserWorkItem holds one
+ * (COM's rule), so no one can reach the pool through engine->work_pool any more.  Items of its
+ * own that still run, under the loader lock, hold the pool's own references. */
 static void release_work_pool(struct engine *engine)
 {
     if (engine->work_pool)
@@ -519,8 +521,8 @@ static HRESULT set_work_limits(struct engine *engine, DWORD min_threads, DWORD m
 
     if (FAILED(store_thread_limits(&engine->work_limits, min_threads, max_threads, &limits)))
         return E_INVALIDARG;
-    if (engine->work_pool && !engine->work_closed)
-        pool_limits_changed(engine->work_pool, limits);
+    if (engine->work_pool)
+        pool_limits_changed(engine->work_pool, limits);  /* also while it drains: items may wait for items */
     return S_OK;
 }
 
