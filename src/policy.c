@@ -35,6 +35,9 @@
 #define CPUS_BUSY              0.80  /* CPUs this busy in the window before: more threads add contention, not
                                       * work, so no probe up goes past ... */
 #define BUSY_THREADS_PER_CPU      4  /* ... this many threads for each CPU (enough to cover brief waits) */
+#define PROCESS_COMPUTES       0.80  /* of the machine's CPU time, in this process: its callbacks compute, so a
+                                      * probe up adds one thread (more could not run at once, one covers a
+                                      * brief wait); I/O leaves much of its time to the system */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
@@ -103,8 +106,9 @@ struct policy
     LONG window_ticks, window_saturated_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_queued;   /* queued, summed over the window's ticks */
-    LONG64 window_cpu_idle, window_cpu_total;
+    LONG64 window_cpu_idle, window_cpu_total, window_cpu_process;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
+    double process_share;   /* ... of it in this process; 0 where not known */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
@@ -222,6 +226,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_queued = 0;
     policy->window_cpu_idle = sample->cpu_idle;
     policy->window_cpu_total = sample->cpu_total;
+    policy->window_cpu_process = sample->cpu_process;
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -247,10 +252,15 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         return FALSE;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
-    policy->cpu_share = sample->cpu_total > policy->window_cpu_total
-                            ? 1 - (sample->cpu_idle - policy->window_cpu_idle) /
-                                      (double)(sample->cpu_total - policy->window_cpu_total)
-                            : 0;
+    policy->cpu_share = policy->process_share = 0;
+    if (sample->cpu_total > policy->window_cpu_total)
+    {
+        double total = (double)(sample->cpu_total - policy->window_cpu_total);
+
+        policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
+        if (sample->cpu_process)
+            policy->process_share = (sample->cpu_process - policy->window_cpu_process) / total;
+    }
     policy->demand = policy->window_demand;
     policy->queued = (LONG)((policy->window_queued + policy->window_ticks - 1) / policy->window_ticks);
     begin_window(policy, sample);
@@ -344,9 +354,10 @@ static BOOL worth_probing(const struct policy *policy, LONG probe, int direction
 }
 
 /* Starts measuring `direction` from the target: up by a thread for every WAITING_PER_THREAD
- * packets that waited in the window before, at most a doubling and at least one, never past the
- * most work seen at once in it (more threads would find nothing to do), and while the CPUs were
- * busy, never past BUSY_THREADS_PER_CPU.  FALSE if no count is worth it. */
+ * packets that waited in the window before, at most a doubling and at least one (only one while
+ * the process's own callbacks kept the CPUs busy), never past the most work seen at once in it
+ * (more threads would find nothing to do), and while the CPUs were busy, never past
+ * BUSY_THREADS_PER_CPU.  FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
@@ -354,7 +365,8 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
 
     if (direction > 0)
     {
-        LONG step = (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
+        LONG step = policy->process_share >= PROCESS_COMPUTES
+                        ? 1 : (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
 
         probe = min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand);
         if (policy->cpu_share >= CPUS_BUSY)

@@ -1022,17 +1022,17 @@ static LONG64 filetime_units(FILETIME time)
 }
 
 /* The machine's CPU time so far, in 100 ns units: idle, and in all (kernel time includes idle). */
-static void cpu_times(LONG64 *idle, LONG64 *total)
+static void cpu_times(LONG64 *idle, LONG64 *total, LONG64 *process)
 {
-    FILETIME idle_time, kernel_time, user_time;
+    FILETIME idle_time, kernel_time, user_time, created, exited;
 
+    *idle = *total = *process = 0;
     if (!GetSystemTimes(&idle_time, &kernel_time, &user_time))
-    {
-        *idle = *total = 0;
         return;
-    }
     *idle = filetime_units(idle_time);
     *total = filetime_units(kernel_time) + filetime_units(user_time);
+    if (GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel_time, &user_time))
+        *process = filetime_units(kernel_time) + filetime_units(user_time);
 }
 
 static void take_sample(struct pool *pool, struct policy_sample *sample)
@@ -1048,7 +1048,7 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->queued = pool->kind == POOL_WORK_ITEMS ? pool->items.count : queue_depth(pool->port);
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
-    cpu_times(&sample->cpu_idle, &sample->cpu_total);
+    cpu_times(&sample->cpu_idle, &sample->cpu_total, &sample->cpu_process);
 }
 
 static void note_decision(struct pool *pool, const struct policy_decision *decision)

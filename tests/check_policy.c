@@ -27,6 +27,8 @@ struct model
     double waits_from;          /* seconds: from then on callbacks wait rather than compute; 0: never
                                  * (models without points wait throughout) */
     double cpus_busy;           /* the share of the CPUs in use while they compute; 0: a CPU per thread */
+    BOOL own_cpu_time;          /* the CPU time in use is the process's own (callbacks that compute); else
+                                 * the process's is not known */
 };
 #define SLOW_SPELL 0.65
 
@@ -135,6 +137,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.max = max;
         sample.cpu_idle = (LONG64)cpu_idle;
         sample.cpu_total = (LONG64)cpu_total;
+        sample.cpu_process = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : 0;
         policy_update(policy, &sample, &decision);
         ck_assert_msg(decision.target >= floor && decision.target <= max, "%s, seed %lu, tick %ld: target %ld "
                       "outside the limits %ld-%ld", model->name, seed, i, decision.target, floor, max);
@@ -249,6 +252,21 @@ START_TEST(stops_at_4_threads_per_cpu_while_the_cpus_are_busy)
 
     ck_assert_msg(out.peak == 4 * CPUS && out.final_target == 4 * CPUS, "peak %ld, final target %ld; expected %d "
                   "and %d", out.peak, out.final_target, 4 * CPUS, 4 * CPUS);
+}
+END_TEST
+
+/* Callbacks that compute, in the process, with the CPUs all busy from a thread per CPU: a probe
+ * adds one thread at a time, whatever waits (62 items), as the CLR's hill climbing would. */
+static const double computing[10] = { 50e3, 100e3, 100e3, 99e3, 98e3, 97e3, 96e3, 95e3, 94e3, 93e3 };
+
+START_TEST(callbacks_that_compute_in_the_process_are_probed_a_thread_at_a_time)
+{
+    struct model model = { .name = "computing", .rate = rate_from_points, .points = computing, .own_cpu_time = TRUE,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64 };
+    struct outcome out = check_model(&model);
+
+    ck_assert_msg(out.peak == CPUS + 1 && out.final_target == CPUS, "peak %ld, final target %ld; expected %d and %d",
+                  out.peak, out.final_target, CPUS + 1, CPUS);
 }
 END_TEST
 
@@ -854,6 +872,7 @@ int main(void)
     const struct test_case cases[] =
     {
         TEST_CASE(finds_many_threads_where_they_pay),
+        TEST_CASE(callbacks_that_compute_in_the_process_are_probed_a_thread_at_a_time),
         TEST_CASE(stays_low_where_more_threads_do_not_pay),
         TEST_CASE(stays_low_where_more_threads_cost),
         TEST_CASE(a_modest_gain_ends_the_climb_below_a_doubling_too),
