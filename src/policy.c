@@ -20,6 +20,8 @@
 #define WINDOW_COMPLETIONS        8  /* a window ends once it has seen this many; fewer cannot judge a count */
 #define SETTLE_US             40000  /* after the count changes, two ticks for threads to start or leave */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
+#define ALL_BUSY_SHARE         0.75  /* of a window's ticks with every thread in a callback: with the CPUs
+                                      * idle, every thread waited and no probe goes down */
 #define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
 #define WAITING_PER_THREAD        2  /* up, a thread for this many packets that waited: a request often waits
                                       * as two packets, one for each end of it */
@@ -36,8 +38,9 @@
                                       * work, so no probe up goes past ... */
 #define BUSY_THREADS_PER_CPU      4  /* ... this many threads for each CPU (enough to cover brief waits) */
 #define PROCESS_COMPUTES       0.80  /* of the machine's CPU time, in this process: its callbacks compute, so a
-                                      * probe up adds one thread (more could not run at once, one covers a
-                                      * brief wait); I/O leaves much of its time to the system */
+                                      * probe up goes no further than one thread past the CPUs (more could
+                                      * not run at once, one covers a brief wait); I/O leaves much of its
+                                      * time to the system */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
@@ -103,12 +106,13 @@ struct policy
     LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until */
     LONGLONG settle_until;
     LONG64 window_completions;
-    LONG window_ticks, window_saturated_ticks;
+    LONG window_ticks, window_saturated_ticks, window_all_busy_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_queued;   /* queued, summed over the window's ticks */
     LONG64 window_cpu_idle, window_cpu_total, window_cpu_process;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
     double process_share;   /* ... of it in this process; 0 where not known */
+    BOOL every_thread_waited; /* ... every thread was in a callback while the CPUs idled */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
@@ -221,7 +225,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
 {
     policy->window_start = sample->now_us;
     policy->window_completions = sample->completions;
-    policy->window_ticks = policy->window_saturated_ticks = 0;
+    policy->window_ticks = policy->window_saturated_ticks = policy->window_all_busy_ticks = 0;
     policy->window_demand = 0;
     policy->window_queued = 0;
     policy->window_cpu_idle = sample->cpu_idle;
@@ -244,6 +248,8 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     policy->window_ticks++;
     if (sample->queued > 0 || sample->busy >= sample->threads)
         policy->window_saturated_ticks++;
+    if (sample->busy >= sample->threads)
+        policy->window_all_busy_ticks++;
     policy->window_demand = max(policy->window_demand, sample->busy + sample->queued);
     policy->window_queued += sample->queued;
     elapsed = sample->now_us - policy->window_start;
@@ -253,6 +259,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
     policy->cpu_share = policy->process_share = 0;
+    policy->every_thread_waited = FALSE;
     if (sample->cpu_total > policy->window_cpu_total)
     {
         double total = (double)(sample->cpu_total - policy->window_cpu_total);
@@ -260,6 +267,8 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
         if (sample->cpu_process)
             policy->process_share = (sample->cpu_process - policy->window_cpu_process) / total;
+        policy->every_thread_waited = policy->cpu_share < CPUS_COMPUTING &&
+                                      policy->window_all_busy_ticks >= ALL_BUSY_SHARE * policy->window_ticks;
     }
     policy->demand = policy->window_demand;
     policy->queued = (LONG)((policy->window_queued + policy->window_ticks - 1) / policy->window_ticks);
@@ -345,19 +354,20 @@ static void move_to(struct policy *policy, const struct policy_sample *sample, e
 
 /* ---- the search ---- */
 
-/* A probe stays inside what earlier searches found. */
+/* A probe stays inside what earlier searches found.  None goes down after a window in which every
+ * thread waited inside a callback: fewer would leave work waiting longer for the same wait. */
 static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
 {
     if (direction < 0)
-        return probe < policy->target && probe > policy->probe_down_limit;
+        return probe < policy->target && probe > policy->probe_down_limit && !policy->every_thread_waited;
     return probe > policy->target && (!policy->ceiling || probe < policy->ceiling);
 }
 
 /* Starts measuring `direction` from the target: up by a thread for every WAITING_PER_THREAD
- * packets that waited in the window before, at most a doubling and at least one (only one while
- * the process's own callbacks kept the CPUs busy), never past the most work seen at once in it
- * (more threads would find nothing to do), and while the CPUs were busy, never past
- * BUSY_THREADS_PER_CPU.  FALSE if no count is worth it. */
+ * packets that waited in the window before, at most a doubling and at least one, never past the
+ * most work seen at once in it (more threads would find nothing to do); while the CPUs were busy,
+ * never past BUSY_THREADS_PER_CPU, and while the process's own callbacks kept them busy, to
+ * one thread more, and no further than one past the CPUs.  FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
@@ -365,11 +375,12 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
 
     if (direction > 0)
     {
-        LONG step = policy->process_share >= PROCESS_COMPUTES
-                        ? 1 : (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
+        LONG step = (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
 
         probe = min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand);
-        if (policy->cpu_share >= CPUS_BUSY)
+        if (policy->process_share >= PROCESS_COMPUTES)
+            probe = min(policy->target + 1, max(policy->target, policy->cpus + 1));
+        else if (policy->cpu_share >= CPUS_BUSY)
             probe = min(probe, max(policy->target, policy->busy_cpus_threads));
         probe = clamp(probe, sample->floor, sample->max);
     }

@@ -569,6 +569,22 @@ static LONG batch_size(const struct pool *pool)
 
 /* ---- work items: the pool's own queue ---- */
 
+#define ITEM_LOCK_SPINS 64  /* tries before a thread waits for the queue's lock in the system: it is held
+                             * for a few instructions, and a wait costs a system call on both sides */
+
+static void lock_items(struct item_queue *items)
+{
+    int i;
+
+    for (i = 0; i < ITEM_LOCK_SPINS; i++)
+    {
+        if (TryAcquireSRWLockExclusive(&items->lock))
+            return;
+        YieldProcessor();
+    }
+    lock_items(items);
+}
+
 static BOOL create_item_queue(struct item_queue *items)
 {
     InitializeSRWLock(&items->lock);
@@ -605,7 +621,7 @@ HRESULT pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, 
     BOOL wake = FALSE;
 
     assert(pool->kind == POOL_WORK_ITEMS && function);
-    AcquireSRWLockExclusive(&items->lock);
+    lock_items(items);
     if (items->closed)
         hr = HOST_E_INVALIDOPERATION;
     else if ((ULONG)items->count == items->capacity && !grow_item_queue_locked(items))
@@ -623,7 +639,7 @@ HRESULT pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, 
     if (wake && !post_packet(pool->port, 0, pool->wake_key, NULL))
     {
         WARN("port %p: a wake-up could not be posted (error %lu); the monitor posts it", pool->port, GetLastError());
-        AcquireSRWLockExclusive(&items->lock);
+        lock_items(items);
         items->wakes--;
         ReleaseSRWLockExclusive(&items->lock);
         SetEvent(pool->monitor_nudge);
@@ -635,7 +651,7 @@ void pool_close_work_items(struct pool *pool)
 {
     BOOL finished;
 
-    AcquireSRWLockExclusive(&pool->items.lock);
+    lock_items(&pool->items);
     pool->items.closed = TRUE;
     finished = !pool->items.unfinished;
     ReleaseSRWLockExclusive(&pool->items.lock);
@@ -680,7 +696,7 @@ static void settle_finished_items(struct pool *pool, struct worker *worker)
 
     if (!worker->items_finished)
         return;
-    AcquireSRWLockExclusive(&pool->items.lock);
+    lock_items(&pool->items);
     last = settle_finished_items_locked(&pool->items, worker);
     ReleaseSRWLockExclusive(&pool->items.lock);
     if (last)
@@ -694,7 +710,7 @@ static void wake_threads_for_items(struct pool *pool)
     struct item_queue *items = &pool->items;
     LONG wanted;
 
-    AcquireSRWLockExclusive(&items->lock);
+    lock_items(items);
     wanted = min(items->count, items->waiting) - items->wakes;
     if (wanted > 0)
         items->wakes += wanted;
@@ -702,7 +718,7 @@ static void wake_threads_for_items(struct pool *pool)
     for (; wanted > 0; wanted--)
         if (!post_packet(pool->port, 0, pool->wake_key, NULL))
         {
-            AcquireSRWLockExclusive(&items->lock);
+            lock_items(items);
             items->wakes -= wanted;
             ReleaseSRWLockExclusive(&items->lock);
             return;
@@ -718,7 +734,7 @@ static BOOL take_queued_item(struct pool *pool, struct worker *worker, OVERLAPPE
     struct item_queue *items = &pool->items;
     BOOL taken, last;
 
-    AcquireSRWLockExclusive(&items->lock);
+    lock_items(items);
     last = settle_finished_items_locked(items, worker);
     if ((taken = items->count > 0))
     {
@@ -740,7 +756,7 @@ static BOOL take_queued_item(struct pool *pool, struct worker *worker, OVERLAPPE
 
 static void stop_waiting(struct item_queue *items, BOOL woken)
 {
-    AcquireSRWLockExclusive(&items->lock);
+    lock_items(items);
     items->waiting--;
     items->wakes -= woken;
     assert(items->waiting >= 0 && items->wakes >= 0);
@@ -775,7 +791,7 @@ static LONG64 discard_queued_items(struct item_queue *items)
 {
     LONG64 discarded;
 
-    AcquireSRWLockExclusive(&items->lock);
+    lock_items(items);
     discarded = items->count;
     items->count = 0;
     items->unfinished -= discarded;

@@ -256,10 +256,11 @@ START_TEST(stops_at_4_threads_per_cpu_while_the_cpus_are_busy)
 END_TEST
 
 /* Callbacks that compute, in the process, with the CPUs all busy from a thread per CPU: a probe
- * adds one thread at a time, whatever waits (62 items), as the CLR's hill climbing would. */
+ * adds one thread, whatever waits (62 items), and none goes past one thread more than the CPUs,
+ * however the noise reads; the CLR's hill climbing, a thread at a time, peaks there too. */
 static const double computing[10] = { 50e3, 100e3, 100e3, 99e3, 98e3, 97e3, 96e3, 95e3, 94e3, 93e3 };
 
-START_TEST(callbacks_that_compute_in_the_process_are_probed_a_thread_at_a_time)
+START_TEST(callbacks_that_compute_in_the_process_get_one_thread_past_the_cpus_at_most)
 {
     struct model model = { .name = "computing", .rate = rate_from_points, .points = computing, .own_cpu_time = TRUE,
                            .saturated = TRUE, .noise = 0.05, .in_flight = 64 };
@@ -622,6 +623,45 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
+/* Once every request has a thread, no probe down: every thread waits inside its callback with the
+ * CPUs idle, and half of them would leave half the requests waiting for 50 ms. */
+START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
+{
+    struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
+                           .in_flight = 64 };
+    struct policy *policy = policy_create(CPUS, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = CPUS, i, reached = 0, least_after = 64;
+    double completions = 0;
+
+    noise_state = 1;
+    for (i = 0; i < 30000 / POLICY_TICK_MS; i++)
+    {
+        completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
+        sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (LONG64)completions;
+        sample.threads = threads;
+        sample.busy = min(threads, 64);
+        sample.queued = max(64 - threads, 0);
+        sample.floor = CPUS;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 950;  /* 5 % busy */
+        policy_update(policy, &sample, &decision);
+        threads = decision.target;
+        if (threads >= 64 && !reached)
+            reached = i;
+        if (reached)
+            least_after = min(least_after, threads);
+    }
+    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads after that over 30 s\n", reached,
+           least_after);
+    ck_assert_msg(reached && least_after == 64, "64 threads at tick %ld, then down to %ld", reached, least_after);
+    policy_destroy(policy);
+}
+END_TEST
+
 /* 64 requests; one callback in ten blocks 50 ms, the others take 20 us. */
 static double rate_tenth_blocking(const struct model *model, LONG threads)
 {
@@ -872,7 +912,8 @@ int main(void)
     const struct test_case cases[] =
     {
         TEST_CASE(finds_many_threads_where_they_pay),
-        TEST_CASE(callbacks_that_compute_in_the_process_are_probed_a_thread_at_a_time),
+        TEST_CASE(callbacks_that_compute_in_the_process_get_one_thread_past_the_cpus_at_most),
+        TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
         TEST_CASE(stays_low_where_more_threads_do_not_pay),
         TEST_CASE(stays_low_where_more_threads_cost),
         TEST_CASE(a_modest_gain_ends_the_climb_below_a_doubling_too),
