@@ -37,10 +37,10 @@
 #define CPUS_BUSY              0.80  /* CPUs this busy in the window before: more threads add contention, not
                                       * work, so no probe up goes past ... */
 #define BUSY_THREADS_PER_CPU      4  /* ... this many threads for each CPU (enough to cover brief waits) */
-#define PROCESS_COMPUTES       0.80  /* of the machine's CPU time, in this process: its callbacks compute, so a
-                                      * probe up goes no further than one thread past the CPUs (more could
-                                      * not run at once, one covers a brief wait); I/O leaves much of its
-                                      * time to the system */
+#define POOL_COMPUTES          0.80  /* of the machine's CPU time, in the pool's own threads: its callbacks
+                                      * compute, so the count goes no further than one thread past the CPUs
+                                      * (more could not run at once, one covers a brief wait); I/O leaves
+                                      * much of its time to the system */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
@@ -109,9 +109,9 @@ struct policy
     LONG window_ticks, window_saturated_ticks, window_all_busy_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_queued;   /* queued, summed over the window's ticks */
-    LONG64 window_cpu_idle, window_cpu_total, window_cpu_process;
+    LONG64 window_cpu_idle, window_cpu_total, window_cpu_pool;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
-    double process_share;   /* ... of it in this process; 0 where not known */
+    double pool_share;      /* ... of it in the pool's threads; 0 where not known */
     BOOL every_thread_waited; /* ... every thread was in a callback while the CPUs idled */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
@@ -230,7 +230,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_queued = 0;
     policy->window_cpu_idle = sample->cpu_idle;
     policy->window_cpu_total = sample->cpu_total;
-    policy->window_cpu_process = sample->cpu_process;
+    policy->window_cpu_pool = sample->cpu_pool;
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -258,15 +258,15 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         return FALSE;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
-    policy->cpu_share = policy->process_share = 0;
+    policy->cpu_share = policy->pool_share = 0;
     policy->every_thread_waited = FALSE;
     if (sample->cpu_total > policy->window_cpu_total)
     {
         double total = (double)(sample->cpu_total - policy->window_cpu_total);
 
         policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
-        if (sample->cpu_process)
-            policy->process_share = (sample->cpu_process - policy->window_cpu_process) / total;
+        if (policy->window_cpu_pool && sample->cpu_pool >= policy->window_cpu_pool)
+            policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
         policy->every_thread_waited = policy->cpu_share < CPUS_COMPUTING &&
                                       policy->window_all_busy_ticks >= ALL_BUSY_SHARE * policy->window_ticks;
     }
@@ -354,20 +354,30 @@ static void move_to(struct policy *policy, const struct policy_sample *sample, e
 
 /* ---- the search ---- */
 
+/* The pool's own threads kept the CPUs busy in the last window: its callbacks compute. */
+static BOOL computing(const struct policy *policy)
+{
+    return policy->pool_share >= POOL_COMPUTES;
+}
+
 /* A probe stays inside what earlier searches found.  None goes down after a window in which every
- * thread waited inside a callback: fewer would leave work waiting longer for the same wait. */
+ * thread waited inside a callback, fewer would leave work waiting longer for the same wait,
+ * until the holds reach their longest: callbacks that wait on one another (one lock) would keep
+ * every thread they were given. */
 static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
 {
     if (direction < 0)
-        return probe < policy->target && probe > policy->probe_down_limit && !policy->every_thread_waited;
+        return probe < policy->target && probe > policy->probe_down_limit &&
+               (!policy->every_thread_waited || policy->hold_us >= HOLD_MAX_US);
     return probe > policy->target && (!policy->ceiling || probe < policy->ceiling);
 }
 
 /* Starts measuring `direction` from the target: up by a thread for every WAITING_PER_THREAD
  * packets that waited in the window before, at most a doubling and at least one, never past the
  * most work seen at once in it (more threads would find nothing to do); while the CPUs were busy,
- * never past BUSY_THREADS_PER_CPU, and while the process's own callbacks kept them busy, to
- * one thread more, and no further than one past the CPUs.  FALSE if no count is worth it. */
+ * never past BUSY_THREADS_PER_CPU, and while the pool's own threads kept them busy, one thread
+ * more and no further than one past the CPUs.  Down: half, or, while the pool's threads keep
+ * the CPUs busy, straight to one past the CPUs.  FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
@@ -378,12 +388,14 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
         LONG step = (policy->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD;
 
         probe = min(policy->target + clamp(step, 1, policy->target * (PROBE_FACTOR - 1)), policy->demand);
-        if (policy->process_share >= PROCESS_COMPUTES)
-            probe = min(policy->target + 1, max(policy->target, policy->cpus + 1));
+        if (computing(policy))
+            probe = min(probe, min(policy->target + 1, policy->cpus + 1));
         else if (policy->cpu_share >= CPUS_BUSY)
             probe = min(probe, max(policy->target, policy->busy_cpus_threads));
         probe = clamp(probe, sample->floor, sample->max);
     }
+    else if (computing(policy) && policy->target > policy->cpus + 1)
+        probe = clamp(policy->cpus + 1, sample->floor, sample->max);
     else
         probe = clamp(policy->target / PROBE_FACTOR, sample->floor, sample->max);
     if (!worth_probing(policy, probe, direction))

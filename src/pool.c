@@ -81,6 +81,7 @@ struct worker
     LONG stop_packets;                /* our stop packets this thread has taken */
     LONG retire_packets;              /* ... and retire packets, not yet taken off pool->retire_packets */
     BOOL slot_released;               /* it retired: its count was already taken off */
+    HANDLE thread;                    /* its own, for its CPU time; NULL if it could not be had */
     LONG items_finished;              /* work items it ran or discarded, not yet taken off the queue's
                                        * unfinished count: no locked write per item */
 };
@@ -109,6 +110,8 @@ struct item_queue
     LONG unfinished;                  /* locked via lock: accepted, not yet run to their end nor discarded;
                                        * a worker's runs are taken off when it next takes the lock */
     LONG64 accepted;                  /* locked via lock */
+    int spins;                        /* set at creation: ITEM_LOCK_SPINS, none on a single CPU (the holder
+                                       * could not run meanwhile) */
 };
 
 struct pool
@@ -139,6 +142,7 @@ struct pool
     volatile LONG stopped;            /* pool_stop closed the port */
     struct worker *workers;           /* locked via lock */
     struct port_counters ended_counters; /* locked via lock: what threads that ended counted */
+    LONG64 ended_cpu;                 /* locked via lock: the CPU time of threads that ended */
     LONG monitors;                    /* locked via lock: 1 while the monitor runs */
     LONG parked;                      /* locked via lock: retired threads waiting to be needed */
     LONG unpark_requests;             /* locked via lock: how many of them are asked back */
@@ -495,10 +499,39 @@ static void post_stop_packet(struct pool *pool)
     }
 }
 
+static LONG64 filetime_units(FILETIME time);
+
+/* A thread's CPU time so far (user + kernel, 100 ns); 0 if the system does not say. */
+static LONG64 thread_cpu_time(HANDLE thread)
+{
+    FILETIME created, exited, kernel_time, user_time;
+
+    if (!thread || !GetThreadTimes(thread, &created, &exited, &kernel_time, &user_time))
+        return 0;
+    return filetime_units(kernel_time) + filetime_units(user_time);
+}
+
+/* The CPU time of the pool's threads so far, those that ended included. */
+static LONG64 pool_cpu_time(struct pool *pool)
+{
+    struct worker *worker;
+    LONG64 time;
+
+    AcquireSRWLockShared(&pool->lock);
+    time = pool->ended_cpu;
+    for (worker = pool->workers; worker; worker = worker->next)
+        time += thread_cpu_time(worker->thread);
+    ReleaseSRWLockShared(&pool->lock);
+    return time;
+}
+
 static void worker_enter(struct pool *pool, struct worker *worker)
 {
     ZeroMemory(worker, sizeof(*worker));
     worker->pool = pool;
+    if (!DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &worker->thread,
+                         THREAD_QUERY_LIMITED_INFORMATION, FALSE, 0))
+        worker->thread = NULL;
     TlsSetValue(worker_tls, worker);
     AcquireSRWLockExclusive(&pool->lock);
     worker->next = pool->workers;
@@ -518,6 +551,7 @@ static void worker_leave(struct pool *pool, struct worker *worker)
     HeapFree(GetProcessHeap(), 0, worker->batch);
     AcquireSRWLockExclusive(&pool->lock);
     add_counters(&pool->ended_counters, &worker->counters);
+    pool->ended_cpu += thread_cpu_time(worker->thread);
     if (worker->prev)
         worker->prev->next = worker->next;
     else
@@ -525,6 +559,8 @@ static void worker_leave(struct pool *pool, struct worker *worker)
     if (worker->next)
         worker->next->prev = worker->prev;
     ReleaseSRWLockExclusive(&pool->lock);
+    if (worker->thread)
+        CloseHandle(worker->thread);
     TlsSetValue(worker_tls, NULL);
     /* pool_stop ran inside this thread's callback, the pool's last: nothing calls the CLR now,
      * and whoever waits for the thread to be gone may count on the reference being gone too. */
@@ -576,18 +612,19 @@ static void lock_items(struct item_queue *items)
 {
     int i;
 
-    for (i = 0; i < ITEM_LOCK_SPINS; i++)
+    for (i = 0; i < items->spins; i++)
     {
         if (TryAcquireSRWLockExclusive(&items->lock))
             return;
         YieldProcessor();
     }
-    lock_items(items);
+    AcquireSRWLockExclusive(&items->lock);
 }
 
-static BOOL create_item_queue(struct item_queue *items)
+static BOOL create_item_queue(struct item_queue *items, LONG cpus)
 {
     InitializeSRWLock(&items->lock);
+    items->spins = cpus > 1 ? ITEM_LOCK_SPINS : 0;
     items->capacity = ITEM_QUEUE_FIRST_CAPACITY;
     return (items->ring = heap_alloc(0, items->capacity * sizeof(*items->ring))) != NULL;
 }
@@ -1038,18 +1075,22 @@ static LONG64 filetime_units(FILETIME time)
 }
 
 /* The machine's CPU time so far, in 100 ns units: idle, and in all (kernel time includes idle). */
-static void cpu_times(LONG64 *idle, LONG64 *total, LONG64 *process)
+static void cpu_times(LONG64 *idle, LONG64 *total)
 {
-    FILETIME idle_time, kernel_time, user_time, created, exited;
+    FILETIME idle_time, kernel_time, user_time;
 
-    *idle = *total = *process = 0;
     if (!GetSystemTimes(&idle_time, &kernel_time, &user_time))
+    {
+        *idle = *total = 0;
         return;
+    }
     *idle = filetime_units(idle_time);
     *total = filetime_units(kernel_time) + filetime_units(user_time);
-    if (GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel_time, &user_time))
-        *process = filetime_units(kernel_time) + filetime_units(user_time);
 }
+
+#define CPU_TIME_THREADS_PER_CPU 4  /* the pool's CPU time is read only up to this many threads per CPU: a
+                                     * system call per thread, every tick, and the policy asks only
+                                     * whether threads that compute keep the CPUs busy */
 
 static void take_sample(struct pool *pool, struct policy_sample *sample)
 {
@@ -1064,7 +1105,8 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->queued = pool->kind == POOL_WORK_ITEMS ? pool->items.count : queue_depth(pool->port);
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
-    cpu_times(&sample->cpu_idle, &sample->cpu_total, &sample->cpu_process);
+    cpu_times(&sample->cpu_idle, &sample->cpu_total);
+    sample->cpu_pool = sample->threads <= CPU_TIME_THREADS_PER_CPU * pool->cpus ? pool_cpu_time(pool) : 0;
 }
 
 static void note_decision(struct pool *pool, const struct policy_decision *decision)
@@ -1185,14 +1227,14 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     SYSTEM_INFO system;
     HRESULT hr;
 
+    GetSystemInfo(&system);
     if (!(pool = heap_alloc(HEAP_ZERO_MEMORY, sizeof(*pool))) ||
-        (client->kind == POOL_WORK_ITEMS && !create_item_queue(&pool->items)))
+        (client->kind == POOL_WORK_ITEMS && !create_item_queue(&pool->items, (LONG)system.dwNumberOfProcessors)))
     {
         HeapFree(GetProcessHeap(), 0, pool);
         on_destroy(context);
         return E_OUTOFMEMORY;
     }
-    GetSystemInfo(&system);
     /* The kernel then runs no more threads than CPUs at once where it can (not under Wine). */
     if (!(pool->port = create_completion_port(INVALID_HANDLE_VALUE, NULL, 0, system.dwNumberOfProcessors)))
     {

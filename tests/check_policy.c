@@ -27,8 +27,8 @@ struct model
     double waits_from;          /* seconds: from then on callbacks wait rather than compute; 0: never
                                  * (models without points wait throughout) */
     double cpus_busy;           /* the share of the CPUs in use while they compute; 0: a CPU per thread */
-    BOOL own_cpu_time;          /* the CPU time in use is the process's own (callbacks that compute); else
-                                 * the process's is not known */
+    BOOL own_cpu_time;          /* the CPU time in use is the pool's own (callbacks that compute); else
+                                 * the pool's is not known */
 };
 #define SLOW_SPELL 0.65
 
@@ -137,7 +137,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.max = max;
         sample.cpu_idle = (LONG64)cpu_idle;
         sample.cpu_total = (LONG64)cpu_total;
-        sample.cpu_process = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : 0;
+        sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : 0;
         policy_update(policy, &sample, &decision);
         ck_assert_msg(decision.target >= floor && decision.target <= max, "%s, seed %lu, tick %ld: target %ld "
                       "outside the limits %ld-%ld", model->name, seed, i, decision.target, floor, max);
@@ -255,19 +255,61 @@ START_TEST(stops_at_4_threads_per_cpu_while_the_cpus_are_busy)
 }
 END_TEST
 
-/* Callbacks that compute, in the process, with the CPUs all busy from a thread per CPU: a probe
- * adds one thread, whatever waits (62 items), and none goes past one thread more than the CPUs,
- * however the noise reads; the CLR's hill climbing, a thread at a time, peaks there too. */
+/* Callbacks that compute, in the pool's own threads, with the CPUs all busy from a thread per
+ * CPU: a probe adds one thread, whatever waits (62 items), and none goes past one thread more than
+ * the CPUs; the CLR's hill climbing, a thread at a time, peaks there too.  From the CLR's
+ * default limits, and from 8 threads (left by callbacks that blocked before), on 10 seeds. */
 static const double computing[10] = { 50e3, 100e3, 100e3, 99e3, 98e3, 97e3, 96e3, 95e3, 94e3, 93e3 };
+static const double seeming_gain[10] = { 50e3, 100e3, 140e3, 160e3, 160e3, 160e3, 160e3, 160e3, 160e3, 160e3 };
 
-START_TEST(callbacks_that_compute_in_the_process_get_one_thread_past_the_cpus_at_most)
+START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most)
 {
     struct model model = { .name = "computing", .rate = rate_from_points, .points = computing, .own_cpu_time = TRUE,
                            .saturated = TRUE, .noise = 0.05, .in_flight = 64 };
     struct outcome out = check_model(&model);
+    ULONG seed;
 
     ck_assert_msg(out.peak == CPUS + 1 && out.final_target == CPUS, "peak %ld, final target %ld; expected %d and %d",
                   out.peak, out.final_target, CPUS + 1, CPUS);
+    /* Even where the rate seems to say that more would pay (another process leaving the CPUs). */
+    model.points = seeming_gain;
+    simulate(&model, 1, CPUS, 1000, 30, &out);
+    printf("computing, rate rising with threads: peak %ld, final target %ld\n", out.peak, out.final_target);
+    ck_assert_msg(out.peak == CPUS + 1, "peak %ld; expected %d", out.peak, CPUS + 1);
+    model.points = computing;
+    for (seed = 1; seed <= 10; seed++)
+    {
+        struct policy *policy = policy_create(8, CPUS);
+        struct policy_sample sample = { 0 };
+        struct policy_decision decision;
+        LONG threads = 8, i, down_at = 0, most_after = 0;
+        double completions = 0;
+
+        noise_state = seed;
+        for (i = 0; i < 30000 / POLICY_TICK_MS; i++)
+        {
+            completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
+            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+            sample.completions = (LONG64)completions;
+            sample.threads = sample.busy = threads;
+            sample.queued = 64 - threads;
+            sample.floor = CPUS;
+            sample.max = 1000;
+            sample.cpu_total = sample.cpu_pool = (i + 1) * 1000;  /* the pool's threads keep every CPU busy */
+            sample.cpu_idle = 0;
+            policy_update(policy, &sample, &decision);
+            threads = decision.target;
+            if (down_at)
+                most_after = max(most_after, threads);
+            if (!down_at && decision.event == POLICY_LOWERED && decision.to <= CPUS + 1)
+                down_at = i;
+        }
+        printf("computing from 8 threads, seed %lu: %ld threads at tick %ld, at most %ld after, %ld at the end\n",
+               seed, CPUS + 1, down_at, most_after, threads);
+        ck_assert_msg(down_at && most_after <= CPUS + 1, "seed %lu: %ld or fewer threads at tick %ld, then up to %ld",
+                      seed, CPUS + 1, down_at, most_after);
+        policy_destroy(policy);
+    }
 }
 END_TEST
 
@@ -623,8 +665,9 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
-/* Once every request has a thread, no probe down: every thread waits inside its callback with the
- * CPUs idle, and half of them would leave half the requests waiting for 50 ms. */
+/* Once every request has a thread, no probe down until the holds reach their longest (8 s, after
+ * 15.5 s of them): every thread waits inside its callback with the CPUs idle, and half of them
+ * would leave half the requests waiting for 50 ms. */
 START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
 {
     struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
@@ -636,7 +679,7 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
     double completions = 0;
 
     noise_state = 1;
-    for (i = 0; i < 30000 / POLICY_TICK_MS; i++)
+    for (i = 0; i < 12000 / POLICY_TICK_MS; i++)
     {
         completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
         sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
@@ -655,7 +698,7 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
         if (reached)
             least_after = min(least_after, threads);
     }
-    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads after that over 30 s\n", reached,
+    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads after that over 12 s\n", reached,
            least_after);
     ck_assert_msg(reached && least_after == 64, "64 threads at tick %ld, then down to %ld", reached, least_after);
     policy_destroy(policy);
@@ -846,6 +889,35 @@ START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
 }
 END_TEST
 
+/* The same over a minute: once the holds reach their longest, probes down find that fewer threads
+ * finish as many, and the pool comes back down from the 8 that the free jumps gave it. */
+START_TEST(callbacks_that_wait_on_each_other_come_back_down)
+{
+    struct policy *policy = policy_create(2, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i, peak = 2;
+
+    for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions += 2;
+        sample.threads = sample.busy = threads;
+        sample.queued = 1000;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 900;
+        policy_update(policy, &sample, &decision);
+        threads = decision.target;
+        peak = max(peak, threads);
+    }
+    printf("callbacks on one lock: peak %ld threads, %ld after a minute\n", peak, threads);
+    ck_assert_msg(threads <= 4, "%ld threads after a minute (peak %ld); expected 4 or fewer", threads, peak);
+    policy_destroy(policy);
+}
+END_TEST
+
 /* The same with the CPUs busy: the callbacks compute, and more threads would only contend. */
 START_TEST(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once)
 {
@@ -912,7 +984,7 @@ int main(void)
     const struct test_case cases[] =
     {
         TEST_CASE(finds_many_threads_where_they_pay),
-        TEST_CASE(callbacks_that_compute_in_the_process_get_one_thread_past_the_cpus_at_most),
+        TEST_CASE(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most),
         TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
         TEST_CASE(stays_low_where_more_threads_do_not_pay),
         TEST_CASE(stays_low_where_more_threads_cost),
@@ -932,6 +1004,7 @@ int main(void)
         TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
+        TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
         TEST_CASE(climbs_again_when_callbacks_start_to_wait),
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
