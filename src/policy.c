@@ -21,7 +21,10 @@
 #define SETTLE_US             40000  /* after the count changes, two ticks for threads to start or leave */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define ALL_BUSY_SHARE         0.75  /* of a window's ticks with every thread in a callback: with the CPUs
-                                      * idle, every thread waited and no probe goes down */
+                                      * idle, every thread waited and no probe goes down ... */
+#define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more): callbacks that wait
+                                      * on one another (one lock) look the same, and would keep every
+                                      * thread they were given */
 #define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
 #define WAITING_PER_THREAD        2  /* up, a thread for this many packets that waited: a request often waits
                                       * as two packets, one for each end of it */
@@ -113,6 +116,7 @@ struct policy
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
     double pool_share;      /* ... of it in the pool's threads; 0 where not known */
     BOOL every_thread_waited; /* ... every thread was in a callback while the CPUs idled */
+    LONG waited_windows;    /* windows in a row that ended so */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
@@ -265,11 +269,12 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         double total = (double)(sample->cpu_total - policy->window_cpu_total);
 
         policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
-        if (policy->window_cpu_pool && sample->cpu_pool >= policy->window_cpu_pool)
+        if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
         policy->every_thread_waited = policy->cpu_share < CPUS_COMPUTING &&
                                       policy->window_all_busy_ticks >= ALL_BUSY_SHARE * policy->window_ticks;
     }
+    policy->waited_windows = policy->every_thread_waited ? policy->waited_windows + 1 : 0;
     policy->demand = policy->window_demand;
     policy->queued = (LONG)((policy->window_queued + policy->window_ticks - 1) / policy->window_ticks);
     begin_window(policy, sample);
@@ -362,13 +367,12 @@ static BOOL computing(const struct policy *policy)
 
 /* A probe stays inside what earlier searches found.  None goes down after a window in which every
  * thread waited inside a callback, fewer would leave work waiting longer for the same wait,
- * until the holds reach their longest: callbacks that wait on one another (one lock) would keep
- * every thread they were given. */
+ * until WAITED_WINDOWS have ended so in a row. */
 static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
 {
     if (direction < 0)
         return probe < policy->target && probe > policy->probe_down_limit &&
-               (!policy->every_thread_waited || policy->hold_us >= HOLD_MAX_US);
+               (!policy->every_thread_waited || policy->waited_windows >= WAITED_WINDOWS);
     return probe > policy->target && (!policy->ceiling || probe < policy->ceiling);
 }
 
@@ -377,7 +381,8 @@ static BOOL worth_probing(const struct policy *policy, LONG probe, int direction
  * most work seen at once in it (more threads would find nothing to do); while the CPUs were busy,
  * never past BUSY_THREADS_PER_CPU, and while the pool's own threads kept them busy, one thread
  * more and no further than one past the CPUs.  Down: half, or, while the pool's threads keep
- * the CPUs busy, straight to one past the CPUs.  FALSE if no count is worth it. */
+ * the CPUs busy, straight to one past the CPUs (or the least count above one refused before).
+ * FALSE if no count is worth it. */
 static BOOL begin_probe(struct policy *policy, const struct policy_sample *sample, int direction,
                         struct policy_decision *decision)
 {
@@ -395,7 +400,7 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
         probe = clamp(probe, sample->floor, sample->max);
     }
     else if (computing(policy) && policy->target > policy->cpus + 1)
-        probe = clamp(policy->cpus + 1, sample->floor, sample->max);
+        probe = clamp(max(policy->cpus + 1, policy->probe_down_limit + 1), sample->floor, sample->max);
     else
         probe = clamp(policy->target / PROBE_FACTOR, sample->floor, sample->max);
     if (!worth_probing(policy, probe, direction))

@@ -22,7 +22,7 @@ struct policy_sample
     LONG max;               /* the host's maximum */
     LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any unit; */
     LONG64 cpu_total;       /* both 0 where the system does not say */
-    LONG64 cpu_pool;        /* the CPU time of the pool's own threads so far, in the same unit; 0 where
+    LONG64 cpu_pool;        /* the CPU time of the pool's own threads so far, in the same unit; -1 where
                              * not known */
 };
 

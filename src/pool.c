@@ -511,18 +511,27 @@ static LONG64 thread_cpu_time(HANDLE thread)
     return filetime_units(kernel_time) + filetime_units(user_time);
 }
 
-/* The CPU time of the pool's threads so far, those that ended included. */
+#define CPU_TIME_THREADS_PER_CPU 4  /* the pool's CPU time is read only while it has at most this many threads
+                                     * per CPU, parked ones included: a system call per thread, every tick,
+                                     * and the policy asks only whether threads that compute keep the CPUs
+                                     * busy */
+
+/* The CPU time of the pool's threads so far, those that ended included; -1 (not known) while it
+ * has more than CPU_TIME_THREADS_PER_CPU threads per CPU. */
 static LONG64 pool_cpu_time(struct pool *pool)
 {
     struct worker *worker;
     LONG64 time;
+    LONG threads = 0;
 
     AcquireSRWLockShared(&pool->lock);
-    time = pool->ended_cpu;
     for (worker = pool->workers; worker; worker = worker->next)
+        threads++;
+    time = pool->ended_cpu;
+    for (worker = pool->workers; worker && threads <= CPU_TIME_THREADS_PER_CPU * pool->cpus; worker = worker->next)
         time += thread_cpu_time(worker->thread);
     ReleaseSRWLockShared(&pool->lock);
-    return time;
+    return threads <= CPU_TIME_THREADS_PER_CPU * pool->cpus ? time : -1;
 }
 
 static void worker_enter(struct pool *pool, struct worker *worker)
@@ -1088,10 +1097,6 @@ static void cpu_times(LONG64 *idle, LONG64 *total)
     *total = filetime_units(kernel_time) + filetime_units(user_time);
 }
 
-#define CPU_TIME_THREADS_PER_CPU 4  /* the pool's CPU time is read only up to this many threads per CPU: a
-                                     * system call per thread, every tick, and the policy asks only
-                                     * whether threads that compute keep the CPUs busy */
-
 static void take_sample(struct pool *pool, struct policy_sample *sample)
 {
     struct port_counters sum;
@@ -1106,7 +1111,7 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
     cpu_times(&sample->cpu_idle, &sample->cpu_total);
-    sample->cpu_pool = sample->threads <= CPU_TIME_THREADS_PER_CPU * pool->cpus ? pool_cpu_time(pool) : 0;
+    sample->cpu_pool = pool_cpu_time(pool);
 }
 
 static void note_decision(struct pool *pool, const struct policy_decision *decision)

@@ -137,7 +137,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.max = max;
         sample.cpu_idle = (LONG64)cpu_idle;
         sample.cpu_total = (LONG64)cpu_total;
-        sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : 0;
+        sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : -1;
         policy_update(policy, &sample, &decision);
         ck_assert_msg(decision.target >= floor && decision.target <= max, "%s, seed %lu, tick %ld: target %ld "
                       "outside the limits %ld-%ld", model->name, seed, i, decision.target, floor, max);
@@ -282,7 +282,7 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
         struct policy *policy = policy_create(8, CPUS);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
-        LONG threads = 8, i, down_at = 0, most_after = 0;
+        LONG threads = 8, i, down_at = 0, most_after = 0, first_below = 0;
         double completions = 0;
 
         noise_state = seed;
@@ -299,6 +299,8 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
             sample.cpu_idle = 0;
             policy_update(policy, &sample, &decision);
             threads = decision.target;
+            if (!first_below && threads < 8)
+                first_below = threads;
             if (down_at)
                 most_after = max(most_after, threads);
             if (!down_at && decision.event == POLICY_LOWERED && decision.to <= CPUS + 1)
@@ -306,6 +308,8 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
         }
         printf("computing from 8 threads, seed %lu: %ld threads at tick %ld, at most %ld after, %ld at the end\n",
                seed, CPUS + 1, down_at, most_after, threads);
+        ck_assert_msg(first_below == CPUS + 1, "seed %lu: from 8 threads first to %ld, expected %d", seed, first_below,
+                      CPUS + 1);
         ck_assert_msg(down_at && most_after <= CPUS + 1, "seed %lu: %ld or fewer threads at tick %ld, then up to %ld",
                       seed, CPUS + 1, down_at, most_after);
         policy_destroy(policy);
@@ -665,9 +669,9 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
-/* Once every request has a thread, no probe down until the holds reach their longest (8 s, after
- * 15.5 s of them): every thread waits inside its callback with the CPUs idle, and half of them
- * would leave half the requests waiting for 50 ms. */
+/* Once every request has a thread, no probe down for 100 windows (15 s or more): every thread
+ * waits inside its callback with the CPUs idle, and half of them would leave half the requests
+ * waiting for 50 ms.  After them one probe down starves, and none follows. */
 START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
 {
     struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
@@ -675,11 +679,11 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
     struct policy *policy = policy_create(CPUS, CPUS);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
-    LONG threads = CPUS, i, reached = 0, least_after = 64;
+    LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0;
     double completions = 0;
 
     noise_state = 1;
-    for (i = 0; i < 12000 / POLICY_TICK_MS; i++)
+    for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
     {
         completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
         sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
@@ -695,12 +699,15 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
         threads = decision.target;
         if (threads >= 64 && !reached)
             reached = i;
-        if (reached)
+        if (reached && i - reached < 15000 / POLICY_TICK_MS)
             least_after = min(least_after, threads);
+        if (reached && threads < 64)
+            ticks_below++;
     }
-    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads after that over 12 s\n", reached,
-           least_after);
+    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads over the next 15 s; %ld ticks below 64 "
+           "in a minute\n", reached, least_after, ticks_below);
     ck_assert_msg(reached && least_after == 64, "64 threads at tick %ld, then down to %ld", reached, least_after);
+    ck_assert_msg(ticks_below <= 5, "%ld ticks below 64 threads", ticks_below);
     policy_destroy(policy);
 }
 END_TEST
