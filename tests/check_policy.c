@@ -866,6 +866,22 @@ START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_wa
 }
 END_TEST
 
+/* Tick `i` of callbacks that wait their turn at one lock: 2 finish per tick however many threads
+ * wait, with the CPUs 10 % busy. */
+static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
+                                          struct policy_decision *decision)
+{
+    sample->now_us = (i + 1) * POLICY_TICK_MS * 1000;
+    sample->completions += 2;
+    sample->threads = sample->busy = threads;
+    sample->queued = 1000;
+    sample->floor = 1;
+    sample->max = 1000;
+    sample->cpu_total = (i + 1) * 1000;
+    sample->cpu_idle = (i + 1) * 900;
+    policy_update(policy, sample, decision);
+}
+
 /* The same, but the callbacks wait their turn at one lock: as many finish per tick, however many
  * threads wait.  The two free jumps (2 -> 4 -> 8) do not pay, and no third follows. */
 START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
@@ -877,15 +893,7 @@ START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
 
     for (i = 0; i < 30; i++)
     {
-        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions += 2;
-        sample.threads = sample.busy = threads;
-        sample.queued = 1000;
-        sample.floor = 1;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 900;
-        policy_update(policy, &sample, &decision);
+        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, &decision);
         jumps += decision.event == POLICY_STARVING;
         threads = decision.target;
     }
@@ -896,8 +904,9 @@ START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
 }
 END_TEST
 
-/* The same over a minute: once the holds reach their longest, probes down find that fewer threads
- * finish as many, and the pool comes back down from the 8 that the free jumps gave it. */
+/* The same over a minute: after WAITED_WINDOWS windows of threads that all waited, probes down
+ * find that fewer threads finish as many, and the pool comes back down from the 8 that the free
+ * jumps gave it. */
 START_TEST(callbacks_that_wait_on_each_other_come_back_down)
 {
     struct policy *policy = policy_create(2, CPUS);
@@ -907,15 +916,7 @@ START_TEST(callbacks_that_wait_on_each_other_come_back_down)
 
     for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
     {
-        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions += 2;
-        sample.threads = sample.busy = threads;
-        sample.queued = 1000;
-        sample.floor = 1;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 900;
-        policy_update(policy, &sample, &decision);
+        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, &decision);
         threads = decision.target;
         peak = max(peak, threads);
     }
