@@ -53,7 +53,9 @@ trap '"$WINESERVER" -k 2>/dev/null' EXIT
 C=$PREFIX/drive_c
 PF64="$C/Program Files/hostiocp" PF32="$C/Program Files (x86)/hostiocp"
 
-run() { sh "$srcdir/build-aux/wine-run" "$@"; }
+# A session that wine-run starts ends, as one that msiexec starts, 3 s after its last program:
+# msiexec() waits for that end, when the server has written the registry to disk.
+run() { WINE_RUN_LINGER=3 sh "$srcdir/build-aux/wine-run" "$@"; }
 # msiexec through a batch file, so that the whole Windows exit code is seen (a Unix exit status
 # keeps only its low byte: 1627 would read 91); sets msi_code and returns non-zero on failure.
 printf '@echo off\r\nmsiexec %%*\r\necho msiexec-exit-code=%%ERRORLEVEL%%\r\n' > "$work/msiexec.bat"
