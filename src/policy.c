@@ -227,6 +227,7 @@ static void restart_window(struct policy *policy, const struct policy_sample *sa
 
 static void begin_window(struct policy *policy, const struct policy_sample *sample)
 {
+    assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
     policy->window_start = sample->now_us;
     policy->window_completions = sample->completions;
     policy->window_ticks = policy->window_saturated_ticks = policy->window_all_busy_ticks = 0;
@@ -235,6 +236,21 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_cpu_idle = sample->cpu_idle;
     policy->window_cpu_total = sample->cpu_total;
     policy->window_cpu_pool = sample->cpu_pool;
+}
+
+/* Whether the window in progress has lasted long enough, and seen enough, to end now. */
+static BOOL window_long_enough(const struct policy *policy, LONGLONG now_us, LONG64 completions)
+{
+    LONGLONG elapsed = now_us - policy->window_start;
+
+    return elapsed >= WINDOW_US && (completions - policy->window_completions >= WINDOW_COMPLETIONS ||
+                                    elapsed >= WINDOW_MAX_US);
+}
+
+/* A window begins or ends at this tick: the only ticks that read the pool's CPU time. */
+BOOL policy_reads_pool_cpu(const struct policy *policy, LONGLONG now_us, LONG64 completions)
+{
+    return policy->window_start ? window_long_enough(policy, now_us, completions) : now_us >= policy->settle_until;
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -256,10 +272,10 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         policy->window_all_busy_ticks++;
     policy->window_demand = max(policy->window_demand, sample->busy + sample->queued);
     policy->window_queued += sample->queued;
+    if (!window_long_enough(policy, sample->now_us, sample->completions))
+        return FALSE;
     elapsed = sample->now_us - policy->window_start;
     *completions = sample->completions - policy->window_completions;
-    if (elapsed < WINDOW_US || (*completions < WINDOW_COMPLETIONS && elapsed < WINDOW_MAX_US))
-        return FALSE;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
     policy->cpu_share = policy->pool_share = 0;
@@ -269,6 +285,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         double total = (double)(sample->cpu_total - policy->window_cpu_total);
 
         policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
+        assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
         if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
         policy->every_thread_waited = policy->cpu_share < CPUS_COMPUTING &&

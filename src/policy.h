@@ -23,8 +23,11 @@ struct policy_sample
     LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any unit; */
     LONG64 cpu_total;       /* both 0 where the system does not say */
     LONG64 cpu_pool;        /* the CPU time of the pool's own threads so far, in the same unit; -1 where
-                             * not known */
+                             * not known; POLICY_POOL_CPU_NOT_READ at a tick where
+                             * policy_reads_pool_cpu said it is not needed */
 };
+
+#define POLICY_POOL_CPU_NOT_READ (-2)
 
 enum policy_event
 {
@@ -50,6 +53,9 @@ struct policy_decision
 /* cpus: the processors that the pool's threads share. */
 struct policy *policy_create(LONG initial_target, LONG cpus);
 void policy_destroy(struct policy *policy);
+/* Whether the sample for the tick at now_us, with these completions, needs cpu_pool: reading
+ * it costs a system call per thread, and the policy uses it only where a window begins or ends. */
+BOOL policy_reads_pool_cpu(const struct policy *policy, LONGLONG now_us, LONG64 completions);
 /* Called every POLICY_TICK_MS with a fresh sample. */
 void policy_update(struct policy *policy, const struct policy_sample *sample,
                    struct policy_decision *decision);

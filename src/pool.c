@@ -1111,7 +1111,8 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
     cpu_times(&sample->cpu_idle, &sample->cpu_total);
-    sample->cpu_pool = pool_cpu_time(pool);
+    sample->cpu_pool = policy_reads_pool_cpu(pool->policy, sample->now_us, sample->completions) ?
+                       pool_cpu_time(pool) : POLICY_POOL_CPU_NOT_READ;
 }
 
 static void note_decision(struct pool *pool, const struct policy_decision *decision)

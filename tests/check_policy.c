@@ -57,10 +57,15 @@ struct outcome
     double mean_rate;           /* over the second half of the run */
     double rate_after_2s;       /* mean over seconds 2-4 */
     LONG ticks_back_down;       /* at a count the target had been raised from, or fewer */
+    LONG ticks;
+    LONG pool_cpu_reads;        /* ticks whose sample read the pool's CPU time */
+    LONG64 targets_sum;         /* of the target after each tick: two runs that decide alike have the same */
 };
 
 static ULONG noise_state;
 static double simulated_seconds;
+/* The pool's CPU time in every sample, not only where policy_reads_pool_cpu asks for it. */
+static BOOL pool_cpu_every_tick;
 
 /* Uniform in [-1, 1). */
 static double next_noise(void)
@@ -107,6 +112,9 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     noise_state = seed;
     out->peak = threads;
     out->ticks_back_down = 0;
+    out->ticks = ticks;
+    out->pool_cpu_reads = 0;
+    out->targets_sum = 0;
     for (i = 0; i < ticks; i++)
     {
         double rate;
@@ -137,8 +145,14 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.max = max;
         sample.cpu_idle = (LONG64)cpu_idle;
         sample.cpu_total = (LONG64)cpu_total;
-        sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : -1;
+        sample.cpu_pool = POLICY_POOL_CPU_NOT_READ;
+        if (pool_cpu_every_tick || policy_reads_pool_cpu(policy, sample.now_us, sample.completions))
+        {
+            sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : -1;
+            out->pool_cpu_reads++;
+        }
         policy_update(policy, &sample, &decision);
+        out->targets_sum += decision.target;
         ck_assert_msg(decision.target >= floor && decision.target <= max, "%s, seed %lu, tick %ld: target %ld "
                       "outside the limits %ld-%ld", model->name, seed, i, decision.target, floor, max);
         threads = decision.target;  /* the pool follows within a tick */
@@ -313,6 +327,33 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
         ck_assert_msg(down_at && most_after <= CPUS + 1, "seed %lu: %ld or fewer threads at tick %ld, then up to %ld",
                       seed, CPUS + 1, down_at, most_after);
         policy_destroy(policy);
+    }
+}
+END_TEST
+
+/* Every model reads the pool's CPU time only where the policy asks for it, and an assertion in
+ * the policy stops any that uses a sample without it: here, that reading it at every tick would
+ * decide nothing differently, and how many reads that saves. */
+START_TEST(the_pools_cpu_time_is_read_only_where_a_window_begins_or_ends)
+{
+    struct model model = { .name = "computing", .rate = rate_from_points, .points = computing, .own_cpu_time = TRUE,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64, .drift = 0.1 };
+    struct outcome asked, every_tick;
+    ULONG seed;
+
+    for (seed = 1; seed <= 5; seed++)
+    {
+        pool_cpu_every_tick = FALSE;
+        simulate(&model, seed, CPUS, 1000, 30, &asked);
+        pool_cpu_every_tick = TRUE;
+        simulate(&model, seed, CPUS, 1000, 30, &every_tick);
+        printf("pool CPU time, seed %lu: read at %ld of %ld ticks\n", seed, asked.pool_cpu_reads, asked.ticks);
+        ck_assert_msg(asked.targets_sum == every_tick.targets_sum && asked.peak == every_tick.peak &&
+                      asked.final_target == every_tick.final_target, "seed %lu: the targets differ when the pool's "
+                      "CPU time is read at every tick (peak %ld against %ld, final %ld against %ld)", seed, asked.peak,
+                      every_tick.peak, asked.final_target, every_tick.final_target);
+        ck_assert_msg(asked.pool_cpu_reads > 0 && asked.pool_cpu_reads <= asked.ticks / 5,
+                      "seed %lu: read at %ld of %ld ticks", seed, asked.pool_cpu_reads, asked.ticks);
     }
 }
 END_TEST
@@ -994,6 +1035,7 @@ int main(void)
         TEST_CASE(finds_many_threads_where_they_pay),
         TEST_CASE(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most),
         TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
+        TEST_CASE(the_pools_cpu_time_is_read_only_where_a_window_begins_or_ends),
         TEST_CASE(stays_low_where_more_threads_do_not_pay),
         TEST_CASE(stays_low_where_more_threads_cost),
         TEST_CASE(a_modest_gain_ends_the_climb_below_a_doubling_too),
