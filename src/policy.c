@@ -19,6 +19,8 @@
 #define WINDOW_MAX_US       1000000  /* the longest, however few completions: a quiet pool is judged too */
 #define WINDOW_COMPLETIONS        8  /* a window ends once it has seen this many; fewer cannot judge a count */
 #define SETTLE_US             40000  /* after the count changes, two ticks for threads to start or leave */
+#define STARTUP_US            60000  /* from the first sample, no window: the pool's threads and the host
+                                      * are starting, and their CPU time would hide callbacks that compute */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define ALL_BUSY_SHARE         0.75  /* of a window's ticks with every thread in a callback: with the CPUs
                                       * idle, every thread waited and no probe goes down ... */
@@ -106,8 +108,9 @@ struct policy
     LONG probe_down_limit;  /* probes down stay above it: a count measured worse; 0: none */
 
     /* The window. */
-    LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until */
+    LONGLONG window_start;  /* 0: the window starts at the first tick after settle_until and measure_from */
     LONGLONG settle_until;
+    LONGLONG measure_from;  /* the first sample's time and STARTUP_US */
     LONG64 window_completions;
     LONG window_ticks, window_saturated_ticks, window_all_busy_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
@@ -247,10 +250,15 @@ static BOOL window_long_enough(const struct policy *policy, LONGLONG now_us, LON
                                     elapsed >= WINDOW_MAX_US);
 }
 
+static BOOL window_may_begin(const struct policy *policy, LONGLONG now_us)
+{
+    return policy->sampled && now_us >= policy->settle_until && now_us >= policy->measure_from;
+}
+
 /* A window begins or ends at this tick: the only ticks that read the pool's CPU time. */
 BOOL policy_reads_pool_cpu(const struct policy *policy, LONGLONG now_us, LONG64 completions)
 {
-    return policy->window_start ? window_long_enough(policy, now_us, completions) : now_us >= policy->settle_until;
+    return policy->window_start ? window_long_enough(policy, now_us, completions) : window_may_begin(policy, now_us);
 }
 
 /* Returns TRUE with the rate when the window has ended; the next one starts at once. */
@@ -261,7 +269,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
 
     if (!policy->window_start)
     {
-        if (sample->now_us >= policy->settle_until)
+        if (window_may_begin(policy, sample->now_us))
             begin_window(policy, sample);
         return FALSE;
     }
@@ -734,10 +742,14 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     }
     else if (window_ended(policy, sample, &rate, &completions, &saturated))
         window_done(policy, sample, rate, completions, saturated, decision);
+    if (!policy->sampled)
+        policy->measure_from = sample->now_us + STARTUP_US;
     policy->sampled = TRUE;
     policy->last_completions = sample->completions;
     policy->last_cpu_idle = sample->cpu_idle;
     policy->last_cpu_total = sample->cpu_total;
     decision->target = current_count(policy);
+    decision->cpu_share = policy->cpu_share;
+    decision->pool_share = policy->pool_share;
     assert(decision->target >= sample->floor && decision->target <= sample->max);
 }

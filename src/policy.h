@@ -48,6 +48,8 @@ struct policy_decision
     enum policy_event event;
     LONG from, to;          /* for POLICY_PROBE, _RAISED, _LOWERED: the counts compared */
     double from_rate, to_rate; /* their completions per second */
+    double cpu_share;       /* in the last window that ended, the machine's CPU time in use ... */
+    double pool_share;      /* ... and in the pool's own threads, as shares of all of it (0: not known) */
 };
 
 /* cpus: the processors that the pool's threads share. */

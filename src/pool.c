@@ -1126,9 +1126,10 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
-    TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld",
-          pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port, policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
-          decision->to_rate, decision->target);
+    TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% busy, "
+                 "%.0f%% in the pool", pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port,
+                 policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
+                 decision->to_rate, decision->target, 100 * decision->cpu_share, 100 * decision->pool_share);
 }
 
 static void monitor_tick(struct pool *pool)

@@ -29,6 +29,7 @@ struct model
     double cpus_busy;           /* the share of the CPUs in use while they compute; 0: a CPU per thread */
     BOOL own_cpu_time;          /* the CPU time in use is the pool's own (callbacks that compute); else
                                  * the pool's is not known */
+    double startup_seconds;     /* the host starting: until then the CPU time in use is not the pool's */
 };
 #define SLOW_SPELL 0.65
 
@@ -106,7 +107,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     struct policy_decision decision;
     double completions = 0, second_half = 0, early = 0;
     LONG threads = max(floor, 1), ticks = (LONG)(seconds * 1000 / POLICY_TICK_MS), i, raised_from = 0;
-    double drift = 1.0, cpu_idle = 0, cpu_total = 0;
+    double drift = 1.0, cpu_idle = 0, cpu_total = 0, cpu_pool = 0;
     BOOL slow = FALSE;
 
     noise_state = seed;
@@ -132,6 +133,8 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         completions += rate * POLICY_TICK_MS / 1000.0;
         cpu_total += CPUS * POLICY_TICK_MS * 10000.0;
         cpu_idle += CPUS * POLICY_TICK_MS * 10000.0 * (1 - cpu_share(model, threads));
+        if (simulated_seconds >= model->startup_seconds)
+            cpu_pool += CPUS * POLICY_TICK_MS * 10000.0 * cpu_share(model, threads);
         if (i >= ticks / 2)
             second_half += rate;
         if (i * POLICY_TICK_MS >= 2000 && i * POLICY_TICK_MS < 4000)
@@ -148,7 +151,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
         sample.cpu_pool = POLICY_POOL_CPU_NOT_READ;
         if (pool_cpu_every_tick || policy_reads_pool_cpu(policy, sample.now_us, sample.completions))
         {
-            sample.cpu_pool = model->own_cpu_time ? (LONG64)(cpu_total - cpu_idle) : -1;
+            sample.cpu_pool = model->own_cpu_time ? (LONG64)cpu_pool : -1;
             out->pool_cpu_reads++;
         }
         policy_update(policy, &sample, &decision);
@@ -328,6 +331,21 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
                       seed, CPUS + 1, down_at, most_after);
         policy_destroy(policy);
     }
+}
+END_TEST
+
+/* The host starts beside the pool (threads created, its queue grown), and in the first ticks the
+ * CPU time in use is not the pool's (here up to the sample 60 ms after the first): no window
+ * measures them, so the pool is seen to compute and its first probe up adds one thread, not two. */
+START_TEST(a_host_that_starts_beside_a_computing_pool_does_not_make_it_double)
+{
+    struct model model = { .name = "computing", .rate = rate_from_points, .points = computing, .own_cpu_time = TRUE,
+                           .saturated = TRUE, .noise = 0.05, .in_flight = 64, .startup_seconds = 0.07 };
+    struct outcome out;
+
+    simulate(&model, 1, CPUS, 1000, 30, &out);
+    printf("computing beside a host that starts for 70 ms: peak %ld, final target %ld\n", out.peak, out.final_target);
+    ck_assert_msg(out.peak == CPUS + 1, "peak %ld; expected %d", out.peak, CPUS + 1);
 }
 END_TEST
 
@@ -1036,6 +1054,7 @@ int main(void)
         TEST_CASE(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most),
         TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
         TEST_CASE(the_pools_cpu_time_is_read_only_where_a_window_begins_or_ends),
+        TEST_CASE(a_host_that_starts_beside_a_computing_pool_does_not_make_it_double),
         TEST_CASE(stays_low_where_more_threads_do_not_pay),
         TEST_CASE(stays_low_where_more_threads_cost),
         TEST_CASE(a_modest_gain_ends_the_climb_below_a_doubling_too),
