@@ -12,8 +12,8 @@
  * - threads stay within the maximum, once a lowered maximum had time to act;
  * - GetAvailableThreads never reports more than the maximum (a count below 0 would wrap).
  * Every manager's life is an epoch: the DLL is loaded for it and unloaded after it, with
- * CoFreeUnusedLibrariesEx.  Over the run the process's handles, threads and private bytes
- * must stay flat after the first epochs.
+ * CoFreeUnusedLibrariesEx.  Over the run the process's handles, threads, private bytes and the
+ * bytes in use in its heaps must stay flat after the first epochs.
  *
  * HOSTIOCP_STRESS_SEED replays a run's operations (each driver's sequence; the threads'
  * interleaving is the system's).  HOSTIOCP_STRESS_SECONDS sets the length (default 5). */
@@ -896,6 +896,7 @@ struct footprint
     DWORD handles;
     LONG threads;
     SIZE_T private_bytes;
+    SIZE_T heap_bytes;
 };
 
 static void measure_footprint(struct footprint *footprint)
@@ -903,6 +904,7 @@ static void measure_footprint(struct footprint *footprint)
     footprint->handles = process_handles();
     footprint->threads = process_threads();
     footprint->private_bytes = process_private_bytes();
+    footprint->heap_bytes = process_heap_bytes_in_use();
 }
 
 static DWORD setting(const char *name, DWORD fallback)
@@ -948,6 +950,8 @@ START_TEST(stress)
           "private bytes %lu -> %lu -> %lu KiB\n", start.handles, quarter.handles, end.handles, start.threads,
           quarter.threads, end.threads, (DWORD)(start.private_bytes / 1024), (DWORD)(quarter.private_bytes / 1024),
           (DWORD)(end.private_bytes / 1024));
+    trace("heap bytes in use %lu -> %lu -> %lu KiB\n", (DWORD)(start.heap_bytes / 1024),
+          (DWORD)(quarter.heap_bytes / 1024), (DWORD)(end.heap_bytes / 1024));
     ok(end.threads == start.threads, "threads grew from %ld to %ld\n", start.threads, end.threads);
     ok(end.handles <= start.handles + 16, "handles grew from %lu to %lu\n", start.handles, end.handles);
     ok(end.private_bytes <= start.private_bytes + 4 * 1024 * 1024, "private bytes grew from %lu KiB to %lu KiB\n",
@@ -956,6 +960,10 @@ START_TEST(stress)
      * run of make check it may still be growing then. */
     ok(seconds < 60 || end.private_bytes <= quarter.private_bytes + 1024 * 1024, "private bytes grew from %lu KiB "
        "at a quarter of the run to %lu KiB\n", (DWORD)(quarter.private_bytes / 1024), (DWORD)(end.private_bytes / 1024));
+    /* The heaps' free space is theirs to keep, but what is in use must come back: every manager
+     * and every item frees all it allocated by the time its DLL unloads. */
+    ok(end.heap_bytes <= start.heap_bytes + 16 * 1024, "heap bytes in use grew from %lu KiB to %lu KiB\n",
+       (DWORD)(start.heap_bytes / 1024), (DWORD)(end.heap_bytes / 1024));
     ok(GetModuleHandleW(L"hostiocp.dll") == NULL, "hostiocp.dll is loaded after the run\n");
     WSACleanup();
     CoUninitialize();

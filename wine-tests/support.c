@@ -257,3 +257,27 @@ SIZE_T process_private_bytes(void)
     return total;
 }
 
+static SIZE_T heap_bytes_in_use(HANDLE heap)
+{
+    PROCESS_HEAP_ENTRY entry = { 0 };
+    SIZE_T total = 0;
+
+    if (!HeapLock(heap))
+        return 0;
+    while (HeapWalk(heap, &entry))
+        if (entry.wFlags & PROCESS_HEAP_ENTRY_BUSY)
+            total += entry.cbData;
+    HeapUnlock(heap);
+    return total;
+}
+
+SIZE_T process_heap_bytes_in_use(void)
+{
+    HANDLE heaps[64];
+    DWORD count = GetProcessHeaps(ARRAYSIZE(heaps), heaps), i;
+    SIZE_T total = 0;
+
+    for (i = 0; i < count && i < ARRAYSIZE(heaps); i++)
+        total += heap_bytes_in_use(heaps[i]);
+    return total;
+}

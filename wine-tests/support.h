@@ -39,5 +39,8 @@ LONG hostiocp_trace_count_any_thread(LONG mark, ...);
  * system's handle list) and its committed private memory; its threads: manager_support.h. */
 DWORD process_handles(void);
 SIZE_T process_private_bytes(void);
+/* The bytes of the blocks in use in all of this process's heaps (HeapWalk): unlike private
+ * bytes, free space the heaps keep does not count, so it grows only with what is allocated. */
+SIZE_T process_heap_bytes_in_use(void);
 
 #endif
