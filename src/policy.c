@@ -49,9 +49,6 @@
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
-#define SMALL_JUMP_SHARE       0.25  /* a jump of this share of the threads or less needs no proof: the
-                                      * rate's noise hides its gain, and it comes only once the pool holds
-                                      * two thirds or more of the work in flight, so it adds few threads */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
@@ -665,12 +662,12 @@ static double rate_since_jump(const struct policy *policy, const struct policy_s
     return (sample->completions - policy->jump_completions) * 1e6 / (double)(sample->now_us - policy->jump_us);
 }
 
-/* Another jump for callbacks that wait, of `added` threads: the first FREE_JUMPS and small ones at
- * once; the others after the threads of the last had time to start, and only if it paid.  Callbacks that wait on something of their own,
+/* Another jump for callbacks that wait: the first FREE_JUMPS at once; then, after the threads of
+ * the last had time to start, only if it paid.  Callbacks that wait on something of their own,
  * one at a time (a lock), leave the CPUs as idle, but more threads do not finish more of them. */
-static BOOL jump_may_follow(const struct policy *policy, const struct policy_sample *sample, LONG added)
+static BOOL jump_may_follow(const struct policy *policy, const struct policy_sample *sample)
 {
-    if (policy->jumps < FREE_JUMPS || added <= SMALL_JUMP_SHARE * sample->threads)
+    if (policy->jumps < FREE_JUMPS)
         return TRUE;
     return sample->now_us - policy->jump_us >= SETTLE_US &&
            rate_since_jump(policy, sample) >=
@@ -699,15 +696,12 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
         policy->jumps = 0;
         return 0;
     }
-    if (cpus_idle_under_busy_threads(policy, sample))
+    if (cpus_idle_under_busy_threads(policy, sample) && jump_may_follow(policy, sample))
     {
         LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
 
-        if (jump_may_follow(policy, sample, added))
-        {
-            note_jump(policy, sample, sample->threads + added);
-            return added;
-        }
+        note_jump(policy, sample, sample->threads + added);
+        return added;
     }
     return sample->completions == policy->last_completions;
 }

@@ -925,47 +925,6 @@ START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_wa
 }
 END_TEST
 
-/* The same, with the completions of a tick as uneven as those of callbacks that block 50 ms
- * (they end in bursts): past the free jumps, a jump's gain is lost in that noise, and a small one
- * needs no proof, so the last waiting packets get their threads too. */
-START_TEST(callbacks_that_wait_get_their_last_threads_without_proof)
-{
-    ULONG seed;
-
-    for (seed = 1; seed <= 10; seed++)
-    {
-        struct policy *policy = policy_create(2, CPUS);
-        struct policy_sample sample = { 0 };
-        struct policy_decision decision;
-        LONG threads = 2, i, reached = -1;
-        double completions = 0;
-
-        noise_state = seed;
-        for (i = 0; i < 50; i++)
-        {
-            completions += noisy(threads * 20.0 * POLICY_TICK_MS / 1000.0, 0.9);
-            sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-            sample.completions = (LONG64)completions;
-            sample.threads = sample.busy = threads;
-            sample.queued = 64 - threads;
-            sample.floor = 1;
-            sample.max = 1000;
-            sample.cpu_total = (i + 1) * 1000;
-            sample.cpu_idle = (i + 1) * 900;  /* 10 % busy */
-            policy_update(policy, &sample, &decision);
-            threads = decision.target;
-            if (threads == 64 && reached < 0)
-                reached = i;
-        }
-        printf("waiting callbacks, uneven completions, seed %lu: 64 threads at tick %ld (%ld at the end)\n", seed,
-               reached, threads);
-        ck_assert_msg(reached >= 0 && threads == 64, "seed %lu: 64 threads at tick %ld, %ld at the end", seed, reached,
-                      threads);
-        policy_destroy(policy);
-    }
-}
-END_TEST
-
 /* Tick `i` of callbacks that wait their turn at one lock: 2 finish per tick however many threads
  * wait, with the CPUs 10 % busy. */
 static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
@@ -1112,7 +1071,6 @@ int main(void)
         TEST_CASE(grows_fast_for_blocking_callbacks),
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
         TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
-        TEST_CASE(callbacks_that_wait_get_their_last_threads_without_proof),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
