@@ -27,20 +27,27 @@ struct model
     double waits_from;          /* seconds: from then on callbacks wait rather than compute; 0: never
                                  * (models without points wait throughout) */
     double cpus_busy;           /* the share of the CPUs in use while they compute; 0: a CPU per thread */
+    const double *cpu_points;   /* else, where given, that share at 1, 2, 4, ... 512 threads */
     BOOL own_cpu_time;          /* the CPU time in use is the pool's own (callbacks that compute); else
                                  * the pool's is not known */
     double startup_seconds;     /* the host starting: until then the CPU time in use is not the pool's */
 };
 #define SLOW_SPELL 0.65
 
-static double rate_from_points(const struct model *model, LONG threads)
+/* Between the points at 1, 2, 4, ... 512 threads. */
+static double interpolate(const double *points, LONG threads)
 {
     double position = log2((double)threads);
     int low = (int)floor(position);
 
     if (low >= 9)
-        return model->points[9];
-    return model->points[low] + (model->points[low + 1] - model->points[low]) * (position - low);
+        return points[9];
+    return points[low] + (points[low + 1] - points[low]) * (position - low);
+}
+
+static double rate_from_points(const struct model *model, LONG threads)
+{
+    return interpolate(model->points, threads);
 }
 
 /* Blocking callbacks: 64 requests in flight, each callback blocks 50 ms. */
@@ -94,6 +101,8 @@ static double cpu_share(const struct model *model, LONG threads)
         return 0.1;
     if (model->cpus_busy)
         return model->cpus_busy;
+    if (model->cpu_points)
+        return interpolate(model->cpu_points, threads);
     return min(1.0, threads / (double)CPUS);
 }
 
@@ -269,6 +278,28 @@ START_TEST(stops_at_4_threads_per_cpu_while_the_cpus_are_busy)
 
     ck_assert_msg(out.peak == 4 * CPUS && out.final_target == 4 * CPUS, "peak %ld, final target %ld; expected %d "
                   "and %d", out.peak, out.final_target, 4 * CPUS, 4 * CPUS);
+}
+END_TEST
+
+/* TCP echo with 16 connections, measured with --peers --scenario 'tcp echo, 16' on 2026-12-07:
+ * 8 threads keep the CPUs 79-89 % busy in one window or another (the pool's own threads 40-60 %
+ * of them), 16 do no better.  A window at 79 % must not let a probe double: on 10 seeds, the pool
+ * never runs more than 8. */
+static const double tcp_echo[10] = { 5e3, 11e3, 19.3e3, 28e3, 27.5e3, 26e3, 25e3, 24e3, 23e3, 22e3 };
+static const double tcp_echo_cpus[10] = { 0.2, 0.4, 0.7, 0.79, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96 };
+
+START_TEST(a_window_just_under_80_percent_busy_does_not_let_a_probe_double)
+{
+    struct model model = { .name = "tcp echo, 16", .rate = rate_from_points, .points = tcp_echo,
+                           .cpu_points = tcp_echo_cpus, .saturated = TRUE, .noise = 0.05, .in_flight = 32 };
+    struct outcome out = check_model(&model);
+    ULONG seed;
+
+    for (seed = 2; seed <= 10; seed++)
+    {
+        simulate(&model, seed, CPUS, 1000, 30, &out);
+        ck_assert_msg(out.peak == 4 * CPUS, "seed %lu: peak %ld; expected %d", seed, out.peak, 4 * CPUS);
+    }
 }
 END_TEST
 
@@ -1067,6 +1098,7 @@ int main(void)
         TEST_CASE(tries_again_a_count_that_measured_low_once),
         TEST_CASE(climbs_past_8_threads_per_cpu_only_on_large_gains),
         TEST_CASE(stops_at_4_threads_per_cpu_while_the_cpus_are_busy),
+        TEST_CASE(a_window_just_under_80_percent_busy_does_not_let_a_probe_double),
         TEST_CASE(climbs_again_when_a_slow_period_ends),
         TEST_CASE(grows_fast_for_blocking_callbacks),
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
