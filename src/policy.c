@@ -50,6 +50,9 @@
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
+#define SMALL_JUMPS_SHARE      0.25  /* jumps that together add this share of the threads of the last jump or
+                                      * less need no proof: the tail of a climb to the work in flight adds
+                                      * a few threads at a time, a gain the rate's noise hides */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
@@ -137,10 +140,11 @@ struct policy
 
     /* Jumps for callbacks that wait, since packets last stopped waiting for threads. */
     int jumps;
-    LONGLONG jump_us;       /* the last one's time ... */
+    LONGLONG jump_us;       /* the last one that was free or proved the one before it: its time ... */
     LONG64 jump_completions; /* ... and completions then */
     double rate_before_jump; /* from the jump before it to it; 0: not measured */
     LONG jump_from, jump_to; /* the threads before and after it */
+    LONG small_jumps_added; /* threads added since it by small jumps, without proof */
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus)
@@ -663,13 +667,12 @@ static double rate_since_jump(const struct policy *policy, const struct policy_s
     return (sample->completions - policy->jump_completions) * 1e6 / (double)(sample->now_us - policy->jump_us);
 }
 
-/* Another jump for callbacks that wait: the first FREE_JUMPS at once; then, after the threads of
- * the last had time to start, only if it paid.  Callbacks that wait on something of their own,
- * one at a time (a lock), leave the CPUs as idle, but more threads do not finish more of them. */
-static BOOL jump_may_follow(const struct policy *policy, const struct policy_sample *sample)
+/* Whether the last jump that was proved or free paid: after its threads had time to start, the
+ * rate since it is up on the rate before it by JUMP_PAYS of the share of threads it added.
+ * Callbacks that wait on something of their own, one at a time (a lock), leave the CPUs as idle,
+ * but more threads do not finish more of them. */
+static BOOL last_jump_paid(const struct policy *policy, const struct policy_sample *sample)
 {
-    if (policy->jumps < FREE_JUMPS)
-        return TRUE;
     return sample->now_us - policy->jump_us >= SETTLE_US &&
            rate_since_jump(policy, sample) >=
                policy->rate_before_jump * (1 + JUMP_PAYS * (policy->jump_to - policy->jump_from) / policy->jump_from);
@@ -683,12 +686,31 @@ static void note_jump(struct policy *policy, const struct policy_sample *sample,
     policy->jump_completions = sample->completions;
     policy->jump_from = sample->threads;
     policy->jump_to = to;
+    policy->small_jumps_added = 0;
+}
+
+/* Whether a jump of `added` threads for callbacks that wait may follow: the first FREE_JUMPS at
+ * once; then small ones, while together they add no more than SMALL_JUMPS_SHARE of the threads
+ * of the last jump that was free or proved; any other only when that jump paid, and it then
+ * takes its place.  So callbacks on one lock get at most a quarter more threads than the last
+ * jump that paid, however few packets wait at a time. */
+static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG added)
+{
+    if (policy->jumps >= FREE_JUMPS && policy->small_jumps_added + added <= SMALL_JUMPS_SHARE * policy->jump_to)
+    {
+        policy->small_jumps_added += added;
+        return TRUE;
+    }
+    if (policy->jumps >= FREE_JUMPS && !last_jump_paid(policy, sample))
+        return FALSE;
+    note_jump(policy, sample, sample->threads + added);
+    return TRUE;
 }
 
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
  * and either the CPUs idle under them (the callbacks wait rather than compute, so each thread
  * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
- * doubling, when jump_may_follow) or none finished since the last tick (the callbacks block:
+ * doubling, when jump() allows it) or none finished since the last tick (the callbacks block:
  * one more thread). */
 static LONG threads_lacking(struct policy *policy, const struct policy_sample *sample)
 {
@@ -697,12 +719,12 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
         policy->jumps = 0;
         return 0;
     }
-    if (cpus_idle_under_busy_threads(policy, sample) && jump_may_follow(policy, sample))
+    if (cpus_idle_under_busy_threads(policy, sample))
     {
         LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
 
-        note_jump(policy, sample, sample->threads + added);
-        return added;
+        if (jump(policy, sample, added))
+            return added;
     }
     return sample->completions == policy->last_completions;
 }

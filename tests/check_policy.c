@@ -956,6 +956,48 @@ START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_wa
 }
 END_TEST
 
+/* The same, with the completions of a tick as uneven as those of callbacks that block 50 ms
+ * (they end in bursts): past the free jumps, a small jump's gain is lost in that noise, but small
+ * jumps adding up to a quarter of the last jump that paid need no proof, so the last waiting
+ * packets get their threads too. */
+START_TEST(callbacks_that_wait_get_their_last_threads_without_proof)
+{
+    ULONG seed;
+
+    for (seed = 1; seed <= 10; seed++)
+    {
+        struct policy *policy = policy_create(2, CPUS);
+        struct policy_sample sample = { 0 };
+        struct policy_decision decision;
+        LONG threads = 2, i, reached = -1;
+        double completions = 0;
+
+        noise_state = seed;
+        for (i = 0; i < 50; i++)
+        {
+            completions += noisy(threads * 20.0 * POLICY_TICK_MS / 1000.0, 0.9);
+            sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+            sample.completions = (LONG64)completions;
+            sample.threads = sample.busy = threads;
+            sample.queued = 64 - threads;
+            sample.floor = 1;
+            sample.max = 1000;
+            sample.cpu_total = (i + 1) * 1000;
+            sample.cpu_idle = (i + 1) * 900;  /* 10 % busy */
+            policy_update(policy, &sample, &decision);
+            threads = decision.target;
+            if (threads == 64 && reached < 0)
+                reached = i;
+        }
+        printf("waiting callbacks, uneven completions, seed %lu: 64 threads at tick %ld (%ld at the end)\n", seed,
+               reached, threads);
+        ck_assert_msg(reached >= 0 && threads == 64, "seed %lu: 64 threads at tick %ld, %ld at the end", seed, reached,
+                      threads);
+        policy_destroy(policy);
+    }
+}
+END_TEST
+
 /* Tick `i` of callbacks that wait their turn at one lock: 2 finish per tick however many threads
  * wait, with the CPUs 10 % busy. */
 static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
@@ -1012,6 +1054,44 @@ START_TEST(callbacks_that_wait_on_each_other_come_back_down)
     }
     printf("callbacks on one lock: peak %ld threads, %ld after a minute\n", peak, threads);
     ck_assert_msg(threads <= 4, "%ld threads after a minute (peak %ld); expected 4 or fewer", threads, peak);
+    policy_destroy(policy);
+}
+END_TEST
+
+/* Callbacks on one lock that requests reach a little faster than the lock serves them: one or two
+ * packets wait at every tick, and 2 callbacks finish per tick however many threads wait.  Each
+ * jump would add one thread, a small one, but small jumps add up to a quarter of the last jump
+ * that paid and no more: after the free jumps to 4 threads, one more.  (Probes up may then try a
+ * count above, and find that it does not pay.) */
+START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
+{
+    struct policy *policy = policy_create(2, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i, jumps = 0, jumped_to = 0;
+
+    for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions += 2;
+        sample.threads = sample.busy = threads;
+        sample.queued = 1 + i % 2;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 900;
+        policy_update(policy, &sample, &decision);
+        if (decision.event == POLICY_STARVING)
+        {
+            jumps++;
+            jumped_to = max(jumped_to, decision.target);
+        }
+        threads = decision.target;
+    }
+    printf("callbacks on one lock, 1-2 waiting: %ld jumps, to %ld threads at most; %ld after 10 s\n", jumps,
+           jumped_to, threads);
+    ck_assert_msg(jumps == 3 && jumped_to == 5, "%ld jumps, to %ld threads at most; expected 3, to 5", jumps,
+                  jumped_to);
     policy_destroy(policy);
 }
 END_TEST
@@ -1103,9 +1183,11 @@ int main(void)
         TEST_CASE(grows_fast_for_blocking_callbacks),
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
         TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
+        TEST_CASE(callbacks_that_wait_get_their_last_threads_without_proof),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
+        TEST_CASE(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads),
         TEST_CASE(climbs_again_when_callbacks_start_to_wait),
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
