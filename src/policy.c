@@ -48,11 +48,13 @@
                                       * (more could not run at once, one covers a brief wait); I/O leaves
                                       * much of its time to the system */
 #define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
-#define FREE_JUMPS                2  /* jumps for waiting callbacks before each must show that the last paid */
+#define FREE_JUMPS                2  /* jumps for waiting callbacks before the others must show that one paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
 #define SMALL_JUMPS_SHARE      0.25  /* jumps that together add this share of the threads of the last jump or
                                       * less need no proof: the tail of a climb to the work in flight adds
                                       * a few threads at a time, a gain the rate's noise hides */
+#define JUMPS_END_US         150000  /* packets that stop waiting for threads this long end the jumps: a pause
+                                      * of a tick or two is the same wait, and must not bring new free jumps */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
@@ -145,6 +147,7 @@ struct policy
     double rate_before_jump; /* from the jump before it to it; 0: not measured */
     LONG jump_from, jump_to; /* the threads before and after it */
     LONG small_jumps_added; /* threads added since it by small jumps, without proof */
+    LONGLONG lacked_us;     /* the last tick at which packets waited for threads */
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus)
@@ -689,11 +692,12 @@ static void note_jump(struct policy *policy, const struct policy_sample *sample,
     policy->small_jumps_added = 0;
 }
 
-/* Whether a jump of `added` threads for callbacks that wait may follow: the first FREE_JUMPS at
- * once; then small ones, while together they add no more than SMALL_JUMPS_SHARE of the threads
- * of the last jump that was free or proved; any other only when that jump paid, and it then
- * takes its place.  So callbacks on one lock get at most a quarter more threads than the last
- * jump that paid, however few packets wait at a time. */
+/* Whether a jump of `added` threads for callbacks that wait may follow: the first FREE_JUMPS
+ * SETTLE_US apart, so that the rate before each is measured over as long as a proof; then small
+ * ones at once, while together they add no more than SMALL_JUMPS_SHARE of the threads of the last
+ * jump that was free or proved; any other only when that jump paid, and it then takes its place.
+ * So callbacks on one lock get at most a quarter more threads than the free jumps gave them,
+ * however few packets wait at a time, until packets stop waiting for JUMPS_END_US. */
 static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG added)
 {
     if (policy->jumps >= FREE_JUMPS && policy->small_jumps_added + added <= SMALL_JUMPS_SHARE * policy->jump_to)
@@ -701,7 +705,8 @@ static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG
         policy->small_jumps_added += added;
         return TRUE;
     }
-    if (policy->jumps >= FREE_JUMPS && !last_jump_paid(policy, sample))
+    if (policy->jumps >= FREE_JUMPS ? !last_jump_paid(policy, sample)
+                                    : policy->jumps && sample->now_us - policy->jump_us < SETTLE_US)
         return FALSE;
     note_jump(policy, sample, sample->threads + added);
     return TRUE;
@@ -716,9 +721,11 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
 {
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
     {
-        policy->jumps = 0;
+        if (sample->now_us - policy->lacked_us >= JUMPS_END_US)
+            policy->jumps = 0;
         return 0;
     }
+    policy->lacked_us = sample->now_us;
     if (cpus_idle_under_busy_threads(policy, sample))
     {
         LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
