@@ -22,8 +22,8 @@
 #define STARTUP_US            60000  /* from the first sample, no window: the pool's threads and the host
                                       * are starting, and their CPU time would hide callbacks that compute */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
-#define ALL_BUSY_SHARE         0.75  /* of a window's ticks with every thread in a callback: with the CPUs
-                                      * idle, every thread waited and no probe goes down ... */
+#define WAITED_SHARE           0.75  /* of a window's ticks with more threads in callbacks than a probe down
+                                      * would leave: with the CPUs idle, they waited, and none goes down ... */
 #define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more): callbacks that wait
                                       * on one another (one lock) look the same, and would keep every
                                       * thread they were given */
@@ -118,13 +118,14 @@ struct policy
     LONGLONG settle_until;
     LONGLONG measure_from;  /* the first sample's time and STARTUP_US */
     LONG64 window_completions;
-    LONG window_ticks, window_saturated_ticks, window_all_busy_ticks;
+    LONG window_ticks, window_saturated_ticks, window_waited_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_queued;   /* queued, summed over the window's ticks */
     LONG64 window_cpu_idle, window_cpu_total, window_cpu_pool;
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
     double pool_share;      /* ... of it in the pool's threads; 0 where not known */
-    BOOL every_thread_waited; /* ... every thread was in a callback while the CPUs idled */
+    BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
+                             * the CPUs idled */
     LONG waited_windows;    /* windows in a row that ended so */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
@@ -241,7 +242,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
     policy->window_start = sample->now_us;
     policy->window_completions = sample->completions;
-    policy->window_ticks = policy->window_saturated_ticks = policy->window_all_busy_ticks = 0;
+    policy->window_ticks = policy->window_saturated_ticks = policy->window_waited_ticks = 0;
     policy->window_demand = 0;
     policy->window_queued = 0;
     policy->window_cpu_idle = sample->cpu_idle;
@@ -284,8 +285,8 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     policy->window_ticks++;
     if (sample->queued > 0 || sample->busy >= sample->threads)
         policy->window_saturated_ticks++;
-    if (sample->busy >= sample->threads)
-        policy->window_all_busy_ticks++;
+    if (sample->busy * PROBE_FACTOR > sample->threads)
+        policy->window_waited_ticks++;
     policy->window_demand = max(policy->window_demand, sample->busy + sample->queued);
     policy->window_queued += sample->queued;
     if (!window_long_enough(policy, sample->now_us, sample->completions))
@@ -295,7 +296,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
     policy->cpu_share = policy->pool_share = 0;
-    policy->every_thread_waited = FALSE;
+    policy->threads_waited = FALSE;
     if (sample->cpu_total > policy->window_cpu_total)
     {
         double total = (double)(sample->cpu_total - policy->window_cpu_total);
@@ -304,10 +305,10 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
         if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
-        policy->every_thread_waited = policy->cpu_share < CPUS_COMPUTING &&
-                                      policy->window_all_busy_ticks >= ALL_BUSY_SHARE * policy->window_ticks;
+        policy->threads_waited = policy->cpu_share < CPUS_COMPUTING &&
+                                 policy->window_waited_ticks >= WAITED_SHARE * policy->window_ticks;
     }
-    policy->waited_windows = policy->every_thread_waited ? policy->waited_windows + 1 : 0;
+    policy->waited_windows = policy->threads_waited ? policy->waited_windows + 1 : 0;
     policy->demand = policy->window_demand;
     policy->queued = (LONG)((policy->window_queued + policy->window_ticks - 1) / policy->window_ticks);
     begin_window(policy, sample);
@@ -398,14 +399,15 @@ static BOOL computing(const struct policy *policy)
     return policy->pool_share >= POOL_COMPUTES;
 }
 
-/* A probe stays inside what earlier searches found.  None goes down after a window in which every
- * thread waited inside a callback, fewer would leave work waiting longer for the same wait,
- * until WAITED_WINDOWS have ended so in a row. */
+/* A probe stays inside what earlier searches found.  None goes down after a window in which more
+ * threads waited inside callbacks than it would leave (fewer would leave work waiting longer for
+ * the same wait; the threads above them only wait for the next packet), until WAITED_WINDOWS have
+ * ended so in a row. */
 static BOOL worth_probing(const struct policy *policy, LONG probe, int direction)
 {
     if (direction < 0)
         return probe < policy->target && probe > policy->probe_down_limit &&
-               (!policy->every_thread_waited || policy->waited_windows >= WAITED_WINDOWS);
+               (!policy->threads_waited || policy->waited_windows >= WAITED_WINDOWS);
     return probe > policy->target && (!policy->ceiling || probe < policy->ceiling);
 }
 

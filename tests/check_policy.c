@@ -292,10 +292,11 @@ START_TEST(a_window_just_under_80_percent_busy_does_not_let_a_probe_double)
 {
     struct model model = { .name = "tcp echo, 16", .rate = rate_from_points, .points = tcp_echo,
                            .cpu_points = tcp_echo_cpus, .saturated = TRUE, .noise = 0.05, .in_flight = 32 };
-    struct outcome out = check_model(&model);
+    struct outcome out;
     ULONG seed;
 
-    for (seed = 2; seed <= 10; seed++)
+    check_model(&model);
+    for (seed = 1; seed <= 10; seed++)
     {
         simulate(&model, seed, CPUS, 1000, 30, &out);
         ck_assert_msg(out.peak == 4 * CPUS, "seed %lu: peak %ld; expected %d", seed, out.peak, 4 * CPUS);
@@ -759,46 +760,56 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
-/* Once every request has a thread, no probe down for 100 windows (15 s or more): every thread
- * waits inside its callback with the CPUs idle, and half of them would leave half the requests
- * waiting for 50 ms.  After them one probe down starves, and none follows. */
+/* Once every request has a thread, no probe down for 100 windows (15 s or more): the threads
+ * wait inside their callbacks with the CPUs idle, and half of them would leave half the requests
+ * waiting for 50 ms.  After them one probe down starves, and none follows.  Also where the pool
+ * has a few threads more than the requests that block (packets of the other end of each request
+ * that wait briefly: a thread or two stays idle), as pipe echo where every callback blocks. */
 START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
 {
+    static const LONG brief_packets[] = { 0, 2 };
     struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
                            .in_flight = 64 };
-    struct policy *policy = policy_create(CPUS, CPUS);
-    struct policy_sample sample = { 0 };
-    struct policy_decision decision;
-    LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0;
-    double completions = 0;
+    size_t b;
 
-    noise_state = 1;
-    for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
+    for (b = 0; b < ARRAYSIZE(brief_packets); b++)
     {
-        completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
-        sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions = (LONG64)completions;
-        sample.threads = threads;
-        sample.busy = min(threads, 64);
-        sample.queued = max(64 - threads, 0);
-        sample.floor = CPUS;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 950;  /* 5 % busy */
-        policy_update(policy, &sample, &decision);
-        threads = decision.target;
-        if (threads >= 64 && !reached)
-            reached = i;
-        if (reached && i - reached < 15000 / POLICY_TICK_MS)
-            least_after = min(least_after, threads);
-        if (reached && threads < 64)
-            ticks_below++;
+        struct policy *policy = policy_create(CPUS, CPUS);
+        struct policy_sample sample = { 0 };
+        struct policy_decision decision;
+        LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0;
+        double completions = 0;
+
+        noise_state = 1;
+        for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
+        {
+            completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
+            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+            sample.completions = (LONG64)completions;
+            sample.threads = threads;
+            sample.busy = min(threads, 64);
+            sample.queued = max(64 + brief_packets[b] - threads, 0);
+            sample.floor = CPUS;
+            sample.max = 1000;
+            sample.cpu_total = (i + 1) * 1000;
+            sample.cpu_idle = (i + 1) * 950;  /* 5 % busy */
+            policy_update(policy, &sample, &decision);
+            threads = decision.target;
+            if (threads >= 64 && !reached)
+                reached = i;
+            if (reached && i - reached < 15000 / POLICY_TICK_MS)
+                least_after = min(least_after, threads);
+            if (reached && threads < 64)
+                ticks_below++;
+        }
+        printf("blocking callbacks, %ld brief packets: 64 threads at tick %ld, at least %ld threads over the next "
+               "15 s; %ld ticks below 64 in a minute\n", brief_packets[b], reached, least_after, ticks_below);
+        ck_assert_msg(reached && least_after == 64, "%ld brief packets: 64 threads at tick %ld, then down to %ld",
+                      brief_packets[b], reached, least_after);
+        ck_assert_msg(ticks_below <= 5, "%ld brief packets: %ld ticks below 64 threads", brief_packets[b],
+                      ticks_below);
+        policy_destroy(policy);
     }
-    printf("blocking callbacks: 64 threads at tick %ld, at least %ld threads over the next 15 s; %ld ticks below 64 "
-           "in a minute\n", reached, least_after, ticks_below);
-    ck_assert_msg(reached && least_after == 64, "64 threads at tick %ld, then down to %ld", reached, least_after);
-    ck_assert_msg(ticks_below <= 5, "%ld ticks below 64 threads", ticks_below);
-    policy_destroy(policy);
 }
 END_TEST
 
