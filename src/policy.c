@@ -24,9 +24,9 @@
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define WAITED_SHARE           0.75  /* of a window's ticks with more threads in callbacks than a probe down
                                       * would leave: with the CPUs idle, they waited, and none goes down ... */
-#define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more): callbacks that wait
-                                      * on one another (one lock) look the same, and would keep every
-                                      * thread they were given */
+#define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more), counted afresh after
+                                      * a probe down that did not pay: callbacks that wait on one another
+                                      * (one lock) look the same, and would keep every thread they were given */
 #define PROBE_FACTOR              2  /* probes double or halve the target: steps a noisy machine can resolve */
 #define WAITING_PER_THREAD        2  /* up, a thread for this many packets that waited: a request often waits
                                       * as two packets, one for each end of it */
@@ -53,8 +53,9 @@
 #define SMALL_JUMPS_SHARE      0.25  /* jumps that together add this share of the threads of the last jump or
                                       * less need no proof: the tail of a climb to the work in flight adds
                                       * a few threads at a time, a gain the rate's noise hides */
-#define JUMPS_END_US         150000  /* packets that stop waiting for threads this long end the jumps: a pause
-                                      * of a tick or two is the same wait, and must not bring new free jumps */
+#define JUMPS_END_US         150000  /* packets that stop waiting for threads this long, and a thread idle, end
+                                      * the jumps: a pause, or threads that all still wait, is the same wait,
+                                      * and must not bring new free jumps */
 #define MACHINE_MOVED          1.25  /* windows at one count this far apart: the machine moved, not the count */
 #define REMEASURE_MAX             2  /* then a gain is taken as measured, or a restless machine stalls the search */
 
@@ -148,7 +149,7 @@ struct policy
     double rate_before_jump; /* from the jump before it to it; 0: not measured */
     LONG jump_from, jump_to; /* the threads before and after it */
     LONG small_jumps_added; /* threads added since it by small jumps, without proof */
-    LONGLONG lacked_us;     /* the last tick at which packets waited for threads */
+    LONGLONG lacked_us;     /* the last tick at which packets waited for threads, below the maximum */
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus)
@@ -589,6 +590,7 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
     }
     report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target), probe_mean);
     policy->probe_down_limit = policy->probe;
+    policy->waited_windows = 0;
     move_to(policy, sample, HOLDING, FALSE);
 }
 
@@ -678,9 +680,12 @@ static double rate_since_jump(const struct policy *policy, const struct policy_s
  * but more threads do not finish more of them. */
 static BOOL last_jump_paid(const struct policy *policy, const struct policy_sample *sample)
 {
+    /* A jump smaller than SMALL_JUMPS_SHARE must show the gain of one that size: the rate's noise
+     * passes a bar of a few per cent at one tick or another. */
+    double added_share = max((policy->jump_to - policy->jump_from) / (double)policy->jump_from, SMALL_JUMPS_SHARE);
+
     return sample->now_us - policy->jump_us >= SETTLE_US &&
-           rate_since_jump(policy, sample) >=
-               policy->rate_before_jump * (1 + JUMP_PAYS * (policy->jump_to - policy->jump_from) / policy->jump_from);
+           rate_since_jump(policy, sample) >= policy->rate_before_jump * (1 + JUMP_PAYS * added_share);
 }
 
 static void note_jump(struct policy *policy, const struct policy_sample *sample, LONG to)
@@ -723,7 +728,7 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
 {
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
     {
-        if (sample->now_us - policy->lacked_us >= JUMPS_END_US)
+        if (sample->now_us - policy->lacked_us >= JUMPS_END_US && sample->busy < sample->threads)
             policy->jumps = 0;
         return 0;
     }
@@ -761,6 +766,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         /* The probe down starves: that count is too few, whatever the rate would say. */
         report(decision, POLICY_KEPT, policy->target, policy->probe, policy->target_rate, 0);
         policy->probe_down_limit = policy->probe;
+        policy->waited_windows = 0;
         move_to(policy, sample, HOLDING, FALSE);
     }
     else if (lacking)

@@ -762,22 +762,24 @@ END_TEST
 
 /* Once every request has a thread, no probe down for 100 windows (15 s or more): the threads
  * wait inside their callbacks with the CPUs idle, and half of them would leave half the requests
- * waiting for 50 ms.  After them one probe down starves, and none follows.  Also where the pool
+ * waiting for 50 ms.  After them one probe down starves, and none follows for as long again.  Also where the pool
  * has a few threads more than the requests that block (packets of the other end of each request
- * that wait briefly: a thread or two stays idle), as pipe echo where every callback blocks. */
+ * that wait briefly: a thread or two stays idle), as pipe echo where every callback blocks; and
+ * with a burst of packets every 5 s, whose starvation forgets what the searches found: a probe
+ * down that did not pay waits for 100 windows again, so there are 3 in a minute at most. */
 START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
 {
-    static const LONG brief_packets[] = { 0, 2 };
+    static const struct { LONG brief_packets; BOOL bursts; } variants[] = { { 0, FALSE }, { 2, FALSE }, { 2, TRUE } };
     struct model model = { .name = "blocking 50 ms", .rate = rate_blocking, .saturated = TRUE, .noise = 0.05,
                            .in_flight = 64 };
     size_t b;
 
-    for (b = 0; b < ARRAYSIZE(brief_packets); b++)
+    for (b = 0; b < ARRAYSIZE(variants); b++)
     {
         struct policy *policy = policy_create(CPUS, CPUS);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
-        LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0;
+        LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0, probes_down = 0;
         double completions = 0;
 
         noise_state = 1;
@@ -788,7 +790,12 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
             sample.completions = (LONG64)completions;
             sample.threads = threads;
             sample.busy = min(threads, 64);
-            sample.queued = max(64 + brief_packets[b] - threads, 0);
+            sample.queued = max(64 + variants[b].brief_packets - threads, 0);
+            if (variants[b].bursts && i % 250 == 249)
+            {
+                sample.busy = threads;
+                sample.queued += 3;
+            }
             sample.floor = CPUS;
             sample.max = 1000;
             sample.cpu_total = (i + 1) * 1000;
@@ -801,12 +808,16 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
                 least_after = min(least_after, threads);
             if (reached && threads < 64)
                 ticks_below++;
+            probes_down += decision.event == POLICY_PROBE && decision.to < decision.from;
         }
-        printf("blocking callbacks, %ld brief packets: 64 threads at tick %ld, at least %ld threads over the next "
-               "15 s; %ld ticks below 64 in a minute\n", brief_packets[b], reached, least_after, ticks_below);
+        printf("blocking callbacks, %ld brief packets%s: 64 threads at tick %ld, at least %ld threads over the next "
+               "15 s; %ld ticks below 64 and %ld probes down in a minute\n", variants[b].brief_packets,
+               variants[b].bursts ? ", a burst every 5 s" : "", reached, least_after, ticks_below, probes_down);
+        ck_assert_msg(probes_down <= 3, "%ld brief packets: %ld probes down in a minute; expected one in 15 s at most",
+                      variants[b].brief_packets, probes_down);
         ck_assert_msg(reached && least_after == 64, "%ld brief packets: 64 threads at tick %ld, then down to %ld",
-                      brief_packets[b], reached, least_after);
-        ck_assert_msg(ticks_below <= 5, "%ld brief packets: %ld ticks below 64 threads", brief_packets[b],
+                      variants[b].brief_packets, reached, least_after);
+        ck_assert_msg(ticks_below <= 5, "%ld brief packets: %ld ticks below 64 threads", variants[b].brief_packets,
                       ticks_below);
         policy_destroy(policy);
     }
@@ -1073,17 +1084,36 @@ END_TEST
 /* Callbacks on one lock that requests reach a little faster than the lock serves them: one or two
  * packets wait at most ticks, and 2 callbacks finish per tick on average however many threads
  * wait.  Each jump would add one thread, a small one, but small jumps add up to a quarter of the
- * last jump that was free or paid and no more: after the free jumps to 4 threads, one more.
- * Also where the completions of a tick alternate 1 and 3 (a proof measured over one tick would
- * pass on that noise), and where no packet waits at every tenth tick (a pause that must not bring
- * new free jumps).  Probes up may then try a count above, and find that it does not pay. */
+ * last jump that was free or paid and no more: after the free jumps to 4 threads, one more (3
+ * jumps in 10 s, to 5 threads).  Where no packet waits at every tenth tick or for 8 ticks in 50,
+ * the same: pauses while the threads all still wait bring no new free jumps.  Where the
+ * completions of a tick vary (1 and 3, 4 1 1, 1 to 3 at random; never none, which is
+ * starvation), a proof passes now and then on the noise, but no jump goes past 8 threads in
+ * 10 s (a proof measured over one tick, or with a bar of a few per cent, took the pool to 10-102
+ * threads).  Probes up may also try a count above, and find that it does not pay. */
+enum lock_noise { EVEN, ONE_AND_THREE, FOUR_ONE_ONE, AT_RANDOM };
+
+static LONG completions_on_one_lock(enum lock_noise noise, LONG i)
+{
+    switch (noise)
+    {
+    case EVEN: return 2;
+    case ONE_AND_THREE: return 1 + 2 * (i % 2);
+    case FOUR_ONE_ONE: return i % 3 == 1 ? 4 : 1;
+    case AT_RANDOM: return 1 + (LONG)noisy(1.5, 0.99);  /* 1 to 3: a tick with none is starvation */
+    }
+    return 0;
+}
+
 START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
 {
-    static const struct { const char *name; BOOL uneven, pauses; } variants[] =
+    static const struct { const char *name; enum lock_noise noise; LONG pause_every, pause_ticks; } variants[] =
     {
-        { "even", FALSE, FALSE }, { "1 and 3 a tick", TRUE, FALSE }, { "no packet waiting every tenth tick", FALSE, TRUE },
-        { "both", TRUE, TRUE },
+        { "even", EVEN, 0, 0 }, { "1 and 3 a tick", ONE_AND_THREE, 0, 0 }, { "4 1 1", FOUR_ONE_ONE, 0, 0 },
+        { "at random", AT_RANDOM, 0, 0 }, { "no packet waiting every tenth tick", EVEN, 10, 1 },
+        { "none waiting 8 ticks in 50", EVEN, 50, 8 }, { "at random, 8 ticks in 50", AT_RANDOM, 50, 8 },
     };
+    const char *failed = NULL;
     size_t v;
 
     for (v = 0; v < ARRAYSIZE(variants); v++)
@@ -1093,12 +1123,14 @@ START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
         struct policy_decision decision;
         LONG threads = 2, i, jumps = 0, jumped_to = 0;
 
+        noise_state = 1;
         for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
         {
             sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-            sample.completions += variants[v].uneven ? 1 + 2 * (i % 2) : 2;
+            sample.completions += completions_on_one_lock(variants[v].noise, i);
             sample.threads = sample.busy = threads;
-            sample.queued = variants[v].pauses && i % 10 == 9 ? 0 : 1 + i % 2;
+            sample.queued = variants[v].pause_every && i % variants[v].pause_every >= variants[v].pause_every -
+                            variants[v].pause_ticks ? 0 : 1 + i % 2;
             sample.floor = 1;
             sample.max = 1000;
             sample.cpu_total = (i + 1) * 1000;
@@ -1113,10 +1145,11 @@ START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
         }
         printf("callbacks on one lock, 1-2 waiting, %s: %ld jumps, to %ld threads at most; %ld after 10 s\n",
                variants[v].name, jumps, jumped_to, threads);
-        ck_assert_msg(jumps == 3 && jumped_to == 5, "%s: %ld jumps, to %ld threads at most; expected 3, to 5",
-                      variants[v].name, jumps, jumped_to);
+        if (variants[v].noise == EVEN ? jumps != 3 || jumped_to != 5 : jumped_to > 8)
+            failed = variants[v].name;
         policy_destroy(policy);
     }
+    ck_assert_msg(!failed, "%s: more jumps than expected", failed);
 }
 END_TEST
 
