@@ -80,6 +80,18 @@ struct windows
     double sum, least, most;
 };
 
+/* Jumps for callbacks that wait, since packets last stopped waiting for threads (JUMPS_END_US). */
+struct jumps
+{
+    int count;
+    LONGLONG us;            /* the last one that was free or proved the one before it: its time ... */
+    LONG64 completions;     /* ... and completions then */
+    double rate_before;     /* from the jump before it to it; 0: not measured */
+    LONG64 completions_before; /* ... and the completions it was measured from */
+    LONG from, to;          /* the threads before and after it */
+    LONG small_added;       /* threads added since it by small jumps, without proof */
+};
+
 /* Every change of phase is made by move_to(). */
 enum phase
 {
@@ -142,13 +154,7 @@ struct policy
     LONG64 last_completions;
     LONG64 last_cpu_idle, last_cpu_total;
 
-    /* Jumps for callbacks that wait, since packets last stopped waiting for threads. */
-    int jumps;
-    LONGLONG jump_us;       /* the last one that was free or proved the one before it: its time ... */
-    LONG64 jump_completions; /* ... and completions then */
-    double rate_before_jump; /* from the jump before it to it; 0: not measured */
-    LONG jump_from, jump_to; /* the threads before and after it */
-    LONG small_jumps_added; /* threads added since it by small jumps, without proof */
+    struct jumps jump;
     LONGLONG lacked_us;     /* the last tick at which packets waited for threads, below the maximum */
 };
 
@@ -671,49 +677,54 @@ static BOOL cpus_idle_under_busy_threads(const struct policy *policy, const stru
 
 static double rate_since_jump(const struct policy *policy, const struct policy_sample *sample)
 {
-    return (sample->completions - policy->jump_completions) * 1e6 / (double)(sample->now_us - policy->jump_us);
+    return (sample->completions - policy->jump.completions) * 1e6 / (double)(sample->now_us - policy->jump.us);
 }
 
 /* Whether the last jump that was proved or free paid: after its threads had time to start, the
- * rate since it is up on the rate before it by JUMP_PAYS of the share of threads it added.
- * Callbacks that wait on something of their own, one at a time (a lock), leave the CPUs as idle,
- * but more threads do not finish more of them. */
+ * rate since it is up on the rate before it by JUMP_PAYS of the share of threads it added, and by
+ * more than the noise of the fewer completions of the two (one over their square root, as for
+ * counts of independent events): a rate that does not move passes a smaller bar on its noise at
+ * one tick or another.  Callbacks that wait on something of their own, one at a time (a lock),
+ * leave the CPUs as idle, but more threads do not finish more of them. */
 static BOOL last_jump_paid(const struct policy *policy, const struct policy_sample *sample)
 {
-    /* A jump smaller than SMALL_JUMPS_SHARE must show the gain of one that size: the rate's noise
-     * passes a bar of a few per cent at one tick or another. */
-    double added_share = max((policy->jump_to - policy->jump_from) / (double)policy->jump_from, SMALL_JUMPS_SHARE);
+    LONG64 counted = min(policy->jump.completions_before, sample->completions - policy->jump.completions);
+    double gain = JUMP_PAYS * (policy->jump.to - policy->jump.from) / policy->jump.from;
 
-    return sample->now_us - policy->jump_us >= SETTLE_US &&
-           rate_since_jump(policy, sample) >= policy->rate_before_jump * (1 + JUMP_PAYS * added_share);
+    if (sample->now_us - policy->jump.us < SETTLE_US || counted <= 0)
+        return FALSE;
+    gain = max(gain, 1 / sqrt((double)counted));
+    return rate_since_jump(policy, sample) >= policy->jump.rate_before * (1 + gain);
 }
 
 static void note_jump(struct policy *policy, const struct policy_sample *sample, LONG to)
 {
-    policy->rate_before_jump = policy->jumps ? rate_since_jump(policy, sample) : 0;
-    policy->jumps++;
-    policy->jump_us = sample->now_us;
-    policy->jump_completions = sample->completions;
-    policy->jump_from = sample->threads;
-    policy->jump_to = to;
-    policy->small_jumps_added = 0;
+    policy->jump.rate_before = policy->jump.count ? rate_since_jump(policy, sample) : 0;
+    policy->jump.completions_before = policy->jump.count ? sample->completions - policy->jump.completions : 0;
+    policy->jump.count++;
+    policy->jump.us = sample->now_us;
+    policy->jump.completions = sample->completions;
+    policy->jump.from = sample->threads;
+    policy->jump.to = to;
+    policy->jump.small_added = 0;
 }
 
 /* Whether a jump of `added` threads for callbacks that wait may follow: the first FREE_JUMPS
  * SETTLE_US apart, so that the rate before each is measured over as long as a proof; then small
  * ones at once, while together they add no more than SMALL_JUMPS_SHARE of the threads of the last
  * jump that was free or proved; any other only when that jump paid, and it then takes its place.
- * So callbacks on one lock get at most a quarter more threads than the free jumps gave them,
- * however few packets wait at a time, until packets stop waiting for JUMPS_END_US. */
+ * So callbacks on one lock get about a quarter more threads than the free jumps gave them,
+ * however few packets wait at a time, until packets stop waiting for JUMPS_END_US with a thread
+ * idle. */
 static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG added)
 {
-    if (policy->jumps >= FREE_JUMPS && policy->small_jumps_added + added <= SMALL_JUMPS_SHARE * policy->jump_to)
+    if (policy->jump.count >= FREE_JUMPS && policy->jump.small_added + added <= SMALL_JUMPS_SHARE * policy->jump.to)
     {
-        policy->small_jumps_added += added;
+        policy->jump.small_added += added;
         return TRUE;
     }
-    if (policy->jumps >= FREE_JUMPS ? !last_jump_paid(policy, sample)
-                                    : policy->jumps && sample->now_us - policy->jump_us < SETTLE_US)
+    if (policy->jump.count >= FREE_JUMPS ? !last_jump_paid(policy, sample)
+                                         : policy->jump.count && sample->now_us - policy->jump.us < SETTLE_US)
         return FALSE;
     note_jump(policy, sample, sample->threads + added);
     return TRUE;
@@ -729,7 +740,7 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
     {
         if (sample->now_us - policy->lacked_us >= JUMPS_END_US && sample->busy < sample->threads)
-            policy->jumps = 0;
+            policy->jump.count = 0;
         return 0;
     }
     policy->lacked_us = sample->now_us;
@@ -749,6 +760,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     LONG64 completions;
     BOOL saturated;
     LONG target, lacking;
+    struct jumps jumps_before;
 
     assert(sample->floor >= 1 && sample->floor <= sample->max);
     decision->event = POLICY_NONE;
@@ -760,10 +772,13 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         forget_searches(policy);
         move_to(policy, sample, MEASURING_TARGET, TRUE);
     }
+    jumps_before = policy->jump;
     lacking = threads_lacking(policy, sample);
     if (lacking && policy->phase == MEASURING_PROBE && policy->direction < 0)
     {
-        /* The probe down starves: that count is too few, whatever the rate would say. */
+        /* The probe down starves: that count is too few, whatever the rate would say.  The pool
+         * goes back to the target, not to a jump from the probe. */
+        policy->jump = jumps_before;
         report(decision, POLICY_KEPT, policy->target, policy->probe, policy->target_rate, 0);
         policy->probe_down_limit = policy->probe;
         policy->waited_windows = 0;

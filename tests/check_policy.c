@@ -1021,6 +1021,47 @@ START_TEST(callbacks_that_wait_get_their_last_threads_without_proof)
 }
 END_TEST
 
+/* Callbacks that block 50 ms, in steps of work: 64 in flight, 77 from 5 s, 83 from 35 s, 147
+ * from 50 s.  The pool runs every thread busy with no packet waiting, so the jumps never end; the
+ * step to 83 needs a proof and becomes the last proved jump (77 -> 81), with a rate before it
+ * measured over 30 s, mostly at 77 threads.  When 64 more items arrive, its proof must not ask for
+ * more than those few threads add (83 against 77: 8 %): they get their threads within a second. */
+START_TEST(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell)
+{
+    struct policy *policy = policy_create(CPUS, CPUS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = CPUS, i, reached = -1;
+    double completions = 0;
+
+    noise_state = 1;
+    for (i = 0; i < 52000 / POLICY_TICK_MS; i++)
+    {
+        LONG in_flight = i < 5000 / POLICY_TICK_MS ? 64 : i < 35000 / POLICY_TICK_MS ? 77 :
+                         i < 50000 / POLICY_TICK_MS ? 83 : 147;
+
+        completions += noisy(min(threads, in_flight) * 20.0 * POLICY_TICK_MS / 1000.0, 0.05);
+        sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions = (LONG64)completions;
+        sample.threads = threads;
+        sample.busy = min(threads, in_flight);
+        sample.queued = max(in_flight - threads, 0);
+        sample.floor = CPUS;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * 950;
+        policy_update(policy, &sample, &decision);
+        threads = decision.target;
+        if (in_flight == 147 && threads >= 147 && reached < 0)
+            reached = i - 50000 / POLICY_TICK_MS;
+    }
+    printf("blocking work in steps: 147 threads %ld ticks after the last step (%ld at the end)\n", reached, threads);
+    ck_assert_msg(reached >= 0 && reached <= 1000 / POLICY_TICK_MS, "147 threads %ld ticks after the step, %ld at "
+                  "the end", reached, threads);
+    policy_destroy(policy);
+}
+END_TEST
+
 /* Tick `i` of callbacks that wait their turn at one lock: 2 finish per tick however many threads
  * wait, with the CPUs 10 % busy. */
 static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
@@ -1241,6 +1282,7 @@ int main(void)
         TEST_CASE(grows_fast_when_a_tenth_of_callbacks_block),
         TEST_CASE(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting),
         TEST_CASE(callbacks_that_wait_get_their_last_threads_without_proof),
+        TEST_CASE(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
