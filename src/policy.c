@@ -518,6 +518,17 @@ static void refuse_probe_up(struct policy *policy, const struct policy_sample *s
         move_to(policy, sample, HOLDING, policy->raised_in_round);
 }
 
+/* The probe down did not pay, by its rate or because it starved: no probe goes down to it again
+ * until searches are forgotten, and none at all for WAITED_WINDOWS more while the threads wait. */
+static void refuse_probe_down(struct policy *policy, const struct policy_sample *sample, double target_rate,
+                              double probe_rate, struct policy_decision *decision)
+{
+    report(decision, POLICY_KEPT, policy->target, policy->probe, target_rate, probe_rate);
+    policy->probe_down_limit = policy->probe;
+    policy->waited_windows = 0;
+    move_to(policy, sample, HOLDING, FALSE);
+}
+
 /* Whether the machine's own movement could have made a gain read as clear or as modest: the
  * windows at one of the two counts lie MACHINE_MOVED apart, and the gain divided or multiplied
  * by that spread falls on the other side of clear.  A gain larger than the movement stands. */
@@ -596,10 +607,7 @@ static void judge_down(struct policy *policy, const struct policy_sample *sample
         move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
         return;
     }
-    report(decision, POLICY_KEPT, policy->target, policy->probe, windows_mean(&policy->at_target), probe_mean);
-    policy->probe_down_limit = policy->probe;
-    policy->waited_windows = 0;
-    move_to(policy, sample, HOLDING, FALSE);
+    refuse_probe_down(policy, sample, windows_mean(&policy->at_target), probe_mean, decision);
 }
 
 /* Whether a held target's window ends the hold: the hold is over, or the rate has shifted for
@@ -720,13 +728,17 @@ static void note_jump(struct policy *policy, const struct policy_sample *sample,
  * idle. */
 static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG added)
 {
-    if (policy->jump.count >= FREE_JUMPS && policy->jump.small_added + added <= SMALL_JUMPS_SHARE * policy->jump.to)
+    if (policy->jump.count < FREE_JUMPS)
+    {
+        if (policy->jump.count && sample->now_us - policy->jump.us < SETTLE_US)
+            return FALSE;
+    }
+    else if (policy->jump.small_added + added <= SMALL_JUMPS_SHARE * policy->jump.to)
     {
         policy->jump.small_added += added;
         return TRUE;
     }
-    if (policy->jump.count >= FREE_JUMPS ? !last_jump_paid(policy, sample)
-                                         : policy->jump.count && sample->now_us - policy->jump.us < SETTLE_US)
+    else if (!last_jump_paid(policy, sample))
         return FALSE;
     note_jump(policy, sample, sample->threads + added);
     return TRUE;
@@ -781,10 +793,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         /* The probe down starves: that count is too few, whatever the rate would say.  The pool
          * goes back to the target, not to a jump from the probe. */
         policy->jump = jumps_before;
-        report(decision, POLICY_KEPT, policy->target, policy->probe, policy->target_rate, 0);
-        policy->probe_down_limit = policy->probe;
-        policy->waited_windows = 0;
-        move_to(policy, sample, HOLDING, FALSE);
+        refuse_probe_down(policy, sample, policy->target_rate, 0, decision);
     }
     else if (lacking)
     {
