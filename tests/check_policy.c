@@ -760,6 +760,23 @@ START_TEST(grows_fast_for_blocking_callbacks)
 }
 END_TEST
 
+/* Tick `i` of callbacks that block, `busy` of them in callbacks and `queued` packets waiting,
+ * `completions` so far, with the CPUs 5 % busy, from the CLR's default limits. */
+static void tick_of_blocking_callbacks(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
+                                       double completions, LONG busy, LONG queued, struct policy_decision *decision)
+{
+    sample->now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+    sample->completions = (LONG64)completions;
+    sample->threads = threads;
+    sample->busy = busy;
+    sample->queued = queued;
+    sample->floor = CPUS;
+    sample->max = 1000;
+    sample->cpu_total = (i + 1) * 1000;
+    sample->cpu_idle = (i + 1) * 950;
+    policy_update(policy, sample, decision);
+}
+
 /* Once every request has a thread, no probe down for 100 windows (15 s or more): the threads
  * wait inside their callbacks with the CPUs idle, and half of them would leave half the requests
  * waiting for 50 ms.  After them one probe down starves, and none follows for as long again.  Also where the pool
@@ -785,22 +802,15 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
         noise_state = 1;
         for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
         {
+            LONG busy = min(threads, 64), queued = max(64 + variants[b].brief_packets - threads, 0);
+
             completions += noisy(model.rate(&model, threads), model.noise) * POLICY_TICK_MS / 1000.0;
-            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
-            sample.completions = (LONG64)completions;
-            sample.threads = threads;
-            sample.busy = min(threads, 64);
-            sample.queued = max(64 + variants[b].brief_packets - threads, 0);
             if (variants[b].bursts && i % 250 == 249)
             {
-                sample.busy = threads;
-                sample.queued += 3;
+                busy = threads;
+                queued += 3;
             }
-            sample.floor = CPUS;
-            sample.max = 1000;
-            sample.cpu_total = (i + 1) * 1000;
-            sample.cpu_idle = (i + 1) * 950;  /* 5 % busy */
-            policy_update(policy, &sample, &decision);
+            tick_of_blocking_callbacks(policy, &sample, i, threads, completions, busy, queued, &decision);
             threads = decision.target;
             if (threads >= 64 && !reached)
                 reached = i;
@@ -1041,16 +1051,8 @@ START_TEST(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell
                          i < 50000 / POLICY_TICK_MS ? 83 : 147;
 
         completions += noisy(min(threads, in_flight) * 20.0 * POLICY_TICK_MS / 1000.0, 0.05);
-        sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions = (LONG64)completions;
-        sample.threads = threads;
-        sample.busy = min(threads, in_flight);
-        sample.queued = max(in_flight - threads, 0);
-        sample.floor = CPUS;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 950;
-        policy_update(policy, &sample, &decision);
+        tick_of_blocking_callbacks(policy, &sample, i, threads, completions, min(threads, in_flight),
+                                   max(in_flight - threads, 0), &decision);
         threads = decision.target;
         if (in_flight == 147 && threads >= 147 && reached < 0)
             reached = i - 50000 / POLICY_TICK_MS;
@@ -1062,15 +1064,15 @@ START_TEST(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell
 }
 END_TEST
 
-/* Tick `i` of callbacks that wait their turn at one lock: 2 finish per tick however many threads
- * wait, with the CPUs 10 % busy. */
+/* Tick `i` of callbacks that wait their turn at one lock: `finished` of them end however many
+ * threads wait, `queued` packets wait, and the CPUs are 10 % busy. */
 static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
-                                          struct policy_decision *decision)
+                                          LONG finished, LONG queued, struct policy_decision *decision)
 {
     sample->now_us = (i + 1) * POLICY_TICK_MS * 1000;
-    sample->completions += 2;
+    sample->completions += finished;
     sample->threads = sample->busy = threads;
-    sample->queued = 1000;
+    sample->queued = queued;
     sample->floor = 1;
     sample->max = 1000;
     sample->cpu_total = (i + 1) * 1000;
@@ -1089,7 +1091,7 @@ START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
 
     for (i = 0; i < 30; i++)
     {
-        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, &decision);
+        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, 2, 1000, &decision);
         jumps += decision.event == POLICY_STARVING;
         threads = decision.target;
     }
@@ -1112,7 +1114,7 @@ START_TEST(callbacks_that_wait_on_each_other_come_back_down)
 
     for (i = 0; i < 60000 / POLICY_TICK_MS; i++)
     {
-        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, &decision);
+        tick_of_callbacks_on_one_lock(policy, &sample, i, threads, 2, 1000, &decision);
         threads = decision.target;
         peak = max(peak, threads);
     }
@@ -1167,16 +1169,11 @@ START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
         noise_state = 1;
         for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
         {
-            sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-            sample.completions += completions_on_one_lock(variants[v].noise, i);
-            sample.threads = sample.busy = threads;
-            sample.queued = variants[v].pause_every && i % variants[v].pause_every >= variants[v].pause_every -
-                            variants[v].pause_ticks ? 0 : 1 + i % 2;
-            sample.floor = 1;
-            sample.max = 1000;
-            sample.cpu_total = (i + 1) * 1000;
-            sample.cpu_idle = (i + 1) * 900;
-            policy_update(policy, &sample, &decision);
+            BOOL pause = variants[v].pause_every &&
+                         i % variants[v].pause_every >= variants[v].pause_every - variants[v].pause_ticks;
+
+            tick_of_callbacks_on_one_lock(policy, &sample, i, threads, completions_on_one_lock(variants[v].noise, i),
+                                          pause ? 0 : 1 + i % 2, &decision);
             if (decision.event == POLICY_STARVING)
             {
                 jumps++;
