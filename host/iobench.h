@@ -113,6 +113,7 @@ struct run
     volatile LONG64 deadline;        /* QPC ticks, set once the workload is set up; 0: none yet */
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
+    volatile LONG64 last_operation_at;  /* QPC ticks of the latest completion counted */
     volatile LONG64 bytes;
     volatile LONG64 errors;
     volatile LONG64 verify_failures;

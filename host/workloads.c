@@ -75,18 +75,23 @@ double latency_bucket_midpoint_us(int bucket)
     return ldexp(1.0 + (sub + 0.5) / LATENCY_SUB_BUCKETS, octave);
 }
 
-static void record_latency(struct histogram *histogram, LONGLONG ticks)
+static void raise_to(volatile LONG64 *value, LONG64 at_least)
 {
-    LONG64 seen = histogram->max_ticks;
+    LONG64 seen = *value;
 
-    InterlockedIncrement(&histogram->counts[latency_bucket(ticks * 1e6 / qpc_frequency)]);
-    while (ticks > seen)
+    while (at_least > seen)
     {
-        LONG64 previous = InterlockedCompareExchange64(&histogram->max_ticks, ticks, seen);
+        LONG64 previous = InterlockedCompareExchange64(value, at_least, seen);
         if (previous == seen)
             break;
         seen = previous;
     }
+}
+
+static void record_latency(struct histogram *histogram, LONGLONG ticks)
+{
+    InterlockedIncrement(&histogram->counts[latency_bucket(ticks * 1e6 / qpc_frequency)]);
+    raise_to(&histogram->max_ticks, ticks);
 }
 
 double latency_percentile_us(const struct histogram *histogram, double fraction)
@@ -131,9 +136,14 @@ static double process_cpu_seconds(void)
             ((ULONGLONG)user.dwHighDateTime << 32 | user.dwLowDateTime)) / 1e7;
 }
 
+/* The time first, then the count: whoever reads the count and then the time gets a time no
+ * earlier than any completion in the count. */
 static void count_operation(struct run *run, LONGLONG since)
 {
-    record_latency(&run->latency, now_ticks() - since);
+    LONGLONG now = now_ticks();
+
+    record_latency(&run->latency, now - since);
+    raise_to(&run->last_operation_at, now);
     InterlockedIncrement64(&run->operations);
 }
 
@@ -1037,7 +1047,10 @@ static BOOL start_named_workload(const char *name)
     return FALSE;
 }
 
-/* Waits out the warm-up and then the run; returns when the measured part began. */
+/* Waits out the warm-up and then the run; returns when the measured part began: at the warm-up's
+ * last completion, as the run's last completion ends it.  Callbacks that block alike complete
+ * in bursts, and a part that began between bursts would count one burst too many or too few
+ * (with 64 callbacks of 50 ms, 2.5 % of a 2 s run). */
 static LONGLONG wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
                              LONG64 *warm_operations)
 {
@@ -1049,8 +1062,8 @@ static LONGLONG wait_for_run(struct run *run, const struct workload_options *opt
     {
         /* The warm-up is a phase of the run: its completions are not measured. */
         WaitForSingleObject(ended, (DWORD)(options->warmup * 1000));
-        start = now_ticks();
         *warm_operations = run->operations;
+        start = *warm_operations ? InterlockedCompareExchange64(&run->last_operation_at, 0, 0) : now_ticks();
         ZeroMemory(&run->latency, sizeof(run->latency));
     }
     run->cpu_seconds = -process_cpu_seconds();
@@ -1124,7 +1137,9 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
         InterlockedExchange64(&run->deadline,
                               start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
     start = wait_for_run(run, options, start, &warm_operations);
-    end = now_ticks();
+    end = InterlockedCompareExchange64(&run->last_operation_at, 0, 0);
+    if (end <= start)
+        end = now_ticks();
     run->cpu_seconds += process_cpu_seconds();
     run->measured_operations = run->operations - warm_operations;
     if (is_echo(options->name))
