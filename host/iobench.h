@@ -114,6 +114,7 @@ struct run
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
     volatile LONG64 last_operation_at;  /* QPC ticks of the latest completion counted */
+    BOOL measured_from_completion;   /* the measured part runs from one completion to another */
     volatile LONG64 bytes;
     volatile LONG64 errors;
     volatile LONG64 verify_failures;

@@ -1047,10 +1047,12 @@ static BOOL start_named_workload(const char *name)
     return FALSE;
 }
 
-/* Waits out the warm-up and then the run; returns when the measured part began: at the warm-up's
- * last completion, as the run's last completion ends it.  Callbacks that block alike complete
- * in bursts, and a part that began between bursts would count one burst too many or too few
- * (with 64 callbacks of 50 ms, 2.5 % of a 2 s run). */
+/* Waits out the warm-up and then the run; returns when the measured part began.  Its two ends are
+ * alike: the warm-up's last completion and the run's last (measured_from_completion), or, with
+ * no completion in a warm-up, the run's start and its end.  Callbacks that block alike complete
+ * in bursts, and a part that began between bursts and ended on one, or the other way round,
+ * would be off by a burst (with 64 callbacks of 50 ms, 2.5 % of a 2 s run).  A cycle of unequal
+ * bursts (an echo's read, then its writes) can still be off by part of one. */
 static LONGLONG wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
                              LONG64 *warm_operations)
 {
@@ -1064,6 +1066,7 @@ static LONGLONG wait_for_run(struct run *run, const struct workload_options *opt
         WaitForSingleObject(ended, (DWORD)(options->warmup * 1000));
         *warm_operations = run->operations;
         start = *warm_operations ? InterlockedCompareExchange64(&run->last_operation_at, 0, 0) : now_ticks();
+        run->measured_from_completion = *warm_operations > 0;
         ZeroMemory(&run->latency, sizeof(run->latency));
     }
     run->cpu_seconds = -process_cpu_seconds();
@@ -1137,9 +1140,7 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
         InterlockedExchange64(&run->deadline,
                               start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
     start = wait_for_run(run, options, start, &warm_operations);
-    end = InterlockedCompareExchange64(&run->last_operation_at, 0, 0);
-    if (end <= start)
-        end = now_ticks();
+    end = run->measured_from_completion ? InterlockedCompareExchange64(&run->last_operation_at, 0, 0) : now_ticks();
     run->cpu_seconds += process_cpu_seconds();
     run->measured_operations = run->operations - warm_operations;
     if (is_echo(options->name))
