@@ -115,7 +115,7 @@ static BOOL measure_once(const struct column *c, const struct scenario *s, const
     m->rate = run.seconds > 0 ? run.measured_operations / run.seconds : 0;
     m->p50 = latency_percentile_us(&run.latency, 0.5);
     m->p99 = latency_percentile_us(&run.latency, 0.99);
-    m->cpu_us = run.measured_operations > 0 ? run.cpu_seconds * 1e6 / run.measured_operations : 0;
+    m->cpu_us = run.cpu_operations > 0 ? run.cpu_seconds * 1e6 / run.cpu_operations : 0;
     m->callback_threads = run.callback_threads;
     m->peak_threads = d.threads_peak;
     m->final_target = d.threads_target;

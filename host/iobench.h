@@ -114,7 +114,11 @@ struct run
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
     volatile LONG64 last_operation_at;  /* QPC ticks of the latest completion counted */
-    BOOL measured_from_completion;   /* the measured part runs from one completion to another */
+    BOOL cycles_marked;              /* a request's round is several completions: its end is marked */
+    SRWLOCK cycle_lock;
+    LONGLONG cycle_end_at;           /* locked via cycle_lock: when a marked round last ended ... */
+    LONG64 cycle_end_operations;     /* ... and the completions counted then */
+    BOOL measured_between_rounds;    /* the measured part runs from one round's end to another's */
     volatile LONG64 bytes;
     volatile LONG64 errors;
     volatile LONG64 verify_failures;
@@ -125,7 +129,8 @@ struct run
     double seconds;                  /* measured, after the warm-up */
     LONG64 measured_operations;      /* completions after the warm-up */
     SIZE_T peak_working_set;
-    double cpu_seconds;              /* the process's user + kernel time over the measured part */
+    double cpu_seconds;              /* the process's user + kernel time over the measured part ... */
+    LONG64 cpu_operations;           /* ... and the completions over the same time */
     LONG generation;                 /* tells this run's callback threads from earlier runs' */
     volatile LONG callback_threads;  /* distinct threads that ran a callback */
     volatile LONG64 io_completions;  /* completions of its requests */

@@ -147,6 +147,35 @@ static void count_operation(struct run *run, LONGLONG since)
     InterlockedIncrement64(&run->operations);
 }
 
+/* A request's round ended: its client read the whole echo back.  The count goes with the time,
+ * under one lock. */
+static void mark_cycle_end(struct run *run)
+{
+    AcquireSRWLockExclusive(&run->cycle_lock);
+    run->cycle_end_at = now_ticks();
+    run->cycle_end_operations = run->operations;
+    ReleaseSRWLockExclusive(&run->cycle_lock);
+}
+
+/* When the last round of a request ended, with the completions counted then; 0 if none did.
+ * Where a round is one completion, that is the last completion: the count is read first, so
+ * that no completion in it came after the time. */
+static LONGLONG last_cycle_end(struct run *run, LONG64 *operations)
+{
+    LONGLONG at;
+
+    if (!run->cycles_marked)
+    {
+        *operations = run->operations;
+        return InterlockedCompareExchange64(&run->last_operation_at, 0, 0);
+    }
+    AcquireSRWLockShared(&run->cycle_lock);
+    at = run->cycle_end_at;
+    *operations = run->cycle_end_operations;
+    ReleaseSRWLockShared(&run->cycle_lock);
+    return at;
+}
+
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
 {
     struct request *request = CONTAINING_RECORD(overlapped, struct request, overlapped);
@@ -563,6 +592,7 @@ static void echo_client_done(struct request *request, DWORD error, DWORD bytes)
         if (!pattern_matches(request->buffer, request->size, (ULONGLONG)request->round * (request->size / 8), request->id))
             InterlockedIncrement64(&request->run->verify_failures);
         request->round++;
+        mark_cycle_end(request->run);
         if (!keep_going(request->run) || !echo_client_send(request))
             client_finished(request);
         return;
@@ -1016,6 +1046,8 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     work.progress = options->progress;
     work.io_every = options->io_every;
     run->items_are_operations = is_work(options->name);
+    InitializeSRWLock(&run->cycle_lock);
+    run->cycles_marked = echo;
     if (work.work_us)
         calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
@@ -1048,11 +1080,12 @@ static BOOL start_named_workload(const char *name)
 }
 
 /* Waits out the warm-up and then the run; returns when the measured part began.  Its two ends are
- * alike: the warm-up's last completion and the run's last (measured_from_completion), or, with
- * no completion in a warm-up, the run's start and its end.  Callbacks that block alike complete
- * in bursts, and a part that began between bursts and ended on one, or the other way round,
- * would be off by a burst (with 64 callbacks of 50 ms, 2.5 % of a 2 s run).  A cycle of unequal
- * bursts (an echo's read, then its writes) can still be off by part of one. */
+ * alike: the end of the warm-up's last round of a request and of the run's last
+ * (measured_between_rounds), or, with no round ended in a warm-up, the run's start and its end.
+ * Callbacks that block alike end their rounds in bursts, and a part that began between bursts
+ * and ended on one, or the other way round, would be off by a burst (with 64 callbacks of 50 ms,
+ * 2.5 % of a 2 s run); an echo's round is four completions, so its ends are the reads of the
+ * echo, not any completion. */
 static LONGLONG wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
                              LONG64 *warm_operations)
 {
@@ -1064,11 +1097,16 @@ static LONGLONG wait_for_run(struct run *run, const struct workload_options *opt
     {
         /* The warm-up is a phase of the run: its completions are not measured. */
         WaitForSingleObject(ended, (DWORD)(options->warmup * 1000));
-        *warm_operations = run->operations;
-        start = *warm_operations ? InterlockedCompareExchange64(&run->last_operation_at, 0, 0) : now_ticks();
-        run->measured_from_completion = *warm_operations > 0;
+        if ((start = last_cycle_end(run, warm_operations)))
+            run->measured_between_rounds = TRUE;
+        else
+        {
+            start = now_ticks();
+            *warm_operations = run->operations;
+        }
         ZeroMemory(&run->latency, sizeof(run->latency));
     }
+    run->cpu_operations = -run->operations;
     run->cpu_seconds = -process_cpu_seconds();
     while (WaitForSingleObject(ended, 1000) == WAIT_TIMEOUT)
     {
@@ -1116,7 +1154,7 @@ static void close_channels(void)
 BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run)
 {
     LONGLONG start, end;
-    LONG64 warm_operations;
+    LONG64 warm_operations, end_operations;
     BOOL ok;
 
     init_qpc_frequency();
@@ -1140,9 +1178,16 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
         InterlockedExchange64(&run->deadline,
                               start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
     start = wait_for_run(run, options, start, &warm_operations);
-    end = run->measured_from_completion ? InterlockedCompareExchange64(&run->last_operation_at, 0, 0) : now_ticks();
     run->cpu_seconds += process_cpu_seconds();
-    run->measured_operations = run->operations - warm_operations;
+    run->cpu_operations += run->operations;
+    if (run->measured_between_rounds)
+        end = last_cycle_end(run, &end_operations);
+    else
+    {
+        end = now_ticks();
+        end_operations = run->operations;
+    }
+    run->measured_operations = end_operations - warm_operations;
     if (is_echo(options->name))
         close_echo_clients(run);
     if (options->progress)
