@@ -107,18 +107,23 @@ struct histogram
     volatile LONG64 max_ticks;
 };
 
+/* A moment of a run, with the completions counted by then. */
+struct part_end
+{
+    LONGLONG at;                     /* QPC ticks */
+    LONG64 operations;
+};
+
 struct run
 {
     struct dispatcher *dispatcher;
     volatile LONG64 deadline;        /* QPC ticks, set once the workload is set up; 0: none yet */
     LONG64 target_operations;        /* 0: duration only */
     volatile LONG64 operations;      /* completions */
-    volatile LONG64 last_operation_at;  /* QPC ticks of the latest completion counted */
-    BOOL cycles_marked;              /* a request's round is several completions: its end is marked */
-    SRWLOCK cycle_lock;
-    LONGLONG cycle_end_at;           /* locked via cycle_lock: when a marked round last ended ... */
-    LONG64 cycle_end_operations;     /* ... and the completions counted then */
-    BOOL measured_between_rounds;    /* the measured part runs from one round's end to another's */
+    volatile LONG64 last_operation_at;  /* QPC ticks of the latest completion counted, unless ... */
+    BOOL rounds_marked;              /* ... a request's round is several completions: its end is marked */
+    SRWLOCK round_lock;
+    struct part_end round_end;       /* locked via round_lock: the last marked round's */
     volatile LONG64 bytes;
     volatile LONG64 errors;
     volatile LONG64 verify_failures;

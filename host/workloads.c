@@ -143,37 +143,44 @@ static void count_operation(struct run *run, LONGLONG since)
     LONGLONG now = now_ticks();
 
     record_latency(&run->latency, now - since);
-    raise_to(&run->last_operation_at, now);
+    if (!run->rounds_marked)
+        raise_to(&run->last_operation_at, now);
     InterlockedIncrement64(&run->operations);
 }
 
 /* A request's round ended: its client read the whole echo back.  The count goes with the time,
  * under one lock. */
-static void mark_cycle_end(struct run *run)
+static void mark_round_end(struct run *run)
 {
-    AcquireSRWLockExclusive(&run->cycle_lock);
-    run->cycle_end_at = now_ticks();
-    run->cycle_end_operations = run->operations;
-    ReleaseSRWLockExclusive(&run->cycle_lock);
+    AcquireSRWLockExclusive(&run->round_lock);
+    run->round_end.at = now_ticks();
+    run->round_end.operations = run->operations;
+    ReleaseSRWLockExclusive(&run->round_lock);
 }
 
-/* When the last round of a request ended, with the completions counted then; 0 if none did.
- * Where a round is one completion, that is the last completion: the count is read first, so
- * that no completion in it came after the time. */
-static LONGLONG last_cycle_end(struct run *run, LONG64 *operations)
+/* The end of the last round of a request, with the completions counted then, if one ended
+ * after `since`.  Where a round is one completion, that is the last completion: the count is
+ * read first, so that no completion in it came after the time. */
+static BOOL last_round_end(struct run *run, LONGLONG since, struct part_end *end)
 {
-    LONGLONG at;
-
-    if (!run->cycles_marked)
+    if (run->rounds_marked)
     {
-        *operations = run->operations;
-        return InterlockedCompareExchange64(&run->last_operation_at, 0, 0);
+        AcquireSRWLockShared(&run->round_lock);
+        *end = run->round_end;
+        ReleaseSRWLockShared(&run->round_lock);
     }
-    AcquireSRWLockShared(&run->cycle_lock);
-    at = run->cycle_end_at;
-    *operations = run->cycle_end_operations;
-    ReleaseSRWLockShared(&run->cycle_lock);
-    return at;
+    else
+    {
+        end->operations = run->operations;
+        end->at = InterlockedCompareExchange64(&run->last_operation_at, 0, 0);
+    }
+    return end->at > since;
+}
+
+static struct part_end part_end_now(struct run *run)
+{
+    struct part_end end = { now_ticks(), run->operations };
+    return end;
 }
 
 void complete_request(OVERLAPPED *overlapped, DWORD error, DWORD bytes)
@@ -592,7 +599,7 @@ static void echo_client_done(struct request *request, DWORD error, DWORD bytes)
         if (!pattern_matches(request->buffer, request->size, (ULONGLONG)request->round * (request->size / 8), request->id))
             InterlockedIncrement64(&request->run->verify_failures);
         request->round++;
-        mark_cycle_end(request->run);
+        mark_round_end(request->run);
         if (!keep_going(request->run) || !echo_client_send(request))
             client_finished(request);
         return;
@@ -1046,8 +1053,8 @@ static void set_up_work(struct dispatcher *d, const struct workload_options *opt
     work.progress = options->progress;
     work.io_every = options->io_every;
     run->items_are_operations = is_work(options->name);
-    InitializeSRWLock(&run->cycle_lock);
-    run->cycles_marked = echo;
+    InitializeSRWLock(&run->round_lock);
+    run->rounds_marked = echo;
     if (work.work_us)
         calibrate_work();
     work.requests = calloc(work.count, sizeof(*work.requests));
@@ -1079,43 +1086,66 @@ static BOOL start_named_workload(const char *name)
     return FALSE;
 }
 
-/* Waits out the warm-up and then the run; returns when the measured part began.  Its two ends are
- * alike: the end of the warm-up's last round of a request and of the run's last
- * (measured_between_rounds), or, with no round ended in a warm-up, the run's start and its end.
- * Callbacks that block alike end their rounds in bursts, and a part that began between bursts
- * and ended on one, or the other way round, would be off by a burst (with 64 callbacks of 50 ms,
- * 2.5 % of a 2 s run); an echo's round is four completions, so its ends are the reads of the
- * echo, not any completion. */
-static LONGLONG wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
-                             LONG64 *warm_operations)
+/* Waits for the run to end, or, given a time, at most until then; TRUE once it ended (or its
+ * items stalled). */
+static BOOL wait_for_end(struct run *run, const struct workload_options *options, HANDLE ended, LONGLONG until,
+                         LONGLONG start)
+{
+    for (;;)
+    {
+        DWORD ms = 1000;
+
+        if (until)
+        {
+            LONGLONG left = until - now_ticks();
+
+            if (left <= 0)
+                return FALSE;
+            ms = (DWORD)min(1000, (left * 1000 + qpc_frequency - 1) / qpc_frequency);
+        }
+        if (WaitForSingleObject(ended, ms) == WAIT_OBJECT_0)
+            return TRUE;
+        if (options->progress)
+            print_progress(run, start);
+        if (run->items_are_operations && items_stalled(run))
+            return TRUE;
+    }
+}
+
+/* Waits out the warm-up and the run, and gives the measured part's two ends.  After a warm-up
+ * they are alike: the last round of a request that had ended when the warm-up was over, and the
+ * last that had ended at the deadline (or when the run ended before it), each with the
+ * completions counted then; or, with no round ended in the warm-up, those two moments
+ * themselves.  Callbacks that block alike end their rounds in bursts, and a part that began
+ * between bursts and ended on one, or the other way round, would be off by a burst (with 64
+ * callbacks of 50 ms, 2.5 % of a 2 s run); an echo's round is four completions, its ends the
+ * reads of the echo.  Without a warm-up the part runs from the start to the run's end. */
+static void wait_for_run(struct run *run, const struct workload_options *options, LONGLONG start,
+                         struct part_end *from, struct part_end *to)
 {
     /* Echo clients end by themselves; then closing them ends the servers' reads. */
     HANDLE ended = is_echo(options->name) ? work.clients_done : run->finished;
+    BOOL by_rounds = FALSE, over;
 
-    *warm_operations = 0;
+    from->at = start;
+    from->operations = 0;
     if (options->warmup > 0)
     {
         /* The warm-up is a phase of the run: its completions are not measured. */
         WaitForSingleObject(ended, (DWORD)(options->warmup * 1000));
-        if ((start = last_cycle_end(run, warm_operations)))
-            run->measured_between_rounds = TRUE;
-        else
-        {
-            start = now_ticks();
-            *warm_operations = run->operations;
-        }
+        if (!(by_rounds = last_round_end(run, start, from)))
+            *from = part_end_now(run);
         ZeroMemory(&run->latency, sizeof(run->latency));
     }
     run->cpu_operations = -run->operations;
     run->cpu_seconds = -process_cpu_seconds();
-    while (WaitForSingleObject(ended, 1000) == WAIT_TIMEOUT)
-    {
-        if (options->progress)
-            print_progress(run, start);
-        if (run->items_are_operations && items_stalled(run))
-            break;
-    }
-    return start;
+    over = wait_for_end(run, options, ended, options->warmup > 0 ? run->deadline : 0, from->at);
+    if (!by_rounds || !last_round_end(run, from->at, to))
+        *to = part_end_now(run);
+    run->cpu_seconds += process_cpu_seconds();
+    run->cpu_operations += run->operations;
+    if (!over)
+        wait_for_end(run, options, ended, 0, from->at);
 }
 
 static void close_echo_clients(struct run *run)
@@ -1153,8 +1183,8 @@ static void close_channels(void)
 
 BOOL run_workload(struct dispatcher *d, const struct workload_options *options, struct run *run)
 {
-    LONGLONG start, end;
-    LONG64 warm_operations, end_operations;
+    LONGLONG start;
+    struct part_end from, to;
     BOOL ok;
 
     init_qpc_frequency();
@@ -1177,25 +1207,16 @@ BOOL run_workload(struct dispatcher *d, const struct workload_options *options, 
     if (options->duration > 0)
         InterlockedExchange64(&run->deadline,
                               start + (LONGLONG)((options->warmup + options->duration) * qpc_frequency));
-    start = wait_for_run(run, options, start, &warm_operations);
-    run->cpu_seconds += process_cpu_seconds();
-    run->cpu_operations += run->operations;
-    if (run->measured_between_rounds)
-        end = last_cycle_end(run, &end_operations);
-    else
-    {
-        end = now_ticks();
-        end_operations = run->operations;
-    }
-    run->measured_operations = end_operations - warm_operations;
+    wait_for_run(run, options, start, &from, &to);
+    run->measured_operations = to.operations - from.operations;
     if (is_echo(options->name))
         close_echo_clients(run);
     if (options->progress)
     {
-        print_progress(run, start);
+        print_progress(run, from.at);
         fputc('\n', stderr);
     }
-    run->seconds = (end - start) / (double)qpc_frequency;
+    run->seconds = (to.at - from.at) / (double)qpc_frequency;
     if (!strcmp(options->name, "file-copy") && ok)
         verify_copy(run);
     record_peak_working_set(run);
