@@ -112,6 +112,12 @@ static BOOL measure_once(const struct column *c, const struct scenario *s, const
                 "outlasted the warm-up, or the workload ended early\n", s->name, c->name, run.seconds, o->duration);
         ok = FALSE;
     }
+    if (ok && run.seconds > o->duration * 3 / 2)
+    {
+        fprintf(stderr, "hostiocp-bench: %s through %s: the measured part lasted %.2f s of %.2f s: no request "
+                "ended a round while it ran\n", s->name, c->name, run.seconds, o->duration);
+        ok = FALSE;
+    }
     m->rate = run.seconds > 0 ? run.measured_operations / run.seconds : 0;
     m->p50 = latency_percentile_us(&run.latency, 0.5);
     m->p99 = latency_percentile_us(&run.latency, 0.99);
