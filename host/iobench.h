@@ -131,8 +131,8 @@ struct run
     volatile LONG stopping;
     HANDLE finished;
     struct histogram latency;
-    double seconds;                  /* measured, after the warm-up */
-    LONG64 measured_operations;      /* completions after the warm-up */
+    double seconds;                  /* the measured part's (wait_for_run gives its ends) */
+    LONG64 measured_operations;      /* completions in the measured part */
     SIZE_T peak_working_set;
     double cpu_seconds;              /* the process's user + kernel time over the measured part ... */
     LONG64 cpu_operations;           /* ... and the completions over the same time */
