@@ -148,10 +148,10 @@ static BOOL measure_row(const struct column *columns, int count, const struct sc
             if (!measure_once(&columns[c], s, o, &runs[round][c]))
                 ok = FALSE;
             if (o->verbose)
-                fprintf(stderr, "%s, round %d, %s: %.0f/s, peak %lu threads, target %lu at the end "
-                        "(raised %llu, lowered %llu times)\n", s->name, round + 1, columns[c].name,
-                        runs[round][c].rate, runs[round][c].peak_threads, runs[round][c].final_target,
-                        runs[round][c].raised, runs[round][c].lowered);
+                fprintf(stderr, "%s, round %d, %s: %.0f/s, %.2f us CPU each, peak %lu threads, target %lu at the "
+                        "end (raised %llu, lowered %llu times)\n", s->name, round + 1, columns[c].name,
+                        runs[round][c].rate, runs[round][c].cpu_us, runs[round][c].peak_threads,
+                        runs[round][c].final_target, runs[round][c].raised, runs[round][c].lowered);
             if (runs[round][c].errors || runs[round][c].verify_failures)
                 ok = FALSE;
         }
