@@ -103,6 +103,12 @@ enum phase
     HOLDING,                /* between searches: windows at the target until the hold ends or the rate shifts */
 };
 
+/* The CPU times of one sample, as the shares between two of them need them. */
+struct cpu_reading
+{
+    LONG64 idle, total, process;
+};
+
 struct policy
 {
     enum phase phase;
@@ -110,6 +116,7 @@ struct policy
     LONG many_threads;      /* MANY_THREADS_PER_CPU for each CPU */
     LONG busy_cpus_threads; /* BUSY_THREADS_PER_CPU for each CPU */
     LONG cpus;
+    enum policy_work work;
 
     /* The search. */
     LONG probe;
@@ -136,8 +143,10 @@ struct policy
     LONG window_ticks, window_saturated_ticks, window_waited_ticks;
     LONG window_demand;     /* the most busy + queued seen in the window */
     LONG64 window_queued;   /* queued, summed over the window's ticks */
-    LONG64 window_cpu_idle, window_cpu_total, window_cpu_pool;
-    double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
+    struct cpu_reading window_cpu;
+    LONG64 window_cpu_pool;
+    double cpu_share;       /* of the machine's CPU time in use (by this process, for work in it), in the
+                             * last window that ended */
     double pool_share;      /* ... of it in the pool's threads; 0 where not known */
     BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
                              * the CPUs idled */
@@ -154,13 +163,13 @@ struct policy
     /* Starvation: the last tick's sample. */
     BOOL sampled;
     LONG64 last_completions;
-    LONG64 last_cpu_idle, last_cpu_total;
+    struct cpu_reading last_cpu;
 
     struct jumps jump;
     LONGLONG lacked_us;     /* the last tick at which packets waited for threads, below the maximum */
 };
 
-struct policy *policy_create(LONG initial_target, LONG cpus)
+struct policy *policy_create(LONG initial_target, LONG cpus, enum policy_work work)
 {
     struct policy *policy = calloc(1, sizeof(*policy));
 
@@ -171,6 +180,7 @@ struct policy *policy_create(LONG initial_target, LONG cpus)
     policy->target = initial_target;
     policy->many_threads = MANY_THREADS_PER_CPU * cpus;
     policy->cpus = cpus;
+    policy->work = work;
     policy->busy_cpus_threads = BUSY_THREADS_PER_CPU * cpus;
     policy->hold_us = HOLD_MIN_US;
     return policy;
@@ -238,6 +248,26 @@ static LONG current_count(const struct policy *policy)
     return policy->phase == MEASURING_PROBE ? policy->probe : policy->target;
 }
 
+static struct cpu_reading cpu_reading_of(const struct policy_sample *sample)
+{
+    struct cpu_reading reading = { sample->cpu_idle, sample->cpu_total, sample->cpu_process };
+    return reading;
+}
+
+/* The share of the machine's CPU time between `since` and the sample that was in use: by
+ * anything, or by this process where the callbacks work in it and it says.  The machine's time
+ * must have moved on. */
+static double busy_share_since(const struct policy *policy, const struct policy_sample *sample,
+                               const struct cpu_reading *since)
+{
+    double total = (double)(sample->cpu_total - since->total);
+
+    assert(total > 0);
+    if (policy->work == POLICY_WORK_IN_PROCESS && sample->cpu_process >= 0 && since->process >= 0)
+        return (sample->cpu_process - since->process) / total;
+    return 1 - (sample->cpu_idle - since->idle) / total;
+}
+
 /* The window in progress is dropped; the next starts at the next tick, or once the pool has had
  * time to reach a new count. */
 static void restart_window(struct policy *policy, const struct policy_sample *sample, BOOL count_changed)
@@ -254,8 +284,7 @@ static void begin_window(struct policy *policy, const struct policy_sample *samp
     policy->window_ticks = policy->window_saturated_ticks = policy->window_waited_ticks = 0;
     policy->window_demand = 0;
     policy->window_queued = 0;
-    policy->window_cpu_idle = sample->cpu_idle;
-    policy->window_cpu_total = sample->cpu_total;
+    policy->window_cpu = cpu_reading_of(sample);
     policy->window_cpu_pool = sample->cpu_pool;
 }
 
@@ -306,11 +335,11 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
     policy->cpu_share = policy->pool_share = 0;
     policy->threads_waited = FALSE;
-    if (sample->cpu_total > policy->window_cpu_total)
+    if (sample->cpu_total > policy->window_cpu.total)
     {
-        double total = (double)(sample->cpu_total - policy->window_cpu_total);
+        double total = (double)(sample->cpu_total - policy->window_cpu.total);
 
-        policy->cpu_share = 1 - (sample->cpu_idle - policy->window_cpu_idle) / total;
+        policy->cpu_share = busy_share_since(policy, sample, &policy->window_cpu);
         assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
         if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
@@ -673,9 +702,9 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
 /* The share of the machine's CPU time in use since the last tick; 1 where the system does not say. */
 static double tick_cpu_share(const struct policy *policy, const struct policy_sample *sample)
 {
-    if (sample->cpu_total <= policy->last_cpu_total)
+    if (sample->cpu_total <= policy->last_cpu.total)
         return 1;
-    return 1 - (sample->cpu_idle - policy->last_cpu_idle) / (double)(sample->cpu_total - policy->last_cpu_total);
+    return busy_share_since(policy, sample, &policy->last_cpu);
 }
 
 /* The busy threads would keep this share of the CPUs busy if their callbacks computed. */
@@ -810,8 +839,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         policy->measure_from = sample->now_us + STARTUP_US;
     policy->sampled = TRUE;
     policy->last_completions = sample->completions;
-    policy->last_cpu_idle = sample->cpu_idle;
-    policy->last_cpu_total = sample->cpu_total;
+    policy->last_cpu = cpu_reading_of(sample);
     decision->target = current_count(policy);
     decision->cpu_share = policy->cpu_share;
     decision->pool_share = policy->pool_share;

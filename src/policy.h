@@ -22,6 +22,8 @@ struct policy_sample
     LONG max;               /* the host's maximum */
     LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any unit; */
     LONG64 cpu_total;       /* both 0 where the system does not say */
+    LONG64 cpu_process;     /* this process's CPU time so far, in the same unit; -1 where not known
+                             * (read only for a policy whose callbacks work in the process) */
     LONG64 cpu_pool;        /* the CPU time of the pool's own threads so far, in the same unit; -1 where
                              * not known; POLICY_POOL_CPU_NOT_READ at a tick where
                              * policy_reads_pool_cpu said it is not needed */
@@ -48,12 +50,23 @@ struct policy_decision
     enum policy_event event;
     LONG from, to;          /* for POLICY_PROBE, _RAISED, _LOWERED: the counts compared */
     double from_rate, to_rate; /* their completions per second */
-    double cpu_share;       /* in the last window that ended, the machine's CPU time in use ... */
+    double cpu_share;       /* in the last window that ended, the share of the machine's CPU time in
+                             * use (by this process, for callbacks that work in it) ... */
     double pool_share;      /* ... and in the pool's own threads, as shares of all of it (0: not known) */
 };
 
+/* Where the callbacks' work is done, and so which CPU time says whether they compute or wait. */
+enum policy_work
+{
+    POLICY_WORK_IN_SYSTEM,  /* part of it may be the system's: an I/O's (in wineserver, under Wine); the
+                             * machine's CPU time in use is the measure */
+    POLICY_WORK_IN_PROCESS, /* all of it is in this process (work items): its own CPU time is the
+                             * measure, so that another process keeping CPUs busy does not make
+                             * callbacks that wait look as if they computed */
+};
+
 /* cpus: the processors that the pool's threads share. */
-struct policy *policy_create(LONG initial_target, LONG cpus);
+struct policy *policy_create(LONG initial_target, LONG cpus, enum policy_work work);
 void policy_destroy(struct policy *policy);
 /* Whether the sample for the tick at now_us, with these completions, needs cpu_pool: reading
  * it costs a system call per thread, and the policy uses it only where a window begins or ends. */

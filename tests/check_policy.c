@@ -111,7 +111,7 @@ static double cpu_share(const struct model *model, LONG threads)
 static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max, double seconds,
                      struct outcome *out)
 {
-    struct policy *policy = policy_create(max(floor, CPUS), CPUS);
+    struct policy *policy = policy_create(max(floor, CPUS), CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     double completions = 0, second_half = 0, early = 0;
@@ -328,7 +328,7 @@ START_TEST(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_mo
     model.points = computing;
     for (seed = 1; seed <= 10; seed++)
     {
-        struct policy *policy = policy_create(8, CPUS);
+        struct policy *policy = policy_create(8, CPUS, POLICY_WORK_IN_SYSTEM);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
         LONG threads = 8, i, down_at = 0, most_after = 0, first_below = 0;
@@ -793,7 +793,7 @@ START_TEST(blocking_callbacks_that_hold_every_thread_are_not_probed_down)
 
     for (b = 0; b < ARRAYSIZE(variants); b++)
     {
-        struct policy *policy = policy_create(CPUS, CPUS);
+        struct policy *policy = policy_create(CPUS, CPUS, POLICY_WORK_IN_SYSTEM);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
         LONG threads = CPUS, i, reached = 0, least_after = 64, ticks_below = 0, probes_down = 0;
@@ -881,7 +881,7 @@ END_TEST
  * busy, 6 packets waiting at every tick: the probe is 11, not a doubling to 16. */
 START_TEST(probes_up_by_a_thread_for_every_two_packets_that_wait)
 {
-    struct policy *policy = policy_create(8, CPUS);
+    struct policy *policy = policy_create(8, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG i, probe = 0;
@@ -922,7 +922,7 @@ END_TEST
  * the first, up to the maximum. */
 START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 {
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i;
@@ -956,7 +956,7 @@ END_TEST
  * they do: 64 in flight from 2 threads. */
 START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting)
 {
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i, reached = 0;
@@ -999,7 +999,7 @@ START_TEST(callbacks_that_wait_get_their_last_threads_without_proof)
 
     for (seed = 1; seed <= 10; seed++)
     {
-        struct policy *policy = policy_create(2, CPUS);
+        struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
         LONG threads = 2, i, reached = -1;
@@ -1038,7 +1038,7 @@ END_TEST
  * more than those few threads add (83 against 77: 8 %): they get their threads within a second. */
 START_TEST(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell)
 {
-    struct policy *policy = policy_create(CPUS, CPUS);
+    struct policy *policy = policy_create(CPUS, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = CPUS, i, reached = -1;
@@ -1084,7 +1084,7 @@ static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_s
  * threads wait.  The two free jumps (2 -> 4 -> 8) do not pay, and no third follows. */
 START_TEST(callbacks_that_wait_on_each_other_get_no_more_jumps)
 {
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i, jumps = 0;
@@ -1107,7 +1107,7 @@ END_TEST
  * jumps gave it. */
 START_TEST(callbacks_that_wait_on_each_other_come_back_down)
 {
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i, peak = 2;
@@ -1161,7 +1161,7 @@ START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
 
     for (v = 0; v < ARRAYSIZE(variants); v++)
     {
-        struct policy *policy = policy_create(2, CPUS);
+        struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
         struct policy_sample sample = { 0 };
         struct policy_decision decision;
         LONG threads = 2, i, jumps = 0, jumped_to = 0;
@@ -1194,7 +1194,7 @@ END_TEST
 /* The same with the CPUs busy: the callbacks compute, and more threads would only contend. */
 START_TEST(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once)
 {
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG i;
@@ -1217,11 +1217,115 @@ START_TEST(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once)
 }
 END_TEST
 
+/* Work items, whose work is all in this process, judged by its own CPU time: another process
+ * keeping the machine's CPUs 55 % busy does not hide items that wait (this process 3 % busy).
+ * Every thread is in an item, 64 - threads items wait, one ends per thread per tick.  The jumps
+ * come as with idle CPUs (2 -> 4 -> 8 at ticks 1 and 3, 64 threads by tick 20).  An I/O pool
+ * given the same samples gets no thread at once (part of an I/O's work may be the system's, so
+ * the busy CPUs may be its callbacks'), nor do work items that keep this process 90 % busy. */
+static LONG ticks_to_64_threads(enum policy_work work, LONG per_thousand_busy, LONG per_thousand_in_process,
+                                LONG targets_at[4])
+{
+    struct policy *policy = policy_create(2, CPUS, work);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = 2, i, reached = 0;
+
+    for (i = 0; i < 40; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        sample.completions += threads;
+        sample.threads = sample.busy = threads;
+        sample.queued = 64 - threads;
+        sample.floor = 1;
+        sample.max = 1000;
+        sample.cpu_total = (i + 1) * 1000;
+        sample.cpu_idle = (i + 1) * (1000 - per_thousand_busy);
+        sample.cpu_process = (i + 1) * per_thousand_in_process;
+        policy_update(policy, &sample, &decision);
+        ck_assert_msg(decision.target <= 2 * threads && decision.target <= 64, "tick %ld: %ld threads -> %ld", i,
+                      threads, decision.target);
+        if (i < 4)
+            targets_at[i] = decision.target;
+        threads = decision.target;
+        if (threads == 64 && !reached)
+            reached = i;
+    }
+    policy_destroy(policy);
+    return reached;
+}
+
+START_TEST(work_items_that_wait_get_their_threads_while_another_process_keeps_the_cpus_busy)
+{
+    LONG targets[4], reached;
+
+    reached = ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 550, 30, targets);
+    printf("waiting work items, CPUs 55 %% busy, 3 %% with this process: 2 -> %ld, %ld, %ld, %ld threads; "
+           "64 at tick %ld\n", targets[0], targets[1], targets[2], targets[3], reached);
+    ck_assert_msg(targets[1] == 4 && targets[3] == 8, "ticks 1 and 3: %ld and %ld threads, expected 4 and 8",
+                  targets[1], targets[3]);
+    ck_assert_msg(reached && reached <= 20, "64 threads at tick %ld, expected by tick 20", reached);
+
+    ticks_to_64_threads(POLICY_WORK_IN_SYSTEM, 550, 30, targets);
+    printf("waiting I/O callbacks, the same samples: 2 -> %ld, %ld, %ld, %ld threads\n", targets[0], targets[1],
+           targets[2], targets[3]);
+    ck_assert_msg(targets[3] == 2, "I/O pool: %ld threads after 4 ticks, expected 2", targets[3]);
+
+    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 950, 900, targets);
+    ck_assert_msg(targets[3] == 2, "work items that compute: %ld threads after 4 ticks, expected 2", targets[3]);
+}
+END_TEST
+
+/* Work items that hold every thread while another process keeps the machine's CPUs 55 % busy
+ * (this process 5 %): from 64 threads, one for each item, no probe down for 15 s, as with idle
+ * CPUs.  An I/O pool, judged by the machine's CPU time, probes down. */
+START_TEST(waiting_work_items_are_not_probed_down_while_another_process_keeps_the_cpus_busy)
+{
+    static const enum policy_work works[] = { POLICY_WORK_IN_PROCESS, POLICY_WORK_IN_SYSTEM };
+    LONG probes_down[2];
+    size_t w;
+
+    for (w = 0; w < ARRAYSIZE(works); w++)
+    {
+        struct policy *policy = policy_create(64, CPUS, works[w]);
+        struct policy_sample sample = { 0 };
+        struct policy_decision decision;
+        LONG threads = 64, i;
+        double completions = 0;
+
+        noise_state = 1;
+        probes_down[w] = 0;
+        for (i = 0; i < 15000 / POLICY_TICK_MS; i++)
+        {
+            completions += noisy(rate_blocking(NULL, threads), 0.05) * POLICY_TICK_MS / 1000.0;
+            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+            sample.completions = (LONG64)completions;
+            sample.threads = threads;
+            sample.busy = min(threads, 64);
+            sample.queued = max(64 - threads, 0);
+            sample.floor = CPUS;
+            sample.max = 1000;
+            sample.cpu_total = (i + 1) * 1000;
+            sample.cpu_idle = (i + 1) * 450;
+            sample.cpu_process = (i + 1) * 50;
+            policy_update(policy, &sample, &decision);
+            threads = decision.target;
+            probes_down[w] += decision.event == POLICY_PROBE && decision.to < decision.from;
+        }
+        policy_destroy(policy);
+    }
+    printf("blocking callbacks, CPUs 55 %% busy, 5 %% with this process: %ld probes down in 15 s for work items, "
+           "%ld for I/O\n", probes_down[0], probes_down[1]);
+    ck_assert_msg(probes_down[0] == 0, "work items: %ld probes down in 15 s", probes_down[0]);
+    ck_assert_msg(probes_down[1] > 0, "I/O: no probe down in 15 s; the machine's busy CPUs should allow them");
+}
+END_TEST
+
 START_TEST(target_follows_the_limits_at_once)
 {
     struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
                            .cpus_busy = PART_WAITING, .saturated = TRUE, .noise = 0.02, .in_flight = 64 };
-    struct policy *policy = policy_create(2, CPUS);
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     double completions = 0;
@@ -1281,6 +1385,8 @@ int main(void)
         TEST_CASE(callbacks_that_wait_get_their_last_threads_without_proof),
         TEST_CASE(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell),
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
+        TEST_CASE(work_items_that_wait_get_their_threads_while_another_process_keeps_the_cpus_busy),
+        TEST_CASE(waiting_work_items_are_not_probed_down_while_another_process_keeps_the_cpus_busy),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
         TEST_CASE(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads),
