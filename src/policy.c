@@ -2,7 +2,7 @@
  * doc/thread-policy.md.  In short:
  * - Starvation comes first: packets queued, every thread inside a callback and no callback
  *   finished since the last tick add one thread at once, every tick, up to the maximum; with
- *   the CPUs idle under those threads (their callbacks wait), a jump adds a thread for every two
+ *   those threads' callbacks waiting rather than computing, a jump adds a thread for every two
  *   packets waiting, at most a doubling, while the jumps before it paid (jump()).
  * - Otherwise a search finds the count by measuring: from the target it probes up by a thread
  *   for every two packets that waited (at most twice as many threads), then half as many, in
@@ -25,7 +25,8 @@
                                       * are starting, and their CPU time would hide callbacks that compute */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define WAITED_SHARE           0.75  /* of a window's ticks with more threads in callbacks than a probe down
-                                      * would leave: with the CPUs idle, they waited, and none goes down ... */
+                                      * would leave: with the callbacks' CPUs idle, they waited, and none goes
+                                      * down ... */
 #define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more), counted afresh after
                                       * a probe down that did not pay: callbacks that wait on one another
                                       * (one lock) look the same, and would keep every thread they were given */
@@ -145,11 +146,11 @@ struct policy
     LONG64 window_queued;   /* queued, summed over the window's ticks */
     struct cpu_reading window_cpu;
     LONG64 window_cpu_pool;
-    double cpu_share;       /* of the machine's CPU time in use (by this process, for work in it), in the
-                             * last window that ended */
+    double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
+    double work_share;      /* ... used by the callbacks' kind of work (work_share_since) */
     double pool_share;      /* ... of it in the pool's threads; 0 where not known */
     BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
-                             * the CPUs idled */
+                             * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
@@ -254,18 +255,38 @@ static struct cpu_reading cpu_reading_of(const struct policy_sample *sample)
     return reading;
 }
 
-/* The share of the machine's CPU time between `since` and the sample that was in use: by
- * anything, or by this process where the callbacks work in it and it says.  The machine's time
+/* The share of the machine's CPU time between `since` and the sample that was in use.  The
+ * machine's time must have moved on. */
+static double machine_share_since(const struct policy_sample *sample, const struct cpu_reading *since)
+{
+    assert(sample->cpu_total > since->total);
+    return 1 - (sample->cpu_idle - since->idle) / (double)(sample->cpu_total - since->total);
+}
+
+/* The share of the machine's CPU time between `since` and the sample that the callbacks' kind of
+ * work used: this process's, where their work is in it and it says (read apart from the
+ * machine's, so it can exceed 1 by a clock tick or two), else the machine's.  The machine's time
  * must have moved on. */
-static double busy_share_since(const struct policy *policy, const struct policy_sample *sample,
+static double work_share_since(const struct policy *policy, const struct policy_sample *sample,
                                const struct cpu_reading *since)
 {
-    double total = (double)(sample->cpu_total - since->total);
-
-    assert(total > 0);
     if (policy->work == POLICY_WORK_IN_PROCESS && sample->cpu_process >= 0 && since->process >= 0)
-        return (sample->cpu_process - since->process) / total;
-    return 1 - (sample->cpu_idle - since->idle) / total;
+        return (sample->cpu_process - since->process) / (double)(sample->cpu_total - since->total);
+    return machine_share_since(sample, since);
+}
+
+/* Whether the callbacks waited rather than computed between `since` and the sample, with
+ * `computing` the share of the CPUs the busy threads would keep busy if they computed: their kind
+ * of work used less than CPUS_COMPUTING of that, and the machine's CPUs were not so busy that
+ * callbacks which compute may just have had too little of them.  FALSE where the machine's time
+ * did not move on. */
+static BOOL callbacks_waited_since(const struct policy *policy, const struct policy_sample *sample,
+                                   const struct cpu_reading *since, double computing)
+{
+    if (sample->cpu_total <= since->total)
+        return FALSE;
+    return work_share_since(policy, sample, since) < CPUS_COMPUTING * computing &&
+           machine_share_since(sample, since) < CPUS_BUSY;
 }
 
 /* The window in progress is dropped; the next starts at the next tick, or once the pool has had
@@ -333,17 +354,18 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     *completions = sample->completions - policy->window_completions;
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
-    policy->cpu_share = policy->pool_share = 0;
+    policy->cpu_share = policy->work_share = policy->pool_share = 0;
     policy->threads_waited = FALSE;
     if (sample->cpu_total > policy->window_cpu.total)
     {
         double total = (double)(sample->cpu_total - policy->window_cpu.total);
 
-        policy->cpu_share = busy_share_since(policy, sample, &policy->window_cpu);
+        policy->cpu_share = machine_share_since(sample, &policy->window_cpu);
+        policy->work_share = work_share_since(policy, sample, &policy->window_cpu);
         assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
         if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
-        policy->threads_waited = policy->cpu_share < CPUS_COMPUTING &&
+        policy->threads_waited = callbacks_waited_since(policy, sample, &policy->window_cpu, 1.0) &&
                                  policy->window_waited_ticks >= WAITED_SHARE * policy->window_ticks;
     }
     policy->waited_windows = policy->threads_waited ? policy->waited_windows + 1 : 0;
@@ -699,19 +721,11 @@ static void window_done(struct policy *policy, const struct policy_sample *sampl
 
 /* ---- every tick ---- */
 
-/* The share of the machine's CPU time in use since the last tick; 1 where the system does not say. */
-static double tick_cpu_share(const struct policy *policy, const struct policy_sample *sample)
+/* The busy threads' callbacks waited since the last tick rather than computed (a CPU each, up to
+ * all of them, if they had). */
+static BOOL busy_threads_waited(const struct policy *policy, const struct policy_sample *sample)
 {
-    if (sample->cpu_total <= policy->last_cpu.total)
-        return 1;
-    return busy_share_since(policy, sample, &policy->last_cpu);
-}
-
-/* The busy threads would keep this share of the CPUs busy if their callbacks computed. */
-static BOOL cpus_idle_under_busy_threads(const struct policy *policy, const struct policy_sample *sample)
-{
-    double computing = min(1.0, sample->busy / (double)policy->cpus);
-    return tick_cpu_share(policy, sample) < CPUS_COMPUTING * computing;
+    return callbacks_waited_since(policy, sample, &policy->last_cpu, min(1.0, sample->busy / (double)policy->cpus));
 }
 
 static double rate_since_jump(const struct policy *policy, const struct policy_sample *sample)
@@ -774,7 +788,7 @@ static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG
 }
 
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
- * and either the CPUs idle under them (the callbacks wait rather than compute, so each thread
+ * and either their callbacks wait rather than compute (busy_threads_waited: each thread
  * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
  * doubling, when jump() allows it) or none finished since the last tick (the callbacks block:
  * one more thread). */
@@ -787,7 +801,7 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
         return 0;
     }
     policy->lacked_us = sample->now_us;
-    if (cpus_idle_under_busy_threads(policy, sample))
+    if (busy_threads_waited(policy, sample))
     {
         LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
 
@@ -842,6 +856,7 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
     policy->last_cpu = cpu_reading_of(sample);
     decision->target = current_count(policy);
     decision->cpu_share = policy->cpu_share;
+    decision->work_share = policy->work_share;
     decision->pool_share = policy->pool_share;
     assert(decision->target >= sample->floor && decision->target <= sample->max);
 }

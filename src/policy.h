@@ -20,10 +20,11 @@ struct policy_sample
     LONG queued;            /* packets waiting on the port */
     LONG floor;             /* the least the target may be: the minimum, and at least 1 */
     LONG max;               /* the host's maximum */
-    LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any unit; */
+    LONG64 cpu_idle;        /* the machine's CPU time so far, idle and in all, in any one unit; */
     LONG64 cpu_total;       /* both 0 where the system does not say */
-    LONG64 cpu_process;     /* this process's CPU time so far, in the same unit; -1 where not known
-                             * (read only for a policy whose callbacks work in the process) */
+    LONG64 cpu_process;     /* this process's CPU time so far, in that unit; -1 where not known, and
+                             * then the machine's time in use stands for it (a policy whose work is
+                             * in the system never reads it) */
     LONG64 cpu_pool;        /* the CPU time of the pool's own threads so far, in the same unit; -1 where
                              * not known; POLICY_POOL_CPU_NOT_READ at a tick where
                              * policy_reads_pool_cpu said it is not needed */
@@ -51,7 +52,8 @@ struct policy_decision
     LONG from, to;          /* for POLICY_PROBE, _RAISED, _LOWERED: the counts compared */
     double from_rate, to_rate; /* their completions per second */
     double cpu_share;       /* in the last window that ended, the share of the machine's CPU time in
-                             * use (by this process, for callbacks that work in it) ... */
+                             * use ... */
+    double work_share;      /* ... used by the callbacks' kind of work: this process, for work in it ... */
     double pool_share;      /* ... and in the pool's own threads, as shares of all of it (0: not known) */
 };
 
@@ -60,9 +62,11 @@ enum policy_work
 {
     POLICY_WORK_IN_SYSTEM,  /* part of it may be the system's: an I/O's (in wineserver, under Wine); the
                              * machine's CPU time in use is the measure */
-    POLICY_WORK_IN_PROCESS, /* all of it is in this process (work items): its own CPU time is the
-                             * measure, so that another process keeping CPUs busy does not make
-                             * callbacks that wait look as if they computed */
+    POLICY_WORK_IN_PROCESS, /* nearly all of it is in this process (work items; under Wine, calls on
+                             * kernel objects are wineserver's): its own CPU time says whether they
+                             * wait, so that another process keeping CPUs busy does not make
+                             * callbacks that wait look as if they computed; whether more threads
+                             * would only contend is still the machine's */
 };
 
 /* cpus: the processors that the pool's threads share. */

@@ -1137,11 +1137,17 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
-    TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% busy%s, "
-                 "%.0f%% in the pool", pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port,
-                 policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
-                 decision->to_rate, decision->target, 100 * decision->cpu_share,
-                 pool->kind == POOL_WORK_ITEMS ? " with this process" : "", 100 * decision->pool_share);
+    if (pool->kind == POOL_WORK_ITEMS)
+        TRACE_POLICY("work port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs "
+                     "%.0f%% busy, %.0f%% with this process, %.0f%% in the pool", pool->port,
+                     policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
+                     decision->to_rate, decision->target, 100 * decision->cpu_share, 100 * decision->work_share,
+                     100 * decision->pool_share);
+    else
+        TRACE_POLICY("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% "
+                     "busy, %.0f%% in the pool", pool->port, policy_event_name(decision->event), decision->from,
+                     decision->from_rate, decision->to, decision->to_rate, decision->target,
+                     100 * decision->cpu_share, 100 * decision->pool_share);
 }
 
 static void monitor_tick(struct pool *pool)
