@@ -25,8 +25,8 @@
                                       * are starting, and their CPU time would hide callbacks that compute */
 #define SATURATED_SHARE        0.25  /* of a window's ticks short of threads, for a probe up to find work */
 #define WAITED_SHARE           0.75  /* of a window's ticks with more threads in callbacks than a probe down
-                                      * would leave: with the callbacks' CPUs idle, they waited, and none goes
-                                      * down ... */
+                                      * would leave: while the callbacks waited (callbacks_waited_since), none
+                                      * goes down ... */
 #define WAITED_WINDOWS          100  /* ... for this many windows in a row (15 s or more), counted afresh after
                                       * a probe down that did not pay: callbacks that wait on one another
                                       * (one lock) look the same, and would keep every thread they were given */
@@ -50,7 +50,8 @@
                                       * compute, so the count goes no further than one thread past the CPUs
                                       * (more could not run at once, one covers a brief wait); I/O leaves
                                       * much of its time to the system */
-#define CPUS_COMPUTING         0.50  /* CPUs this busy: the callbacks compute; those that wait leave more idle */
+#define CPUS_COMPUTING         0.50  /* the callbacks' kind of work this busy (the machine, for the fast gain and
+                                      * a shift): they compute; those that wait use less */
 #define FREE_JUMPS                2  /* jumps for waiting callbacks before the others must show that one paid */
 #define JUMP_PAYS              0.50  /* ... a rate since the last jump up by this share of its threads' gain */
 #define SMALL_JUMPS_SHARE      0.25  /* jumps that together add this share of the threads of the last jump or
@@ -286,7 +287,7 @@ static BOOL callbacks_waited_since(const struct policy *policy, const struct pol
     if (sample->cpu_total <= since->total)
         return FALSE;
     return work_share_since(policy, sample, since) < CPUS_COMPUTING * computing &&
-           machine_share_since(sample, since) < CPUS_BUSY;
+           machine_share_since(sample, since) < CPUS_BUSY;  /* implied where the work is the machine's */
 }
 
 /* The window in progress is dropped; the next starts at the next tick, or once the pool has had
@@ -738,7 +739,7 @@ static double rate_since_jump(const struct policy *policy, const struct policy_s
  * more than the noise of the fewer completions of the two (one over their square root, as for
  * counts of independent events): a rate that does not move passes a smaller bar on its noise at
  * one tick or another.  Callbacks that wait on something of their own, one at a time (a lock),
- * leave the CPUs as idle, but more threads do not finish more of them. */
+ * use as little CPU time, but more threads do not finish more of them. */
 static BOOL last_jump_paid(const struct policy *policy, const struct policy_sample *sample)
 {
     LONG64 counted = min(policy->jump.completions_before, sample->completions - policy->jump.completions);

@@ -36,7 +36,8 @@ enum policy_event
 {
     POLICY_NONE,
     POLICY_STARVING,        /* packets wait and every thread is busy, and none finished (one more)
-                             * or the CPUs idle (a thread for every two packets waiting) */
+                             * or the callbacks waited rather than computed (a thread for every two
+                             * packets waiting) */
     POLICY_PROBE,           /* trying another count for one measurement window; again, from
                              * the target, when the machine moved while it was measured (the
                              * rates are then those measured) */
@@ -53,7 +54,8 @@ struct policy_decision
     double from_rate, to_rate; /* their completions per second */
     double cpu_share;       /* in the last window that ended, the share of the machine's CPU time in
                              * use ... */
-    double work_share;      /* ... used by the callbacks' kind of work: this process, for work in it ... */
+    double work_share;      /* ... used by the callbacks' kind of work: this process, for work in it
+                             * where it is known, else the machine ... */
     double pool_share;      /* ... and in the pool's own threads, as shares of all of it (0: not known) */
 };
 

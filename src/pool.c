@@ -1139,7 +1139,7 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     }
     if (pool->kind == POOL_WORK_ITEMS)
         TRACE_POLICY("work port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs "
-                     "%.0f%% busy, %.0f%% with this process, %.0f%% in the pool", pool->port,
+                     "%.0f%% busy, %.0f%% with its items' work, %.0f%% in the pool", pool->port,
                      policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
                      decision->to_rate, decision->target, 100 * decision->cpu_share, 100 * decision->work_share,
                      100 * decision->pool_share);

@@ -1222,7 +1222,7 @@ END_TEST
  * Every thread is in an item, 64 - threads items wait, one ends per thread per tick.  The jumps
  * come as with idle CPUs (2 -> 4 -> 8 at ticks 1 and 3, 64 threads by tick 20).  An I/O pool
  * given the same samples gets no thread at once (part of an I/O's work may be the system's, so
- * the busy CPUs may be its callbacks'), nor do work items that keep this process 90 % busy, nor
+ * the busy CPUs may be its callbacks'), nor do work items that keep this process 65 % busy, nor
  * those that have a third of a machine whose CPUs other processes keep busy (they compute but get
  * too little CPU, and more threads would only contend). */
 static LONG ticks_to_64_threads(enum policy_work work, LONG per_thousand_busy, LONG per_thousand_in_process,
@@ -1273,7 +1273,7 @@ START_TEST(work_items_that_wait_get_their_threads_while_another_process_keeps_th
            targets[2], targets[3]);
     ck_assert_msg(targets[3] == 2, "I/O pool: %ld threads after 4 ticks, expected 2", targets[3]);
 
-    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 950, 900, targets);
+    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 700, 650, targets);
     ck_assert_msg(targets[3] == 2, "work items that compute: %ld threads after 4 ticks, expected 2", targets[3]);
 
     ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 1000, 330, targets);
