@@ -1097,6 +1097,12 @@ static void cpu_times(LONG64 *idle, LONG64 *total)
     *total = filetime_units(kernel_time) + filetime_units(user_time);
 }
 
+/* Work items run in this process; part of an I/O's work may be the system's. */
+static enum policy_work policy_work_of(const struct pool *pool)
+{
+    return pool->kind == POOL_WORK_ITEMS ? POLICY_WORK_IN_PROCESS : POLICY_WORK_IN_SYSTEM;
+}
+
 /* This process's CPU time so far (user + kernel, 100 ns); -1 if the system does not say. */
 static LONG64 process_cpu_time(void)
 {
@@ -1121,7 +1127,7 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
     cpu_times(&sample->cpu_idle, &sample->cpu_total);
-    sample->cpu_process = pool->kind == POOL_WORK_ITEMS ? process_cpu_time() : -1;
+    sample->cpu_process = policy_work_of(pool) == POLICY_WORK_IN_PROCESS ? process_cpu_time() : -1;
     sample->cpu_pool = policy_reads_pool_cpu(pool->policy, sample->now_us, sample->completions) ?
                        pool_cpu_time(pool) : POLICY_POOL_CPU_NOT_READ;
 }
@@ -1137,17 +1143,11 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
-    if (pool->kind == POOL_WORK_ITEMS)
-        TRACE_POLICY("work port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs "
-                     "%.0f%% busy, %.0f%% with its items' work, %.0f%% in the pool", pool->port,
-                     policy_event_name(decision->event), decision->from, decision->from_rate, decision->to,
-                     decision->to_rate, decision->target, 100 * decision->cpu_share, 100 * decision->work_share,
-                     100 * decision->pool_share);
-    else
-        TRACE_POLICY("port %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% "
-                     "busy, %.0f%% in the pool", pool->port, policy_event_name(decision->event), decision->from,
-                     decision->from_rate, decision->to, decision->to_rate, decision->target,
-                     100 * decision->cpu_share, 100 * decision->pool_share);
+    TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% busy, "
+                 "%.0f%% with the callbacks' work, %.0f%% in the pool",
+                 pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port, policy_event_name(decision->event),
+                 decision->from, decision->from_rate, decision->to, decision->to_rate, decision->target,
+                 100 * decision->cpu_share, 100 * decision->work_share, 100 * decision->pool_share);
 }
 
 static void monitor_tick(struct pool *pool)
@@ -1289,8 +1289,7 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     InitializeConditionVariable(&pool->changed);
     InitializeConditionVariable(&pool->unparked);
     pool->target = initial_target(pool);
-    pool->policy = policy_create(pool->target, pool->cpus,
-                                 pool->kind == POOL_WORK_ITEMS ? POLICY_WORK_IN_PROCESS : POLICY_WORK_IN_SYSTEM);
+    pool->policy = policy_create(pool->target, pool->cpus, policy_work_of(pool));
     pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
     pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
     pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);

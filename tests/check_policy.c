@@ -948,20 +948,26 @@ START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
 }
 END_TEST
 
-/* When the host moves the limits, the target is inside them from that tick on. */
-/* Every thread is inside a callback, packets wait, callbacks still end (one per thread per tick),
- * but the CPUs idle: the callbacks wait rather than compute, and the pool takes a thread for
- * every two packets waiting, at most a doubling per jump.  The two free jumps come 40 ms apart;
- * after them, each jump but small ones waits until the threads of the last had 40 ms to pay, and
- * they do: 64 in flight from 2 threads. */
-START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting)
+/* What the first four ticks decided. */
+struct first_ticks
 {
-    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
+    LONG targets[4];
+    enum policy_event events[4];
+};
+
+/* Ticks of callbacks that wait, from 2 threads: every thread inside a callback, 64 - threads
+ * packets waiting, one callback ending per thread per tick, with the machine's CPUs
+ * `per_thousand_busy` and this process's `per_thousand_in_process` busy.  Returns the tick at
+ * which the pool had 64 threads, 0 if it never did. */
+static LONG ticks_to_64_threads(enum policy_work work, LONG per_thousand_busy, LONG per_thousand_in_process,
+                                struct first_ticks *first)
+{
+    struct policy *policy = policy_create(2, CPUS, work);
     struct policy_sample sample = { 0 };
     struct policy_decision decision;
     LONG threads = 2, i, reached = 0;
 
-    for (i = 0; i < 30; i++)
+    for (i = 0; i < 40; i++)
     {
         sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
         sample.completions += threads;
@@ -970,22 +976,40 @@ START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_wa
         sample.floor = 1;
         sample.max = 1000;
         sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 900;  /* 10 % busy */
+        sample.cpu_idle = (i + 1) * (1000 - per_thousand_busy);
+        sample.cpu_process = (i + 1) * per_thousand_in_process;
         policy_update(policy, &sample, &decision);
         ck_assert_msg(decision.target <= 2 * threads && decision.target <= 64, "tick %ld: %ld threads -> %ld", i,
                       threads, decision.target);
-        if (i == 1 || i == 3)  /* the free jumps, two ticks apart: 2 -> 4 -> 8 */
-            ck_assert_msg(decision.event == POLICY_STARVING && decision.target == 2 * threads,
-                          "tick %ld, %ld threads: %s, target %ld", i, threads, policy_event_name(decision.event),
-                          decision.target);
+        if (i < 4)
+        {
+            first->targets[i] = decision.target;
+            first->events[i] = decision.event;
+        }
         threads = decision.target;
         if (threads == 64 && !reached)
             reached = i;
     }
-    printf("waiting callbacks, idle CPUs: 64 threads at tick %ld\n", reached);
-    ck_assert_msg(reached && reached <= 20, "64 threads at tick %ld, expected by tick 20 (%ld threads now)", reached,
-                  threads);
     policy_destroy(policy);
+    return reached;
+}
+
+/* Every thread is inside a callback, packets wait, callbacks still end (one per thread per tick),
+ * but the CPUs idle: the callbacks wait rather than compute, and the pool takes a thread for
+ * every two packets waiting, at most a doubling per jump.  The two free jumps come 40 ms apart;
+ * after them, each jump but small ones waits until the threads of the last had 40 ms to pay, and
+ * they do: 64 in flight from 2 threads. */
+START_TEST(callbacks_that_wait_while_the_cpus_idle_get_a_thread_for_every_two_waiting)
+{
+    struct first_ticks first;
+    LONG reached = ticks_to_64_threads(POLICY_WORK_IN_SYSTEM, 100, 0, &first), i;
+
+    for (i = 1; i <= 3; i += 2)  /* the free jumps, two ticks apart: 2 -> 4 -> 8 */
+        ck_assert_msg(first.events[i] == POLICY_STARVING && first.targets[i] == 2 * first.targets[i - 1],
+                      "tick %ld, %ld threads: %s, target %ld", i, first.targets[i - 1],
+                      policy_event_name(first.events[i]), first.targets[i]);
+    printf("waiting callbacks, idle CPUs: 64 threads at tick %ld\n", reached);
+    ck_assert_msg(reached && reached <= 20, "64 threads at tick %ld, expected by tick 20", reached);
 }
 END_TEST
 
@@ -1225,60 +1249,30 @@ END_TEST
  * the busy CPUs may be its callbacks'), nor do work items that keep this process 65 % busy, nor
  * those that have a third of a machine whose CPUs other processes keep busy (they compute but get
  * too little CPU, and more threads would only contend). */
-static LONG ticks_to_64_threads(enum policy_work work, LONG per_thousand_busy, LONG per_thousand_in_process,
-                                LONG targets_at[4])
-{
-    struct policy *policy = policy_create(2, CPUS, work);
-    struct policy_sample sample = { 0 };
-    struct policy_decision decision;
-    LONG threads = 2, i, reached = 0;
-
-    for (i = 0; i < 40; i++)
-    {
-        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions += threads;
-        sample.threads = sample.busy = threads;
-        sample.queued = 64 - threads;
-        sample.floor = 1;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * (1000 - per_thousand_busy);
-        sample.cpu_process = (i + 1) * per_thousand_in_process;
-        policy_update(policy, &sample, &decision);
-        ck_assert_msg(decision.target <= 2 * threads && decision.target <= 64, "tick %ld: %ld threads -> %ld", i,
-                      threads, decision.target);
-        if (i < 4)
-            targets_at[i] = decision.target;
-        threads = decision.target;
-        if (threads == 64 && !reached)
-            reached = i;
-    }
-    policy_destroy(policy);
-    return reached;
-}
-
 START_TEST(work_items_that_wait_get_their_threads_while_another_process_keeps_the_cpus_busy)
 {
-    LONG targets[4], reached;
+    struct first_ticks first;
+    LONG reached;
 
-    reached = ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 550, 30, targets);
+    reached = ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 550, 30, &first);
     printf("waiting work items, CPUs 55 %% busy, 3 %% with this process: 2 -> %ld, %ld, %ld, %ld threads; "
-           "64 at tick %ld\n", targets[0], targets[1], targets[2], targets[3], reached);
-    ck_assert_msg(targets[1] == 4 && targets[3] == 8, "ticks 1 and 3: %ld and %ld threads, expected 4 and 8",
-                  targets[1], targets[3]);
+           "64 at tick %ld\n", first.targets[0], first.targets[1], first.targets[2], first.targets[3], reached);
+    ck_assert_msg(first.targets[1] == 4 && first.targets[3] == 8,
+                  "ticks 1 and 3: %ld and %ld threads, expected 4 and 8", first.targets[1], first.targets[3]);
     ck_assert_msg(reached && reached <= 20, "64 threads at tick %ld, expected by tick 20", reached);
 
-    ticks_to_64_threads(POLICY_WORK_IN_SYSTEM, 550, 30, targets);
-    printf("waiting I/O callbacks, the same samples: 2 -> %ld, %ld, %ld, %ld threads\n", targets[0], targets[1],
-           targets[2], targets[3]);
-    ck_assert_msg(targets[3] == 2, "I/O pool: %ld threads after 4 ticks, expected 2", targets[3]);
+    ticks_to_64_threads(POLICY_WORK_IN_SYSTEM, 550, 30, &first);
+    printf("waiting I/O callbacks, the same samples: 2 -> %ld, %ld, %ld, %ld threads\n", first.targets[0],
+           first.targets[1], first.targets[2], first.targets[3]);
+    ck_assert_msg(first.targets[3] == 2, "I/O pool: %ld threads after 4 ticks, expected 2", first.targets[3]);
 
-    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 700, 650, targets);
-    ck_assert_msg(targets[3] == 2, "work items that compute: %ld threads after 4 ticks, expected 2", targets[3]);
+    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 700, 650, &first);
+    ck_assert_msg(first.targets[3] == 2, "work items that compute: %ld threads after 4 ticks, expected 2",
+                  first.targets[3]);
 
-    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 1000, 330, targets);
-    ck_assert_msg(targets[3] == 2, "work items that compute on a machine that other processes keep busy: %ld threads "
-                  "after 4 ticks, expected 2", targets[3]);
+    ticks_to_64_threads(POLICY_WORK_IN_PROCESS, 1000, 330, &first);
+    ck_assert_msg(first.targets[3] == 2, "work items that compute on a machine that other processes keep busy: "
+                  "%ld threads after 4 ticks, expected 2", first.targets[3]);
 }
 END_TEST
 
@@ -1327,6 +1321,7 @@ START_TEST(waiting_work_items_are_not_probed_down_while_another_process_keeps_th
 }
 END_TEST
 
+/* When the host moves the limits, the target is inside them from that tick on. */
 START_TEST(target_follows_the_limits_at_once)
 {
     struct model model = { .name = "rising, then flat", .rate = rate_from_points, .points = light_posted,
