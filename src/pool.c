@@ -33,6 +33,7 @@ C_ASSERT(sizeof(OVERLAPPED_ENTRY) == 4 * sizeof(void *));
 
 #define NT_TICKS_PER_MS          10000  /* NT timeouts count 100 ns */
 #define US_PER_SECOND              1e6
+#define US_PER_MS                 1000
 #define STOP_POST_BACKOFF_MAX_MS   100  /* a stop packet the system refused is posted again */
 
 /* thread_counts: threads alive in the high 16 bits; in the low 16, those not waiting on the port (from
@@ -148,13 +149,22 @@ struct pool
     LONG unpark_requests;             /* locked via lock: how many of them are asked back */
     CONDITION_VARIABLE unparked;      /* an unpark request, or the stop */
 
-    HANDLE monitor_wake;              /* set when the pool stops */
-    HANDLE monitor_nudge;             /* auto-reset: the host changed the thread limits */
-    HANDLE thread_left;               /* auto-reset: a thread ended, or did not start, while the pool runs */
+    SRWLOCK monitor_lock;             /* what wakes the monitor is in the process, not a system object: under
+                                       * Wine a wait on an event costs wineserver a round trip every tick */
+    CONDITION_VARIABLE monitor_signalled;
+    LONG monitor_signals;             /* locked via monitor_lock: enum monitor_signal, each until the monitor
+                                       * takes it, but MONITOR_STOP for good */
     struct policy *policy;            /* used by the monitor thread only */
 #define DECLARE_POOL_COUNTER(name, field) volatile LONG64 name;
     POOL_COUNTERS(DECLARE_POOL_COUNTER) /* Interlocked only */
     struct item_queue items;          /* work pools only */
+};
+
+enum monitor_signal
+{
+    MONITOR_STOP = 1,                 /* the pool stops */
+    MONITOR_LIMITS = 2,               /* the host changed the thread limits, or a wake-up for items is the monitor's */
+    MONITOR_THREAD_LEFT = 4,          /* a thread ended, or did not start, while the pool runs */
 };
 
 static DWORD WINAPI worker_thread(void *arg);
@@ -226,6 +236,14 @@ static BOOL fixed_and_full(const struct pool *pool)
            threads_of(pool->thread_counts) == pool->limits.max_threads && !pool->items.count;
 }
 
+static void signal_monitor(struct pool *pool, enum monitor_signal signal)
+{
+    AcquireSRWLockExclusive(&pool->monitor_lock);
+    pool->monitor_signals |= signal;
+    ReleaseSRWLockExclusive(&pool->monitor_lock);
+    WakeConditionVariable(&pool->monitor_signalled);
+}
+
 /* ---- references and counters ---- */
 
 static void pool_add_ref(struct pool *pool)
@@ -240,12 +258,6 @@ void pool_release(struct pool *pool)
     assert(threads_of(pool->thread_counts) == 0 && !pool->monitors && !pool->parked);
     if (pool->port)
         CloseHandle(pool->port);
-    if (pool->monitor_wake)
-        CloseHandle(pool->monitor_wake);
-    if (pool->monitor_nudge)
-        CloseHandle(pool->monitor_nudge);
-    if (pool->thread_left)
-        CloseHandle(pool->thread_left);
     policy_destroy(pool->policy);
     HeapFree(GetProcessHeap(), 0, pool->items.ring);
     if (pool->clr)
@@ -378,7 +390,7 @@ static void thread_gone(struct pool *pool, BOOL take_off_count)
     /* One thread less than counted (it ended, or never started): a monitor asleep over a full
      * pool looks again. */
     if (take_off_count && !pool->stopping)
-        SetEvent(pool->thread_left);
+        signal_monitor(pool, MONITOR_THREAD_LEFT);
 }
 
 static BOOL start_thread(struct pool *pool, LONG limit)
@@ -688,7 +700,7 @@ HRESULT pool_post_work_item(struct pool *pool, LPTHREAD_START_ROUTINE function, 
         lock_items(items);
         items->wakes--;
         ReleaseSRWLockExclusive(&items->lock);
-        SetEvent(pool->monitor_nudge);
+        signal_monitor(pool, MONITOR_LIMITS);
     }
     return hr;
 }
@@ -1168,22 +1180,52 @@ static void monitor_tick(struct pool *pool)
         InterlockedExchangeAdd64(&pool->injected, grow_to(pool, decision.target));
 }
 
-/* Waits for the monitor's next look; FALSE when the pool stops.  Over a fixed, full pool the
- * monitor waits, leaving wineserver alone, until the limits change or a thread ends. */
+/* Waits until one of `signals` (and always the stop) or, with a timeout, until it has passed,
+ * whatever else wakes the monitor early; takes the signals it ends on.  FALSE when the pool stops. */
+static BOOL wait_for_monitor_signal(struct pool *pool, LONG signals, LONGLONG timeout_us)
+{
+    LONGLONG deadline = timeout_us < 0 ? 0 : now_us() + timeout_us, left;
+    BOOL stopped;
+
+    signals |= MONITOR_STOP;
+    AcquireSRWLockExclusive(&pool->monitor_lock);
+    while (!(pool->monitor_signals & signals))
+    {
+        if (timeout_us < 0)
+            SleepConditionVariableSRW(&pool->monitor_signalled, &pool->monitor_lock, INFINITE, 0);
+        else if ((left = deadline - now_us()) > 0)
+            SleepConditionVariableSRW(&pool->monitor_signalled, &pool->monitor_lock,
+                                      (DWORD)((left + US_PER_MS - 1) / US_PER_MS), 0);
+        else
+            break;
+    }
+    stopped = pool->monitor_signals & MONITOR_STOP;
+    pool->monitor_signals &= ~signals | MONITOR_STOP;
+    ReleaseSRWLockExclusive(&pool->monitor_lock);
+    return !stopped;
+}
+
+static void forget_monitor_signals(struct pool *pool, LONG signals)
+{
+    AcquireSRWLockExclusive(&pool->monitor_lock);
+    pool->monitor_signals &= ~signals;
+    ReleaseSRWLockExclusive(&pool->monitor_lock);
+}
+
+/* Waits for the monitor's next look: a tick, or the limits changed; FALSE when the pool stops.
+ * Over a fixed, full pool the monitor waits, without ticks, until the limits change or a thread
+ * ends. */
 static BOOL monitor_wait(struct pool *pool)
 {
-    HANDLE events[3] = { pool->monitor_wake, pool->monitor_nudge, pool->thread_left };
-
     if (!fixed_and_full(pool))
-        return WaitForMultipleObjects(2, events, FALSE, POLICY_TICK_MS) != WAIT_OBJECT_0;
-    /* What set them before now (the limits, a thread's end) is in the look below; what sets
-     * them after it ends the wait. */
-    ResetEvent(pool->monitor_nudge);
-    ResetEvent(pool->thread_left);
+        return wait_for_monitor_signal(pool, MONITOR_LIMITS, POLICY_TICK_MS * US_PER_MS);
+    /* What signalled before now (the limits, a thread's end) is in the look below; what signals
+     * after it ends the wait. */
+    forget_monitor_signals(pool, MONITOR_LIMITS | MONITOR_THREAD_LEFT);
     if (!fixed_and_full(pool))
         return TRUE;
     TRACE("port %p: monitor sleeps: the pool runs its fixed %ld threads", pool->port, threads_of(pool->thread_counts));
-    if (WaitForMultipleObjects(3, events, FALSE, INFINITE) == WAIT_OBJECT_0)
+    if (!wait_for_monitor_signal(pool, MONITOR_LIMITS | MONITOR_THREAD_LEFT, -1))
         return FALSE;
     TRACE("port %p: monitor wakes", pool->port);
     return TRUE;
@@ -1233,7 +1275,7 @@ static BOOL start_monitor(struct pool *pool)
  * look again at once. */
 static void apply_thread_limits(struct pool *pool)
 {
-    SetEvent(pool->monitor_nudge);
+    signal_monitor(pool, MONITOR_LIMITS);
     wake_threads_above_maximum(pool);
     grow_to(pool, floor_of(pool));
 }
@@ -1287,14 +1329,12 @@ HRESULT pool_create(const struct pool_client *client, struct thread_limits limit
     pool->context = context;
     InitializeSRWLock(&pool->lock);
     InitializeConditionVariable(&pool->changed);
+    InitializeSRWLock(&pool->monitor_lock);
+    InitializeConditionVariable(&pool->monitor_signalled);
     InitializeConditionVariable(&pool->unparked);
     pool->target = initial_target(pool);
     pool->policy = policy_create(pool->target, pool->cpus, policy_work_of(pool));
-    pool->monitor_wake = CreateEventW(NULL, TRUE, FALSE, NULL);
-    pool->monitor_nudge = CreateEventW(NULL, FALSE, FALSE, NULL);
-    pool->thread_left = CreateEventW(NULL, FALSE, FALSE, NULL);
-    if (!pool->policy || !pool->monitor_wake || !pool->monitor_nudge || !pool->thread_left ||
-        !start_thread(pool, limits.max_threads))
+    if (!pool->policy || !start_thread(pool, limits.max_threads))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
     else if (!start_monitor(pool))
         hr = HRESULT_FROM_WIN32(GetLastError() ? GetLastError() : ERROR_NOT_ENOUGH_MEMORY);
@@ -1378,8 +1418,7 @@ void pool_stop(struct pool *pool)
         TRACE("port %p: stopped without waiting (loader lock held)", pool->port);
     }
     ReleaseSRWLockExclusive(&pool->lock);
-    if (pool->monitor_wake)
-        SetEvent(pool->monitor_wake);
+    signal_monitor(pool, MONITOR_STOP);
     for (i = 0; i < threads; i++)
         post_stop_packet(pool);
     if (pool->abandoned)
