@@ -812,6 +812,12 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
     return sample->completions == policy->last_completions;
 }
 
+void policy_resume(struct policy *policy, const struct policy_sample *sample)
+{
+    move_to(policy, sample, MEASURING_TARGET, FALSE);
+    policy->sampled = FALSE;
+}
+
 void policy_update(struct policy *policy, const struct policy_sample *sample, struct policy_decision *decision)
 {
     double rate;

@@ -154,6 +154,8 @@ struct pool
     CONDITION_VARIABLE monitor_signalled;
     LONG monitor_signals;             /* locked via monitor_lock: enum monitor_signal, each until the monitor
                                        * takes it, but MONITOR_STOP for good */
+    volatile LONG monitor_idle;       /* Interlocked: the monitor sleeps over an idle pool; the first thread to
+                                       * take work wakes it */
     struct policy *policy;            /* used by the monitor thread only */
 #define DECLARE_POOL_COUNTER(name, field) volatile LONG64 name;
     POOL_COUNTERS(DECLARE_POOL_COUNTER) /* Interlocked only */
@@ -165,6 +167,7 @@ enum monitor_signal
     MONITOR_STOP = 1,                 /* the pool stops */
     MONITOR_LIMITS = 2,               /* the host changed the thread limits, or a wake-up for items is the monitor's */
     MONITOR_THREAD_LEFT = 4,          /* a thread ended, or did not start, while the pool runs */
+    MONITOR_WORK = 8,                 /* a thread took work while the monitor slept over an idle pool */
 };
 
 static DWORD WINAPI worker_thread(void *arg);
@@ -973,7 +976,11 @@ static NTSTATUS serve_batch(struct pool *pool, struct worker *worker, OVERLAPPED
         worker->batched = wanted > 1;
     }
     if (!nested)
+    {
         InterlockedExchangeAdd(&pool->thread_counts, BUSY_ONE);
+        if (pool->monitor_idle && InterlockedExchange(&pool->monitor_idle, 0))
+            signal_monitor(pool, MONITOR_WORK);
+    }
     worker->dispatching = TRUE;
     while (worker->next_entry < worker->count)
         handle_packet(pool, worker, &worker->entries[worker->next_entry++]);
@@ -1081,6 +1088,12 @@ static LONG queue_depth(HANDLE port)
     return NtQueryIoCompletion(port, 0, &depth, sizeof(depth), NULL) ? 0 : depth;
 }
 
+/* Packets on the port, or a work pool's items in its queue. */
+static LONG queue_length(struct pool *pool)
+{
+    return pool->kind == POOL_WORK_ITEMS ? pool->items.count : queue_depth(pool->port);
+}
+
 static LONGLONG now_us(void)
 {
     LARGE_INTEGER counter, frequency;
@@ -1135,7 +1148,7 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
     sample->completions = sum.dispatched;
     sample->threads = threads_of(counts);
     sample->busy = busy_of(counts);
-    sample->queued = pool->kind == POOL_WORK_ITEMS ? pool->items.count : queue_depth(pool->port);
+    sample->queued = queue_length(pool);
     sample->floor = floor_of(pool);
     sample->max = ceiling_of(pool);
     cpu_times(&sample->cpu_idle, &sample->cpu_total);
@@ -1162,7 +1175,15 @@ static void note_decision(struct pool *pool, const struct policy_decision *decis
                  100 * decision->cpu_share, 100 * decision->work_share, 100 * decision->pool_share);
 }
 
-static void monitor_tick(struct pool *pool)
+/* Nothing in a callback, nothing queued, and the threads the minimum asks for. */
+static BOOL pool_idles(const struct policy_sample *sample)
+{
+    return !sample->busy && !sample->queued && sample->threads >= sample->floor;
+}
+
+/* One look: returns whether the pool idled.  `resumed`: the first look after the monitor slept
+ * over an idle pool, which the policy takes as a fresh start. */
+static BOOL monitor_tick(struct pool *pool, BOOL resumed)
 {
     struct policy_sample sample;
     struct policy_decision decision;
@@ -1171,6 +1192,8 @@ static void monitor_tick(struct pool *pool)
         wake_threads_for_items(pool);
     take_sample(pool, &sample);
     pool->queued = sample.queued;
+    if (resumed)
+        policy_resume(pool->policy, &sample);
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
     note_decision(pool, &decision);
@@ -1178,6 +1201,7 @@ static void monitor_tick(struct pool *pool)
     grow_to(pool, floor_of(pool));  /* again: a thread may have failed to start */
     if (work_waits_for_threads(&sample))
         InterlockedExchangeAdd64(&pool->injected, grow_to(pool, decision.target));
+    return pool_idles(&sample);
 }
 
 /* Waits until one of `signals` (and always the stop) or, with a timeout, until it has passed,
@@ -1231,13 +1255,48 @@ static BOOL monitor_wait(struct pool *pool)
     return TRUE;
 }
 
+#define IDLE_TICKS_BEFORE_SLEEP (1000 / POLICY_TICK_MS) /* a pool idle for a second stops its monitor's ticks: an
+                                                      * idle process costs nothing, and a pause between bursts
+                                                      * of work does not restart the policy */
+
+/* Over an idle pool the monitor waits, without ticks, until a thread takes work (serve_batch
+ * signals it), the limits change, a thread ends or the pool stops; FALSE when it stops. */
+static BOOL monitor_sleep_while_idle(struct pool *pool)
+{
+    InterlockedExchange(&pool->monitor_idle, 1);
+    /* Work taken before the flag was set shows here; after it, the thread that took it signals. */
+    if (busy_of(pool->thread_counts) || queue_length(pool))
+    {
+        InterlockedExchange(&pool->monitor_idle, 0);
+        return TRUE;
+    }
+    TRACE("port %p: monitor sleeps: the pool idles", pool->port);
+    if (!wait_for_monitor_signal(pool, MONITOR_WORK | MONITOR_LIMITS | MONITOR_THREAD_LEFT, -1))
+        return FALSE;
+    InterlockedExchange(&pool->monitor_idle, 0);
+    TRACE("port %p: monitor wakes", pool->port);
+    return TRUE;
+}
+
 static DWORD WINAPI monitor_thread(void *arg)
 {
     struct pool *pool = arg;
+    LONG idle_ticks = 0;
+    BOOL resumed = FALSE;
 
     while (monitor_wait(pool))
-        if (!fixed_and_full(pool))
-            monitor_tick(pool);
+    {
+        if (fixed_and_full(pool))
+            continue;
+        idle_ticks = monitor_tick(pool, resumed) ? idle_ticks + 1 : 0;
+        resumed = FALSE;
+        if (idle_ticks < IDLE_TICKS_BEFORE_SLEEP)
+            continue;
+        idle_ticks = 0;
+        if (!monitor_sleep_while_idle(pool))
+            break;
+        resumed = TRUE;
+    }
     module_release();
     AcquireSRWLockExclusive(&pool->lock);
     pool->monitors--;

@@ -918,6 +918,39 @@ START_TEST(idle_pool_keeps_its_target)
 }
 END_TEST
 
+/* The monitor stops sampling a pool that idles and resumes when a thread takes work: the first
+ * sample after it is a fresh start, not a tick in which nothing finished, and the tick after it
+ * judges starvation again. */
+START_TEST(a_pool_that_idled_starts_afresh_when_work_comes_back)
+{
+    struct policy *policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
+    struct policy_sample sample = { .completions = 100, .threads = 2, .floor = 1, .max = 12 };
+    struct policy_decision decision;
+    LONG i;
+
+    for (i = 0; i < 10; i++)
+    {
+        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
+        policy_update(policy, &sample, &decision);
+        ck_assert_msg(decision.event == POLICY_NONE && decision.target == 2, "idle tick %ld: %s, target %ld", i,
+                      policy_event_name(decision.event), decision.target);
+    }
+    /* 5 s later every thread has just taken a packet, and more wait. */
+    sample.now_us += 5000000;
+    sample.busy = 2;
+    sample.queued = 3;
+    policy_resume(policy, &sample);
+    policy_update(policy, &sample, &decision);
+    ck_assert_msg(decision.event == POLICY_NONE && decision.target == 2, "first sample after the sleep: %s, target %ld",
+                  policy_event_name(decision.event), decision.target);
+    sample.now_us += POLICY_TICK_MS * 1000;
+    policy_update(policy, &sample, &decision);
+    ck_assert_msg(decision.event == POLICY_STARVING && decision.target == 3,
+                  "a tick later, nothing finished: %s, target %ld", policy_event_name(decision.event), decision.target);
+    policy_destroy(policy);
+}
+END_TEST
+
 /* Every thread blocks, packets wait and nothing completes: one thread more at every tick after
  * the first, up to the maximum. */
 START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
@@ -1394,6 +1427,7 @@ int main(void)
         TEST_CASE(climbs_again_when_callbacks_start_to_wait),
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
+        TEST_CASE(a_pool_that_idled_starts_afresh_when_work_comes_back),
         TEST_CASE(starvation_adds_a_thread_every_tick_up_to_the_maximum),
         TEST_CASE(target_follows_the_limits_at_once),
     };

@@ -401,6 +401,36 @@ static void test_fixed_pool_monitor(void)
     end_traced(handler);
 }
 
+/* The child "idle", HOSTIOCP_TRACE=1.  A pool with room to grow that idles for a second stops
+ * its monitor's ticks: an idle process costs nothing.  The first packet a thread takes wakes the
+ * monitor, and a second after it the monitor sleeps again. */
+static void test_idle_pool_monitor(void)
+{
+    static OVERLAPPED request;
+    struct fake_clr *clr = fake_clr_create();
+    void *handler;
+    IHostIoCompletionManager *manager = begin_traced(&handler);
+    HANDLE port;
+    HRESULT hr;
+
+    if (!manager)
+        return;
+    hr = activate_manager(manager, &clr->ICLRIoCompletionManager_iface, 2, 8);
+    ok(hr == S_OK, "activating with 2 to 8 threads returned %#lx\n", hr);
+    port = open_port_and_complete(manager, clr, 3);
+    check_monitor_lines("after 3 completions", 1, 0);
+    fake_clr_expect(clr, 1);
+    ok(PostQueuedCompletionStatus(port, 4, 0, &request), "PostQueuedCompletionStatus failed: %lu\n", GetLastError());
+    ok(fake_clr_wait(clr, 30000), "the completion did not arrive\n");
+    check_monitor_lines("after one more completion", 2, 1);
+    ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
+    /* The stop ends it without a wake. */
+    ok(monitor_sleeps() == 2 && monitor_wakes() == 1, "after Release: the monitor slept %ld times and woke %ld "
+       "times, expected 2 and 1\n", monitor_sleeps(), monitor_wakes());
+    fake_clr_destroy(clr);
+    end_traced(handler);
+}
+
 /* Runs this program again as "trace <argument>" with HOSTIOCP_TRACE=<setting>. */
 static void run_child(const char *argument, const char *setting)
 {
@@ -443,6 +473,11 @@ START_TEST(trace)
     if (argc >= 3 && !strcmp(argv[2], "monitor"))
     {
         test_fixed_pool_monitor();
+        return;
+    }
+    if (argc >= 3 && !strcmp(argv[2], "idle"))
+    {
+        test_idle_pool_monitor();
         return;
     }
     if (argc >= 3 && !strcmp(argv[2], LONG_SETTING))
@@ -495,4 +530,5 @@ START_TEST(trace)
     run_child_with_setting("policy");
     run_child_with_setting(LONG_SETTING);
     run_child("monitor", "1");
+    run_child("idle", "1");
 }
