@@ -814,7 +814,10 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
 
 void policy_resume(struct policy *policy, const struct policy_sample *sample)
 {
-    move_to(policy, sample, MEASURING_TARGET, FALSE);
+    if (probing(policy))
+        move_to(policy, sample, MEASURING_TARGET, FALSE);  /* a probe's windows would span the idle spell */
+    else
+        restart_window(policy, sample, FALSE);  /* a hold goes on */
     policy->sampled = FALSE;
 }
 

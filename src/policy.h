@@ -78,8 +78,8 @@ void policy_destroy(struct policy *policy);
  * it costs a system call per thread, and the policy uses it only where a window begins or ends. */
 BOOL policy_reads_pool_cpu(const struct policy *policy, LONGLONG now_us, LONG64 completions);
 /* The pool's monitor stopped sampling for a while (the pool idled); with the first sample after it,
- * before policy_update: the policy starts over from that sample as from the first one, keeping
- * its target. */
+ * before policy_update: the window and the tick before it are dropped, and the next window
+ * begins as the first one did; the target, and a hold, are kept, a probe is dropped. */
 void policy_resume(struct policy *policy, const struct policy_sample *sample);
 /* Called every POLICY_TICK_MS with a fresh sample. */
 void policy_update(struct policy *policy, const struct policy_sample *sample,

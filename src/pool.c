@@ -1256,46 +1256,53 @@ static BOOL monitor_wait(struct pool *pool)
 }
 
 #define IDLE_TICKS_BEFORE_SLEEP (1000 / POLICY_TICK_MS) /* a pool idle for a second stops its monitor's ticks: an
-                                                      * idle process costs nothing, and a pause between bursts
-                                                      * of work does not restart the policy */
+                                                      * idle process costs nothing, and a short pause between
+                                                      * bursts of work keeps the policy's window */
+
+enum idle_sleep { IDLE_NOT_SLEPT, IDLE_SLEPT, IDLE_STOPPED };
 
 /* Over an idle pool the monitor waits, without ticks, until a thread takes work (serve_batch
- * signals it), the limits change, a thread ends or the pool stops; FALSE when it stops. */
-static BOOL monitor_sleep_while_idle(struct pool *pool)
+ * signals it), the limits change, a thread ends or the pool stops. */
+static enum idle_sleep monitor_sleep_while_idle(struct pool *pool)
 {
+    /* What signalled before now is in the look below; what signals after it ends the wait. */
+    forget_monitor_signals(pool, MONITOR_WORK | MONITOR_THREAD_LEFT);
     InterlockedExchange(&pool->monitor_idle, 1);
     /* Work taken before the flag was set shows here; after it, the thread that took it signals. */
-    if (busy_of(pool->thread_counts) || queue_length(pool))
+    if (busy_of(pool->thread_counts) || queue_length(pool) || threads_of(pool->thread_counts) < floor_of(pool))
     {
         InterlockedExchange(&pool->monitor_idle, 0);
-        return TRUE;
+        return IDLE_NOT_SLEPT;
     }
     TRACE("port %p: monitor sleeps: the pool idles", pool->port);
     if (!wait_for_monitor_signal(pool, MONITOR_WORK | MONITOR_LIMITS | MONITOR_THREAD_LEFT, -1))
-        return FALSE;
+        return IDLE_STOPPED;
     InterlockedExchange(&pool->monitor_idle, 0);
     TRACE("port %p: monitor wakes", pool->port);
-    return TRUE;
+    return IDLE_SLEPT;
 }
 
 static DWORD WINAPI monitor_thread(void *arg)
 {
     struct pool *pool = arg;
+    enum idle_sleep slept = IDLE_NOT_SLEPT;
     LONG idle_ticks = 0;
     BOOL resumed = FALSE;
 
-    while (monitor_wait(pool))
+    while (slept != IDLE_STOPPED && monitor_wait(pool))
     {
         if (fixed_and_full(pool))
+        {
+            idle_ticks = 0;
             continue;
+        }
         idle_ticks = monitor_tick(pool, resumed) ? idle_ticks + 1 : 0;
         resumed = FALSE;
         if (idle_ticks < IDLE_TICKS_BEFORE_SLEEP)
             continue;
         idle_ticks = 0;
-        if (!monitor_sleep_while_idle(pool))
-            break;
-        resumed = TRUE;
+        slept = monitor_sleep_while_idle(pool);
+        resumed = slept == IDLE_SLEPT;
     }
     module_release();
     AcquireSRWLockExclusive(&pool->lock);

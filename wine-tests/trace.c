@@ -362,7 +362,8 @@ static void check_monitor_lines(const char *when, LONG sleeps, LONG wakes)
 
 /* The child "monitor", HOSTIOCP_TRACE=1.  A pool whose minimum is its maximum and that runs
  * that many threads has nothing for its monitor to do: the monitor sleeps until the limits
- * change (or a thread ends, which this test cannot bring about). */
+ * change (or a thread ends, which this test cannot bring about).  Between, the pool idles with
+ * room to grow, and its monitor sleeps for that. */
 static void test_fixed_pool_monitor(void)
 {
     HANDLE never = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -384,18 +385,18 @@ static void test_fixed_pool_monitor(void)
     hr = IHostIoCompletionManager_SetMaxThreads(manager, 2);
     ok(hr == S_OK, "SetMaxThreads(2) returned %#lx\n", hr);
     check_monitor_lines("after SetMaxThreads(2)", 2, 1);
-    /* No longer fixed: it wakes and keeps looking. */
+    /* No longer fixed: it wakes and looks until the pool has idled for a second, and sleeps again. */
     hr = IHostIoCompletionManager_SetMaxThreads(manager, 3);
     ok(hr == S_OK, "SetMaxThreads(3) returned %#lx\n", hr);
-    check_monitor_lines("after SetMaxThreads(3)", 2, 2);
-    /* Fixed again: it sleeps once the third thread runs, without waking for this change. */
+    check_monitor_lines("a second after SetMaxThreads(3)", 3, 2);
+    /* Fixed again: the change wakes it, and it sleeps once the third thread runs. */
     hr = IHostIoCompletionManager_SetMinThreads(manager, 3);
     ok(hr == S_OK, "SetMinThreads(3) returned %#lx\n", hr);
-    check_monitor_lines("after SetMinThreads(3)", 3, 2);
+    check_monitor_lines("after SetMinThreads(3)", 4, 3);
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     /* The stop ends it without a wake. */
-    ok(monitor_sleeps() == 3 && monitor_wakes() == 2, "after Release: the monitor slept %ld times and woke %ld "
-       "times, expected 3 and 2\n", monitor_sleeps(), monitor_wakes());
+    ok(monitor_sleeps() == 4 && monitor_wakes() == 3, "after Release: the monitor slept %ld times and woke %ld "
+       "times, expected 4 and 3\n", monitor_sleeps(), monitor_wakes());
     fake_clr_destroy(clr);
     CloseHandle(never);
     end_traced(handler);
