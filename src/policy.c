@@ -818,6 +818,7 @@ void policy_resume(struct policy *policy, const struct policy_sample *sample)
         move_to(policy, sample, MEASURING_TARGET, FALSE);  /* a probe's windows would span the idle spell */
     else
         restart_window(policy, sample, FALSE);  /* a hold goes on */
+    policy->shifted_windows = 0;  /* the windows before the spell and after it are not in a row */
     policy->sampled = FALSE;
 }
 

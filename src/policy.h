@@ -77,9 +77,10 @@ void policy_destroy(struct policy *policy);
 /* Whether the sample for the tick at now_us, with these completions, needs cpu_pool: reading
  * it costs a system call per thread, and the policy uses it only where a window begins or ends. */
 BOOL policy_reads_pool_cpu(const struct policy *policy, LONGLONG now_us, LONG64 completions);
-/* The pool's monitor stopped sampling for a while (the pool idled); with the first sample after it,
- * before policy_update: the window and the tick before it are dropped, and the next window
- * begins as the first one did; the target, and a hold, are kept, a probe is dropped. */
+/* The pool's monitor stopped sampling for a while (the pool idled, or ran its fixed maximum); with
+ * the first sample after it, before policy_update: the window and the tick before it are dropped,
+ * and the next window begins as the first one did; the target, and a hold, are kept, a probe is
+ * dropped. */
 void policy_resume(struct policy *policy, const struct policy_sample *sample);
 /* Called every POLICY_TICK_MS with a fresh sample. */
 void policy_update(struct policy *policy, const struct policy_sample *sample,

@@ -1182,7 +1182,7 @@ static BOOL pool_idles(const struct policy_sample *sample)
 }
 
 /* One look: returns whether the pool idled.  `resumed`: the first look after the monitor slept
- * over an idle pool, which the policy takes as a fresh start. */
+ * (over an idle pool, or a fixed one that ran its maximum), which the policy takes as a fresh start. */
 static BOOL monitor_tick(struct pool *pool, BOOL resumed)
 {
     struct policy_sample sample;
@@ -1293,7 +1293,9 @@ static DWORD WINAPI monitor_thread(void *arg)
     {
         if (fixed_and_full(pool))
         {
+            /* The monitor sleeps over it: no window or tick spans that. */
             idle_ticks = 0;
+            resumed = TRUE;
             continue;
         }
         idle_ticks = monitor_tick(pool, resumed) ? idle_ticks + 1 : 0;
