@@ -951,6 +951,78 @@ START_TEST(a_pool_that_idled_starts_afresh_when_work_comes_back)
 }
 END_TEST
 
+/* Ticks of a pool whose rate is the same at any count, every thread busy and the CPUs 90 % busy
+ * (so each round keeps the target and the holds between rounds double), from `from_us` to
+ * `to_us` or the KEPT event that makes *kept `stop_at_kept`; returns the first PROBE's time, 0
+ * if none.  *kept counts KEPT events, and *kept_us is the time of the last one. */
+static LONGLONG flat_ticks(struct policy *policy, struct policy_sample *sample, LONGLONG from_us, LONGLONG to_us,
+                           LONG *kept, LONG stop_at_kept, LONGLONG *kept_us)
+{
+    struct policy_decision decision;
+    LONGLONG now, probe_us = 0;
+
+    for (now = from_us; now <= to_us; now += POLICY_TICK_MS * 1000)
+    {
+        sample->now_us = now;
+        sample->completions += 100;
+        sample->cpu_total += 2000;
+        sample->cpu_idle += 200;
+        sample->busy = sample->threads;
+        policy_update(policy, sample, &decision);
+        sample->threads = decision.target;
+        if (decision.event == POLICY_PROBE && !probe_us)
+            probe_us = now;
+        if (decision.event == POLICY_KEPT)
+        {
+            *kept_us = now;
+            if (++*kept == stop_at_kept)
+                break;
+        }
+    }
+    return probe_us;
+}
+
+/* A hold between searches runs on through an idle spell: the next probe comes when it would have
+ * come without the spell, within a window. */
+START_TEST(a_hold_goes_on_through_an_idle_spell)
+{
+    struct policy_sample base = { .threads = 2, .queued = 2, .floor = 2, .max = 64, .cpu_process = -1, .cpu_pool = -1 };
+    struct policy_sample sample;
+    struct policy *policy;
+    LONGLONG kept_us = 0, round_us, quiet_probe_us, idle_probe_us, resume_us;
+    LONG kept = 0;
+
+    /* Without a spell: when does the probe after the third round's hold come? */
+    policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
+    sample = base;
+    flat_ticks(policy, &sample, POLICY_TICK_MS * 1000, 60000000, &kept, 3, &kept_us);
+    ck_assert_msg(kept == 3, "%ld rounds kept the target in 60 s", kept);
+    round_us = kept_us;
+    quiet_probe_us = flat_ticks(policy, &sample, round_us + POLICY_TICK_MS * 1000, round_us + 20000000, &kept, 0,
+                                &kept_us) - round_us;
+    policy_destroy(policy);
+
+    /* The same, with the monitor asleep for 1.5 s after the third round. */
+    kept = 0;
+    policy = policy_create(2, CPUS, POLICY_WORK_IN_SYSTEM);
+    sample = base;
+    flat_ticks(policy, &sample, POLICY_TICK_MS * 1000, 60000000, &kept, 3, &kept_us);
+    round_us = kept_us;
+    resume_us = round_us + 1500000;
+    sample.now_us = resume_us;
+    policy_resume(policy, &sample);
+    idle_probe_us = flat_ticks(policy, &sample, resume_us, round_us + 20000000, &kept, 0, &kept_us) - round_us;
+    policy_destroy(policy);
+
+    printf("probe after the third hold: %.2f s, with a 1.5 s idle spell %.2f s\n", quiet_probe_us / 1e6,
+           idle_probe_us / 1e6);
+    ck_assert_msg(quiet_probe_us > 2000000, "the third hold ended after %.2f s", quiet_probe_us / 1e6);
+    ck_assert_msg(idle_probe_us >= quiet_probe_us - 200000 && idle_probe_us <= quiet_probe_us + 400000,
+                  "with the idle spell the probe came %.2f s after the round, without it %.2f s",
+                  idle_probe_us / 1e6, quiet_probe_us / 1e6);
+}
+END_TEST
+
 /* Every thread blocks, packets wait and nothing completes: one thread more at every tick after
  * the first, up to the maximum. */
 START_TEST(starvation_adds_a_thread_every_tick_up_to_the_maximum)
@@ -1428,6 +1500,7 @@ int main(void)
         TEST_CASE(probes_up_by_a_thread_for_every_two_packets_that_wait),
         TEST_CASE(idle_pool_keeps_its_target),
         TEST_CASE(a_pool_that_idled_starts_afresh_when_work_comes_back),
+        TEST_CASE(a_hold_goes_on_through_an_idle_spell),
         TEST_CASE(starvation_adds_a_thread_every_tick_up_to_the_maximum),
         TEST_CASE(target_follows_the_limits_at_once),
     };

@@ -404,7 +404,8 @@ static void test_fixed_pool_monitor(void)
 
 /* The child "idle", HOSTIOCP_TRACE=1.  A pool with room to grow that idles for a second stops
  * its monitor's ticks: an idle process costs nothing.  The first packet a thread takes wakes the
- * monitor, and a second after it the monitor sleeps again. */
+ * monitor, and a second after it the monitor sleeps again; starvation still adds a thread after
+ * such a sleep. */
 static void test_idle_pool_monitor(void)
 {
     static OVERLAPPED request;
@@ -424,10 +425,13 @@ static void test_idle_pool_monitor(void)
     ok(PostQueuedCompletionStatus(port, 4, 0, &request), "PostQueuedCompletionStatus failed: %lu\n", GetLastError());
     ok(fake_clr_wait(clr, 30000), "the completion did not arrive\n");
     check_monitor_lines("after one more completion", 2, 1);
+    /* Woken by callbacks that all block, it still adds a thread for the packet that waits. */
+    test_policy_decisions_traced(manager, port, clr);
+    check_monitor_lines("a second after the blocked callbacks", 3, 2);
     ok(IHostIoCompletionManager_Release(manager) == 0, "references left\n");
     /* The stop ends it without a wake. */
-    ok(monitor_sleeps() == 2 && monitor_wakes() == 1, "after Release: the monitor slept %ld times and woke %ld "
-       "times, expected 2 and 1\n", monitor_sleeps(), monitor_wakes());
+    ok(monitor_sleeps() == 3 && monitor_wakes() == 2, "after Release: the monitor slept %ld times and woke %ld "
+       "times, expected 3 and 2\n", monitor_sleeps(), monitor_wakes());
     fake_clr_destroy(clr);
     end_traced(handler);
 }
