@@ -15,6 +15,7 @@
  *   they look at the port.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <winternl.h>
 #include "hostiocp_private.h"
 #include "policy.h"
@@ -157,6 +158,7 @@ struct pool
     volatile LONG monitor_idle;       /* Interlocked: the monitor sleeps over an idle pool; the first thread to
                                        * take work wakes it */
     struct policy *policy;            /* used by the monitor thread only */
+    struct policy_sample last_sample; /* used by the monitor thread only: its look before this one */
 #define DECLARE_POOL_COUNTER(name, field) volatile LONG64 name;
     POOL_COUNTERS(DECLARE_POOL_COUNTER) /* Interlocked only */
     struct item_queue items;          /* work pools only */
@@ -1157,22 +1159,48 @@ static void take_sample(struct pool *pool, struct policy_sample *sample)
                        pool_cpu_time(pool) : POLICY_POOL_CPU_NOT_READ;
 }
 
-static void note_decision(struct pool *pool, const struct policy_decision *decision)
+/* For a starving decision: how long the tick took, and how busy the process and the CPUs were
+ * meanwhile.  A tick far longer than POLICY_TICK_MS, or a process that kept a CPU busy, says that
+ * something other than blocked callbacks held them up. */
+static void describe_tick(const struct pool *pool, const struct policy_sample *sample, char *text, size_t size)
 {
+    const struct policy_sample *last = &pool->last_sample;
+    double tick_us = (double)(sample->now_us - last->now_us);
+
+    if (!last->now_us || tick_us <= 0)
+    {
+        snprintf(text, size, "; the first tick");
+        return;
+    }
+    snprintf(text, size, "; the tick: %.1f ms, the process %.0f%% of a CPU, CPUs %.0f%% busy", tick_us / US_PER_MS,
+             sample->cpu_process >= 0 && last->cpu_process >= 0 ?
+                 10.0 * (sample->cpu_process - last->cpu_process) / tick_us : -1.0, /* 100 ns units over us */
+             sample->cpu_total > last->cpu_total ?
+                 100.0 * (1 - (double)(sample->cpu_idle - last->cpu_idle) / (sample->cpu_total - last->cpu_total)) : -1.0);
+}
+
+static void note_decision(struct pool *pool, const struct policy_decision *decision, const struct policy_sample *sample)
+{
+    char tick[96] = "";
+
     switch (decision->event)
     {
     case POLICY_NONE:
         return;
-    case POLICY_STARVING: InterlockedIncrement64(&pool->starvation); break;
+    case POLICY_STARVING:
+        InterlockedIncrement64(&pool->starvation);
+        if (hostiocp_policy_trace_enabled)
+            describe_tick(pool, sample, tick, sizeof(tick));
+        break;
     case POLICY_RAISED: InterlockedIncrement64(&pool->raised); break;
     case POLICY_LOWERED: InterlockedIncrement64(&pool->lowered); break;
     case POLICY_PROBE: case POLICY_KEPT: break;
     }
     TRACE_POLICY("%s %p: policy %s: %ld threads (%.0f/s) -> %ld (%.0f/s); target %ld; last window: CPUs %.0f%% busy, "
-                 "%.0f%% with the callbacks' work, %.0f%% in the pool",
+                 "%.0f%% with the callbacks' work, %.0f%% in the pool%s",
                  pool->kind == POOL_WORK_ITEMS ? "work port" : "port", pool->port, policy_event_name(decision->event),
                  decision->from, decision->from_rate, decision->to, decision->to_rate, decision->target,
-                 100 * decision->cpu_share, 100 * decision->work_share, 100 * decision->pool_share);
+                 100 * decision->cpu_share, 100 * decision->work_share, 100 * decision->pool_share, tick);
 }
 
 /* Nothing in a callback, nothing queued, and the threads the minimum asks for. */
@@ -1196,7 +1224,8 @@ static BOOL monitor_tick(struct pool *pool, BOOL resumed)
         policy_resume(pool->policy, &sample);
     policy_update(pool->policy, &sample, &decision);
     InterlockedExchange(&pool->target, decision.target);
-    note_decision(pool, &decision);
+    note_decision(pool, &decision, &sample);
+    pool->last_sample = sample;
     wake_threads_above_maximum(pool);  /* again: those that were still starting were busy */
     grow_to(pool, floor_of(pool));  /* again: a thread may have failed to start */
     if (work_waits_for_threads(&sample))

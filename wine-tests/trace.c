@@ -238,6 +238,12 @@ static void test_policy_decisions_traced(IHostIoCompletionManager *manager, HAND
     ok(hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL) == (LONG)stats.StarvationInjections,
        "%ld \"policy starving\" lines for %lu starvation injections\n",
        hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL), (ULONG)stats.StarvationInjections);
+    /* Each says how long the tick that starved took, and how busy the process and the CPUs were. */
+    ok(hostiocp_trace_count_any_thread(0, ": policy starving: ", "; the tick: ", " ms, the process ", "% of a CPU, CPUs ",
+                                       "% busy", NULL) == hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL),
+       "%ld of %ld \"policy starving\" lines describe their tick\n",
+       hostiocp_trace_count_any_thread(0, ": policy starving: ", "; the tick: ", NULL),
+       hostiocp_trace_count_any_thread(0, ": policy starving: ", NULL));
     IHostIoCpStatistics_Release(statistics);
     free(requests);
     CloseHandle(release);
