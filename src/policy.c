@@ -57,6 +57,9 @@
 #define SMALL_JUMPS_SHARE      0.25  /* jumps that together add this share of the threads of the last jump or
                                       * less need no proof: the tail of a climb to the work in flight adds
                                       * a few threads at a time, a gain the rate's noise hides */
+#define WAITED_TICKS_TO_JUMP      2  /* ticks in a row short of threads while the callbacks waited, for a jump: one
+                                      * tick's CPU reading also reads low when the machine, or wineserver under
+                                      * Wine, held every callback up for a tick, and more threads wait for it too */
 #define JUMPS_END_US         150000  /* packets that stop waiting for threads this long, and a thread idle, end
                                       * the jumps: a pause, or threads that all still wait, is the same wait,
                                       * and must not bring new free jumps */
@@ -169,6 +172,7 @@ struct policy
 
     struct jumps jump;
     LONGLONG lacked_us;     /* the last tick at which packets waited for threads, below the maximum */
+    int waited_ticks;       /* ticks in a row, up to this one, short of threads while the callbacks waited */
 };
 
 struct policy *policy_create(LONG initial_target, LONG cpus, enum policy_work work)
@@ -791,18 +795,20 @@ static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
  * and either their callbacks wait rather than compute (busy_threads_waited: each thread
  * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
- * doubling, when jump() allows it) or none finished since the last tick (the callbacks block:
- * one more thread). */
+ * doubling, when jump() allows it, from the second such tick in a row) or none finished since the
+ * last tick (the callbacks block: one more thread). */
 static LONG threads_lacking(struct policy *policy, const struct policy_sample *sample)
 {
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
     {
         if (sample->now_us - policy->lacked_us >= JUMPS_END_US && sample->busy < sample->threads)
             policy->jump.count = 0;
+        policy->waited_ticks = 0;
         return 0;
     }
     policy->lacked_us = sample->now_us;
-    if (busy_threads_waited(policy, sample))
+    policy->waited_ticks = busy_threads_waited(policy, sample) ? policy->waited_ticks + 1 : 0;
+    if (policy->waited_ticks >= WAITED_TICKS_TO_JUMP)
     {
         LONG added = min((sample->queued + WAITING_PER_THREAD - 1) / WAITING_PER_THREAD, sample->threads);
 
