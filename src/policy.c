@@ -2,8 +2,9 @@
  * doc/thread-policy.md.  In short:
  * - Starvation comes first: packets queued, every thread inside a callback and no callback
  *   finished since the last tick add one thread at once, every tick, up to the maximum; with
- *   those threads' callbacks waiting rather than computing, a jump adds a thread for every two
- *   packets waiting, at most a doubling, while the jumps before it paid (jump()).
+ *   those threads' callbacks waiting rather than computing for two ticks in a row, a jump adds a
+ *   thread for every two packets waiting, at most a doubling, while the jumps before it paid
+ *   (jump()).
  * - Otherwise a search finds the count by measuring: from the target it probes up by a thread
  *   for every two packets that waited (at most twice as many threads), then half as many, in
  *   windows that alternate with windows at the target, and moves the target only when the
