@@ -1167,11 +1167,7 @@ static void describe_tick(const struct pool *pool, const struct policy_sample *s
     const struct policy_sample *last = &pool->last_sample;
     double tick_us = (double)(sample->now_us - last->now_us);
 
-    if (!last->now_us || tick_us <= 0)
-    {
-        snprintf(text, size, "; the first tick");
-        return;
-    }
+    assert(last->now_us);  /* the policy judges starvation only against a tick before */
     snprintf(text, size, "; the tick: %.1f ms, the process %.0f%% of a CPU, CPUs %.0f%% busy", tick_us / US_PER_MS,
              sample->cpu_process >= 0 && last->cpu_process >= 0 ?
                  10.0 * (sample->cpu_process - last->cpu_process) / tick_us : -1.0, /* 100 ns units over us */

@@ -1195,20 +1195,30 @@ START_TEST(a_new_burst_of_blocking_work_gets_its_threads_after_a_long_busy_spell
 }
 END_TEST
 
-/* Tick `i` of callbacks that wait their turn at one lock: `finished` of them end however many
- * threads wait, `queued` packets wait, and the CPUs are 10 % busy. */
-static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
-                                          LONG finished, LONG queued, struct policy_decision *decision)
+/* Tick `i` (from 0, one after another, on a sample that began zeroed) with each of `threads`
+ * inside a callback: `finished` callbacks end, `queued` packets wait, the minimum is `floor` and
+ * the CPUs are `per_thousand_busy` busy over the tick. */
+static void tick_with_every_thread_busy(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
+                                        LONG finished, LONG queued, LONG floor, LONG per_thousand_busy,
+                                        struct policy_decision *decision)
 {
     sample->now_us = (i + 1) * POLICY_TICK_MS * 1000;
     sample->completions += finished;
     sample->threads = sample->busy = threads;
     sample->queued = queued;
-    sample->floor = 1;
+    sample->floor = floor;
     sample->max = 1000;
-    sample->cpu_total = (i + 1) * 1000;
-    sample->cpu_idle = (i + 1) * 900;
+    sample->cpu_total += 1000;
+    sample->cpu_idle += 1000 - per_thousand_busy;
     policy_update(policy, sample, decision);
+}
+
+/* Tick `i` of callbacks that wait their turn at one lock: `finished` of them end however many
+ * threads wait, `queued` packets wait, and the CPUs are 10 % busy. */
+static void tick_of_callbacks_on_one_lock(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads,
+                                          LONG finished, LONG queued, struct policy_decision *decision)
+{
+    tick_with_every_thread_busy(policy, sample, i, threads, finished, queued, 1, 100, decision);
 }
 
 /* The same, but the callbacks wait their turn at one lock: as many finish per tick, however many
@@ -1332,15 +1342,7 @@ START_TEST(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once)
 
     for (i = 0; i < 5; i++)
     {
-        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions = (i + 1) * 20;
-        sample.threads = sample.busy = 2;
-        sample.queued = 62;
-        sample.floor = 1;
-        sample.max = 1000;
-        sample.cpu_total = (i + 1) * 1000;
-        sample.cpu_idle = (i + 1) * 100;  /* 90 % busy */
-        policy_update(policy, &sample, &decision);
+        tick_with_every_thread_busy(policy, &sample, i, 2, 20, 62, 1, 900, &decision);
         ck_assert_msg(decision.event == POLICY_NONE && decision.target == 2, "tick %ld: %s, target %ld", i,
                       policy_event_name(decision.event), decision.target);
     }
@@ -1365,15 +1367,7 @@ START_TEST(one_tick_of_waiting_callbacks_is_no_jump)
     {
         BOOL quiet = i == 20 || i == 30 || i == 31;
 
-        sample.now_us = (i + 1) * POLICY_TICK_MS * 1000;
-        sample.completions += quiet ? 4 : 500;
-        sample.threads = sample.busy = 8;
-        sample.queued = 64;
-        sample.floor = 8;
-        sample.max = 1000;
-        sample.cpu_total += 1000;
-        sample.cpu_idle += quiet ? 670 : 200;
-        policy_update(policy, &sample, &decision);
+        tick_with_every_thread_busy(policy, &sample, i, 8, quiet ? 4 : 500, 64, 8, quiet ? 330 : 800, &decision);
         if (i == 31)
         {
             ck_assert_msg(decision.event == POLICY_STARVING && decision.target == 16,
