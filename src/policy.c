@@ -1,7 +1,8 @@
 /* The thread-count controller.  Its rules, with the measurements behind them, are in
  * doc/thread-policy.md.  In short:
  * - Starvation comes first: packets queued, every thread inside a callback and no callback
- *   finished since the last tick add one thread at once, every tick, up to the maximum; with
+ *   finished since the last tick add one thread at once, every tick, up to the maximum (work
+ *   items that computed through the tick, one a second: starving()); with
  *   those threads' callbacks waiting rather than computing for two ticks in a row, a jump adds a
  *   thread for every two packets waiting, at most a doubling, while the jumps before it paid
  *   (jump()).
@@ -61,6 +62,10 @@
 #define WAITED_TICKS_TO_JUMP      2  /* ticks in a row short of threads while the callbacks waited, for a jump: one
                                       * tick's CPU reading also reads low when the machine, or wineserver under
                                       * Wine, held every callback up for a tick, and more threads wait for it too */
+#define COMPUTING_STARVED_US 1000000  /* items that compute through ticks without finishing get a thread only
+                                      * once none has finished for this long, and then one a period: a
+                                      * thread that cannot run finishes nothing sooner (the CLR's gate thread
+                                      * waits a second or more while its CPUs are busy) */
 #define JUMPS_END_US         150000  /* packets that stop waiting for threads this long, and a thread idle, end
                                       * the jumps: a pause, or threads that all still wait, is the same wait,
                                       * and must not bring new free jumps */
@@ -169,6 +174,8 @@ struct policy
     /* Starvation: the last tick's sample. */
     BOOL sampled;
     LONG64 last_completions;
+    LONGLONG fed_us;        /* the last tick that was no starvation (a callback finished, a thread was
+                             * free or nothing waited), or at which items that compute got a thread */
     struct cpu_reading last_cpu;
 
     struct jumps jump;
@@ -793,11 +800,42 @@ static BOOL jump(struct policy *policy, const struct policy_sample *sample, LONG
     return TRUE;
 }
 
+/* The busy threads' items computed since the last tick: this process used at least CPUS_COMPUTING
+ * of the CPU time they would use computing, and the machine's CPUs were CPUS_BUSY busy (with a
+ * CPU free, a thread more would run).  Only where the work is the process's own and its time is
+ * read: elsewhere, other processes' work reads the same as the callbacks'. */
+static BOOL busy_items_computed(const struct policy *policy, const struct policy_sample *sample)
+{
+    const struct cpu_reading *since = &policy->last_cpu;
+
+    if (policy->work != POLICY_WORK_IN_PROCESS || sample->cpu_process < 0 || since->process < 0 ||
+        sample->cpu_total <= since->total)
+        return FALSE;
+    return work_share_since(policy, sample, since) >= CPUS_COMPUTING * min(1.0, sample->busy / (double)policy->cpus) &&
+           machine_share_since(sample, since) >= CPUS_BUSY;
+}
+
+/* No callback finished since the last tick: one more thread, for callbacks that block.  Items
+ * that computed through the tick get it only once none has finished for COMPUTING_STARVED_US:
+ * long items hold their threads for ticks, and one more thread only contends for the CPUs; the
+ * wait bounds the cost of items that spin until an item behind them runs. */
+static BOOL starving(struct policy *policy, const struct policy_sample *sample)
+{
+    if (sample->completions != policy->last_completions)
+        return FALSE;
+    if (!busy_items_computed(policy, sample))
+        return TRUE;
+    if (sample->now_us - policy->fed_us < COMPUTING_STARVED_US)
+        return FALSE;
+    policy->fed_us = sample->now_us;
+    return TRUE;
+}
+
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
  * and either their callbacks wait rather than compute (busy_threads_waited: each thread
  * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
- * doubling, when jump() allows it, from the second such tick in a row) or none finished since the
- * last tick (the callbacks block: one more thread). */
+ * doubling, when jump() allows it, from the second such tick in a row) or the pool starves
+ * (starving(): one more thread). */
 static LONG threads_lacking(struct policy *policy, const struct policy_sample *sample)
 {
     if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
@@ -816,7 +854,7 @@ static LONG threads_lacking(struct policy *policy, const struct policy_sample *s
         if (jump(policy, sample, added))
             return added;
     }
-    return sample->completions == policy->last_completions;
+    return starving(policy, sample);
 }
 
 void policy_resume(struct policy *policy, const struct policy_sample *sample)
@@ -869,6 +907,9 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         window_done(policy, sample, rate, completions, saturated, decision);
     if (!policy->sampled)
         policy->measure_from = sample->now_us + STARTUP_US;
+    if (!policy->sampled || sample->completions != policy->last_completions || sample->busy < sample->threads ||
+        sample->queued <= 0)
+        policy->fed_us = sample->now_us;
     policy->sampled = TRUE;
     policy->last_completions = sample->completions;
     policy->last_cpu = cpu_reading_of(sample);

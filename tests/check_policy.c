@@ -1419,6 +1419,105 @@ START_TEST(work_items_that_wait_get_their_threads_while_another_process_keeps_th
 }
 END_TEST
 
+/* Tick `i` of 16 chains of work items: `finished` end, every one of `threads` is in an item, the
+ * others wait, and the machine's CPUs are `per_thousand_busy` busy, all of it this process's, in
+ * the pool's own threads. */
+static void tick_of_items(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads, LONG finished,
+                          LONG per_thousand_busy, struct policy_decision *decision)
+{
+    sample->now_us = (i + 1) * POLICY_TICK_MS * 1000;
+    sample->completions += finished;
+    sample->threads = sample->busy = threads;
+    sample->queued = max(16 - threads, 0);
+    sample->floor = CPUS;
+    sample->max = 1000;
+    sample->cpu_total += 1000;
+    sample->cpu_idle += 1000 - per_thousand_busy;
+    sample->cpu_process += per_thousand_busy;
+    sample->cpu_pool += per_thousand_busy;
+    policy_update(policy, sample, decision);
+}
+
+/* Items that compute 100 ms each on 2 CPUs: one ends every 2.5 ticks, however many threads run them. */
+static LONG long_items_finished(LONG i)
+{
+    return (i + 1) * 2 / 5 - i * 2 / 5;
+}
+
+/* The first ticks of those samples: how many of the first five starved (of ticks 1 and 3, in which
+ * none ends; tick 0 has none before it to judge by). */
+static LONG starving_ticks_of_five(enum policy_work work, LONG per_thousand_busy)
+{
+    struct policy *policy = policy_create(CPUS, CPUS, work);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = CPUS, i, starving = 0;
+
+    for (i = 0; i < 5; i++)
+    {
+        tick_of_items(policy, &sample, i, threads, long_items_finished(i), per_thousand_busy, &decision);
+        starving += decision.event == POLICY_STARVING;
+        threads = decision.target;
+    }
+    policy_destroy(policy);
+    return starving;
+}
+
+/* Items that compute for longer than a tick leave ticks in which none finishes; on 2 CPUs one
+ * ends every 50 ms, however many threads run them.  Traced with the host program (16 chains of
+ * 100 ms items), each such tick added a thread, up to 17.  They get none: the process kept the
+ * CPUs busy, so the items computed rather than blocked.  If they stop finishing altogether (items
+ * that spin until one behind them runs), a thread comes a second after the last one finished,
+ * and the next a second later.  The same ticks still starve at once with a CPU free (the process
+ * 50 % of the machine: one item computes, and one may wait for an item behind it), and for an I/O
+ * pool, whose CPU reading is the machine's, other processes' work included. */
+START_TEST(work_items_that_compute_for_longer_than_a_tick_get_no_thread_for_it)
+{
+    struct policy *policy = policy_create(CPUS, CPUS, POLICY_WORK_IN_PROCESS);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG threads = CPUS, most = CPUS, i, last_finished = -1, starved[2] = { 0 }, starvations = 0, starving;
+
+    for (i = 0; i < 250; i++)
+    {
+        /* 5 s of them */
+        if (long_items_finished(i))
+            last_finished = i;
+        tick_of_items(policy, &sample, i, threads, long_items_finished(i), 1000, &decision);
+        ck_assert_msg(decision.event != POLICY_STARVING, "tick %ld, %ld threads: starving, target %ld", i, threads,
+                      decision.target);
+        threads = decision.target;
+        most = max(most, threads);
+    }
+    printf("items of 100 ms on %d CPUs: at most %ld threads in 5 s, %ld at the end\n", CPUS, most, threads);
+    ck_assert_msg(most <= CPUS + 1, "%ld threads at most, expected one past the CPUs at most", most);
+
+    for (; i < 400 && starvations < 2; i++)
+    {
+        /* then none ends, 3 s */
+        tick_of_items(policy, &sample, i, threads, 0, 1000, &decision);
+        if (decision.event == POLICY_STARVING)
+        {
+            ck_assert_msg(decision.target == threads + 1, "tick %ld, %ld threads: starving, target %ld", i, threads,
+                          decision.target);
+            starved[starvations++] = i;
+        }
+        threads = decision.target;
+    }
+    printf("then none ends: a thread at ticks %ld and %ld (the last ended at tick %ld)\n", starved[0], starved[1],
+           last_finished);
+    ck_assert_msg(starvations == 2 && starved[0] == last_finished + 50 && starved[1] == starved[0] + 50,
+                  "starving at ticks %ld and %ld, expected %ld and %ld", starved[0], starved[1], last_finished + 50,
+                  last_finished + 100);
+    policy_destroy(policy);
+
+    starving = starving_ticks_of_five(POLICY_WORK_IN_PROCESS, 500);
+    ck_assert_msg(starving == 2, "a CPU free: %ld of the first 5 ticks starved, expected the 2 that can", starving);
+    starving = starving_ticks_of_five(POLICY_WORK_IN_SYSTEM, 1000);
+    ck_assert_msg(starving == 2, "an I/O pool: %ld of the first 5 ticks starved, expected the 2 that can", starving);
+}
+END_TEST
+
 /* Work items that hold every thread while another process keeps the machine's CPUs 55 % busy
  * (this process 5 %): from 64 threads, one for each item, no probe down for 15 s, as with idle
  * CPUs.  An I/O pool, judged by the machine's CPU time, probes down. */
@@ -1531,6 +1630,7 @@ int main(void)
         TEST_CASE(callbacks_that_keep_the_cpus_busy_get_no_thread_at_once),
         TEST_CASE(one_tick_of_waiting_callbacks_is_no_jump),
         TEST_CASE(work_items_that_wait_get_their_threads_while_another_process_keeps_the_cpus_busy),
+        TEST_CASE(work_items_that_compute_for_longer_than_a_tick_get_no_thread_for_it),
         TEST_CASE(waiting_work_items_are_not_probed_down_while_another_process_keeps_the_cpus_busy),
         TEST_CASE(callbacks_that_wait_on_each_other_get_no_more_jumps),
         TEST_CASE(callbacks_that_wait_on_each_other_come_back_down),
