@@ -831,6 +831,12 @@ static BOOL starving(struct policy *policy, const struct policy_sample *sample)
     return TRUE;
 }
 
+/* Packets wait and every thread is inside a callback. */
+static BOOL every_thread_busy_with_work_waiting(const struct policy_sample *sample)
+{
+    return sample->queued > 0 && sample->busy >= sample->threads;
+}
+
 /* The threads the pool lacks now, 0 if none: packets wait and every thread is inside a callback,
  * and either their callbacks wait rather than compute (busy_threads_waited: each thread
  * added takes a waiting packet: a thread for every WAITING_PER_THREAD of them, at most a
@@ -838,7 +844,7 @@ static BOOL starving(struct policy *policy, const struct policy_sample *sample)
  * (starving(): one more thread). */
 static LONG threads_lacking(struct policy *policy, const struct policy_sample *sample)
 {
-    if (!policy->sampled || sample->queued <= 0 || sample->busy < sample->threads || sample->threads >= sample->max)
+    if (!policy->sampled || !every_thread_busy_with_work_waiting(sample) || sample->threads >= sample->max)
     {
         if (sample->now_us - policy->lacked_us >= JUMPS_END_US && sample->busy < sample->threads)
             policy->jump.count = 0;
@@ -907,8 +913,8 @@ void policy_update(struct policy *policy, const struct policy_sample *sample, st
         window_done(policy, sample, rate, completions, saturated, decision);
     if (!policy->sampled)
         policy->measure_from = sample->now_us + STARTUP_US;
-    if (!policy->sampled || sample->completions != policy->last_completions || sample->busy < sample->threads ||
-        sample->queued <= 0)
+    if (!policy->sampled || sample->completions != policy->last_completions ||
+        !every_thread_busy_with_work_waiting(sample))
         policy->fed_us = sample->now_us;
     policy->sampled = TRUE;
     policy->last_completions = sample->completions;

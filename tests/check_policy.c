@@ -1425,17 +1425,10 @@ END_TEST
 static void tick_of_items(struct policy *policy, struct policy_sample *sample, LONG i, LONG threads, LONG finished,
                           LONG per_thousand_busy, struct policy_decision *decision)
 {
-    sample->now_us = (i + 1) * POLICY_TICK_MS * 1000;
-    sample->completions += finished;
-    sample->threads = sample->busy = threads;
-    sample->queued = max(16 - threads, 0);
-    sample->floor = CPUS;
-    sample->max = 1000;
-    sample->cpu_total += 1000;
-    sample->cpu_idle += 1000 - per_thousand_busy;
     sample->cpu_process += per_thousand_busy;
     sample->cpu_pool += per_thousand_busy;
-    policy_update(policy, sample, decision);
+    tick_with_every_thread_busy(policy, sample, i, threads, finished, max(16 - threads, 0), CPUS, per_thousand_busy,
+                                decision);
 }
 
 /* Items that compute 100 ms each on 2 CPUs: one ends every 2.5 ticks, however many threads run them. */
