@@ -525,6 +525,14 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     return TRUE;
 }
 
+/* A pool short of threads with the CPUs busy, at no more threads than BUSY_THREADS_PER_CPU and not
+ * computing: no count above it may be probed (the CPUs are busy), and fewer threads would leave
+ * more work waiting.  A computing pool still probes down to one thread past the CPUs. */
+static BOOL short_with_cpus_busy(const struct policy *policy)
+{
+    return policy->cpu_share >= CPUS_BUSY && policy->target <= policy->busy_cpus_threads && !computing(policy);
+}
+
 /* A round probes up when the pool was short of threads in the window before, else down. */
 static void start_round(struct policy *policy, const struct policy_sample *sample, BOOL saturated,
                         struct policy_decision *decision)
@@ -535,6 +543,11 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
     policy->round_best = policy->target_rate;
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
+    if (saturated && short_with_cpus_busy(policy))
+    {
+        move_to(policy, sample, HOLDING, FALSE);
+        return;
+    }
     if (begin_probe(policy, sample, -1, decision))
         return;
     move_to(policy, sample, HOLDING, FALSE);
