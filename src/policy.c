@@ -79,6 +79,8 @@
                                       * target's rate: the work went away, so no count can be judged */
 
 /* Between searches. */
+#define SHORT_HOLD_US     15000000  /* an I/O pool short of threads with the CPUs busy holds this long before a
+                                     * probe down, as WAITED_WINDOWS: it may hold more than it needs */
 #define HOLD_MIN_US          500000  /* after a round that set the target: the new count is checked soon */
 #define HOLD_MAX_US         8000000  /* doubling up to this while rounds change nothing: every probe costs */
 #define HOLD_GROWTH               2  /* per round that changes nothing: a steady pool probes ever more rarely */
@@ -159,9 +161,11 @@ struct policy
     double cpu_share;       /* of the machine's CPU time in use, in the last window that ended */
     double work_share;      /* ... used by the callbacks' kind of work (work_share_since) */
     double pool_share;      /* ... of it in the pool's threads; 0 where not known */
+    BOOL pool_share_known;
     BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
                              * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
+    LONGLONG short_since_us; /* the first of the rounds in a row that held short_pool_holds; 0: none */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
@@ -368,7 +372,7 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
     *rate = *completions * 1e6 / (double)elapsed;
     *saturated = policy->window_saturated_ticks >= SATURATED_SHARE * policy->window_ticks;
     policy->cpu_share = policy->work_share = policy->pool_share = 0;
-    policy->threads_waited = FALSE;
+    policy->pool_share_known = policy->threads_waited = FALSE;
     if (sample->cpu_total > policy->window_cpu.total)
     {
         double total = (double)(sample->cpu_total - policy->window_cpu.total);
@@ -377,7 +381,10 @@ static BOOL window_ended(struct policy *policy, const struct policy_sample *samp
         policy->work_share = work_share_since(policy, sample, &policy->window_cpu);
         assert(sample->cpu_pool != POLICY_POOL_CPU_NOT_READ);
         if (policy->window_cpu_pool >= 0 && sample->cpu_pool >= policy->window_cpu_pool)
+        {
             policy->pool_share = min(policy->cpu_share, (sample->cpu_pool - policy->window_cpu_pool) / total);
+            policy->pool_share_known = TRUE;
+        }
         policy->threads_waited = callbacks_waited_since(policy, sample, &policy->window_cpu, 1.0) &&
                                  policy->window_waited_ticks >= WAITED_SHARE * policy->window_ticks;
     }
@@ -525,15 +532,28 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     return TRUE;
 }
 
-/* A pool short of threads with the CPUs busy, at no more threads than BUSY_THREADS_PER_CPU and not
- * computing: no count above it may be probed (the CPUs are busy), and fewer threads would leave
- * more work waiting.  A computing pool still probes down to one thread past the CPUs. */
-static BOOL short_with_cpus_busy(const struct policy *policy)
+/* Whether a round that did not raise the target, its pool short of threads while the CPUs were
+ * busy, holds rather than probing down: an I/O pool (part of an I/O's work may be done in another
+ * process) at no more than BUSY_THREADS_PER_CPU, whose own threads' share of the CPU time is known
+ * and says they do not compute.  Fewer threads would leave more requests waiting, and a probe down
+ * costs what it loses while it is measured; but the pool may hold too many (callbacks that wait on
+ * each other while other processes keep the CPUs busy), so after SHORT_HOLD_US of such holds in a
+ * row one probe down goes ahead. */
+static BOOL short_pool_holds(struct policy *policy, const struct policy_sample *sample, BOOL saturated)
 {
-    return policy->cpu_share >= CPUS_BUSY && policy->target <= policy->busy_cpus_threads && !computing(policy);
+    BOOL holds = saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_BUSY &&
+                 policy->target <= policy->busy_cpus_threads && policy->pool_share_known && !computing(policy) &&
+                 (!policy->short_since_us || sample->now_us - policy->short_since_us < SHORT_HOLD_US);
+
+    if (!holds)
+        policy->short_since_us = 0;
+    else if (!policy->short_since_us)
+        policy->short_since_us = sample->now_us;
+    return holds;
 }
 
-/* A round probes up when the pool was short of threads in the window before, else down. */
+/* A round probes up when the pool was short of threads in the window before, else down (or holds,
+ * short_pool_holds). */
 static void start_round(struct policy *policy, const struct policy_sample *sample, BOOL saturated,
                         struct policy_decision *decision)
 {
@@ -543,14 +563,8 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
     policy->round_best = policy->target_rate;
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
-    if (saturated && short_with_cpus_busy(policy))
-    {
+    if (short_pool_holds(policy, sample, saturated) || !begin_probe(policy, sample, -1, decision))
         move_to(policy, sample, HOLDING, FALSE);
-        return;
-    }
-    if (begin_probe(policy, sample, -1, decision))
-        return;
-    move_to(policy, sample, HOLDING, FALSE);
 }
 
 /* The probe up paid: it is the target, and the count below is not worth a probe down (it just
@@ -576,7 +590,8 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
 }
 
 /* The probe up did not pay.  Twice in a row, it is the ceiling; a round that has not raised the
- * target then probes down. */
+ * target then probes down, unless short_pool_holds (a probe up begins only where the pool was short
+ * of threads). */
 static void refuse_probe_up(struct policy *policy, const struct policy_sample *sample,
                             struct policy_decision *decision)
 {
@@ -591,7 +606,8 @@ static void refuse_probe_up(struct policy *policy, const struct policy_sample *s
     else
         policy->rejected_once = policy->probe;
     policy->round_best = max(policy->round_best, windows_mean(&policy->at_probe));
-    if (policy->raised_in_round || !begin_probe(policy, sample, -1, decision))
+    if (policy->raised_in_round || short_pool_holds(policy, sample, TRUE) ||
+        !begin_probe(policy, sample, -1, decision))
         move_to(policy, sample, HOLDING, policy->raised_in_round);
 }
 
