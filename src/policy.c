@@ -165,7 +165,9 @@ struct policy
     BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
                              * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
-    LONGLONG short_since_us; /* the first of the rounds in a row that held short_pool_holds; 0: none */
+    BOOL round_short;       /* the window before this round read the pool short_with_cpus_busy */
+    LONGLONG short_since_us; /* the first of the rounds in a row that held so (short_pool_holds); 0: none,
+                              * and since starvation, moved limits, a new target or an idle spell */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
@@ -447,6 +449,9 @@ static void move_to(struct policy *policy, const struct policy_sample *sample, e
     /* The pool goes from the probe back to the target. */
     BOOL leaves_probe = policy->phase == MEASURING_PROBE && policy->probe != policy->target;
 
+    if (next == MEASURING_TARGET || target_set)
+        policy->short_since_us = 0;  /* the rounds that held are no longer in a row */
+
     switch (next)
     {
     case MEASURING_TARGET:
@@ -532,17 +537,24 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     return TRUE;
 }
 
-/* Whether a round that did not raise the target, its pool short of threads while the CPUs were
- * busy, holds rather than probing down: an I/O pool (part of an I/O's work may be done in another
- * process) at no more than BUSY_THREADS_PER_CPU, whose own threads' share of the CPU time is known
- * and says they do not compute.  Fewer threads would leave more requests waiting, and a probe down
- * costs what it loses while it is measured; but the pool may hold too many (callbacks that wait on
- * each other while other processes keep the CPUs busy), so after SHORT_HOLD_US of such holds in a
- * row one probe down goes ahead. */
-static BOOL short_pool_holds(struct policy *policy, const struct policy_sample *sample, BOOL saturated)
+/* Whether the window before a round read its pool short of threads while the CPUs were busy: a
+ * completion pool (part of an I/O's work may be done in another process) at no more than
+ * BUSY_THREADS_PER_CPU, whose own threads' share of the CPU time is known and says they do not
+ * compute.  Fewer threads would leave more requests waiting, and a probe down costs what it loses
+ * while it is measured. */
+static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
 {
-    BOOL holds = saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_BUSY &&
-                 policy->target <= policy->busy_cpus_threads && policy->pool_share_known && !computing(policy) &&
+    return saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_BUSY &&
+           policy->target <= policy->busy_cpus_threads && policy->pool_share_known && !computing(policy);
+}
+
+/* Whether a round that did not raise the target holds rather than probing down, its pool
+ * short_with_cpus_busy: so for SHORT_HOLD_US of such rounds in a row, then the probes down of one
+ * round go ahead.  The pool may hold more threads than it needs (callbacks that wait on each other
+ * while other processes keep the CPUs busy). */
+static BOOL short_pool_holds(struct policy *policy, const struct policy_sample *sample)
+{
+    BOOL holds = policy->round_short &&
                  (!policy->short_since_us || sample->now_us - policy->short_since_us < SHORT_HOLD_US);
 
     if (!holds)
@@ -561,9 +573,10 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
         retry_rejected_ceiling(policy);
     policy->raised_in_round = FALSE;
     policy->round_best = policy->target_rate;
+    policy->round_short = short_with_cpus_busy(policy, saturated);
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
-    if (short_pool_holds(policy, sample, saturated) || !begin_probe(policy, sample, -1, decision))
+    if (short_pool_holds(policy, sample) || !begin_probe(policy, sample, -1, decision))
         move_to(policy, sample, HOLDING, FALSE);
 }
 
@@ -590,8 +603,7 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
 }
 
 /* The probe up did not pay.  Twice in a row, it is the ceiling; a round that has not raised the
- * target then probes down, unless short_pool_holds (a probe up begins only where the pool was short
- * of threads). */
+ * target then probes down, unless short_pool_holds. */
 static void refuse_probe_up(struct policy *policy, const struct policy_sample *sample,
                             struct policy_decision *decision)
 {
@@ -606,7 +618,7 @@ static void refuse_probe_up(struct policy *policy, const struct policy_sample *s
     else
         policy->rejected_once = policy->probe;
     policy->round_best = max(policy->round_best, windows_mean(&policy->at_probe));
-    if (policy->raised_in_round || short_pool_holds(policy, sample, TRUE) ||
+    if (policy->raised_in_round || short_pool_holds(policy, sample) ||
         !begin_probe(policy, sample, -1, decision))
         move_to(policy, sample, HOLDING, policy->raised_in_round);
 }
@@ -899,6 +911,7 @@ void policy_resume(struct policy *policy, const struct policy_sample *sample)
     else
         restart_window(policy, sample, FALSE);  /* a hold goes on */
     policy->shifted_windows = 0;  /* the windows before the spell and after it are not in a row */
+    policy->short_since_us = 0;   /* nor the rounds that held */
     policy->sampled = FALSE;
 }
 

@@ -420,6 +420,11 @@ START_TEST(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down)
     back_down = ticks_back_down_on_10_seeds(&model, 15, 4 * CPUS, &ended_below);
     ck_assert_msg(back_down == 0, "%ld ticks back at a count it climbed from", back_down);
     ck_assert_msg(ended_below == 0, "%ld runs ended below %d threads", ended_below, 4 * CPUS);
+    /* Past SHORT_HOLD_US a probe down goes ahead, is refused, and the holds go on: in 60 s, at most
+     * 40 ticks a run at 4 threads (a probe down's windows, four times); without the holds, 1,000
+     * or more. */
+    back_down = ticks_back_down_on_10_seeds(&model, 60, 4 * CPUS, &ended_below);
+    ck_assert_msg(back_down <= 10 * 40, "60 s: %ld ticks back at a count it climbed from", back_down);
     model.name = "tcp echo, pool's share unknown";
     model.own_cpu_time = FALSE;
     back_down = ticks_back_down_on_10_seeds(&model, 15, 4 * CPUS, &ended_below);
@@ -456,6 +461,54 @@ START_TEST(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down)
         ck_assert_msg(out.final_target == CPUS, "seed %lu: %ld threads at 30 s, expected %d", seed, out.final_target,
                       CPUS);
     }
+}
+END_TEST
+
+/* SHORT_HOLD_US counts rounds in a row that held: a pool at 8 threads that held, then idled for a
+ * minute, holds again when the work comes back, rather than probing down at once; so it does after
+ * a new target or starvation. */
+static void tick_short_with_cpus_busy(struct policy *policy, struct policy_sample *sample, LONG i,
+                                      struct policy_decision *decision)
+{
+    sample->now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+    sample->completions += 400;  /* 20,000/s */
+    sample->threads = sample->busy = 4 * CPUS;
+    sample->queued = 24;
+    sample->floor = CPUS;
+    sample->max = 1000;
+    sample->cpu_total += 1000;
+    sample->cpu_idle += 100;  /* the CPUs 90 % busy ... */
+    sample->cpu_pool += 450;  /* ... half of it in the pool's threads */
+    sample->cpu_process = -1;
+    policy_update(policy, sample, decision);
+}
+
+START_TEST(the_hold_of_a_short_pool_counts_rounds_in_a_row)
+{
+    struct policy *policy = policy_create(4 * CPUS, CPUS, POLICY_WORK_IN_SYSTEM);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG i, least = 4 * CPUS;
+
+    for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
+    {
+        tick_short_with_cpus_busy(policy, &sample, i, &decision);
+        least = min(least, decision.target);
+    }
+    ck_assert_msg(least == 4 * CPUS, "before the idle spell: down to %ld threads", least);
+    for (i = 70000 / POLICY_TICK_MS; i < 80000 / POLICY_TICK_MS; i++)
+    {
+        if (i == 70000 / POLICY_TICK_MS)
+        {
+            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+            policy_resume(policy, &sample);
+        }
+        tick_short_with_cpus_busy(policy, &sample, i, &decision);
+        least = min(least, decision.target);
+    }
+    printf("short pool after an idle minute: at least %ld threads for 10 s\n", least);
+    ck_assert_msg(least == 4 * CPUS, "after an idle minute: down to %ld threads", least);
+    policy_destroy(policy);
 }
 END_TEST
 
@@ -1691,6 +1744,7 @@ int main(void)
     {
         TEST_CASE(finds_many_threads_where_they_pay),
         TEST_CASE(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down),
+        TEST_CASE(the_hold_of_a_short_pool_counts_rounds_in_a_row),
         TEST_CASE(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most),
         TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
         TEST_CASE(the_pools_cpu_time_is_read_only_where_a_window_begins_or_ends),
