@@ -70,6 +70,7 @@ struct outcome
     double mean_rate;           /* over the second half of the run */
     double rate_after_2s;       /* mean over seconds 2-4 */
     LONG ticks_back_down;       /* at a count the target had been raised from, or fewer */
+    LONG first_tick_below_start; /* the first tick whose target was below the pool's start; -1: none */
     LONG ticks;
     LONG pool_cpu_reads;        /* ticks whose sample read the pool's CPU time */
     LONG64 targets_sum;         /* of the target after each tick: two runs that decide alike have the same */
@@ -129,6 +130,7 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
     noise_state = seed;
     out->peak = threads;
     out->ticks_back_down = 0;
+    out->first_tick_below_start = -1;
     out->ticks = ticks;
     out->pool_cpu_reads = 0;
     out->targets_sum = 0;
@@ -183,6 +185,8 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
             raised_from = max(raised_from, decision.from);
         if (threads <= raised_from)
             out->ticks_back_down++;
+        if (out->first_tick_below_start < 0 && model->from_threads && threads < model->from_threads)
+            out->first_tick_below_start = i;
     }
     out->final_target = threads;
     out->final_rate = model->rate(model, threads);
@@ -446,69 +450,17 @@ START_TEST(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down)
     }
     for (seed = 1; seed <= 10; seed++)
     {
-        LONG i;
+        double below_at;
 
-        for (i = 14; i <= 30; i++)
-        {
-            simulate(&lock, seed, CPUS, 1000, i, &out);
-            if (out.final_target < 4 * CPUS)
-                break;
-        }
-        printf("one lock, the CPUs busy, seed %lu: below %d threads at %ld s, %ld at 30 s\n", seed, 4 * CPUS, i,
-               (simulate(&lock, seed, CPUS, 1000, 30, &out), out.final_target));
-        ck_assert_msg(i > 15 && i <= 20, "seed %lu: below %d threads at %ld s, expected after 15 s and by 20 s", seed,
-                      4 * CPUS, i);
+        simulate(&lock, seed, CPUS, 1000, 30, &out);
+        below_at = out.first_tick_below_start < 0 ? 30 : (out.first_tick_below_start + 1) * POLICY_TICK_MS / 1000.0;
+        printf("one lock, the CPUs busy, seed %lu: below %d threads at %.2f s, %ld at 30 s\n", seed, 4 * CPUS,
+               below_at, out.final_target);
+        ck_assert_msg(below_at > 15 && below_at <= 20, "seed %lu: below %d threads at %.2f s, expected after 15 s and "
+                      "by 20 s", seed, 4 * CPUS, below_at);
         ck_assert_msg(out.final_target == CPUS, "seed %lu: %ld threads at 30 s, expected %d", seed, out.final_target,
                       CPUS);
     }
-}
-END_TEST
-
-/* SHORT_HOLD_US counts rounds in a row that held: a pool at 8 threads that held, then idled for a
- * minute, holds again when the work comes back, rather than probing down at once; so it does after
- * a new target or starvation. */
-static void tick_short_with_cpus_busy(struct policy *policy, struct policy_sample *sample, LONG i,
-                                      struct policy_decision *decision)
-{
-    sample->now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
-    sample->completions += 400;  /* 20,000/s */
-    sample->threads = sample->busy = 4 * CPUS;
-    sample->queued = 24;
-    sample->floor = CPUS;
-    sample->max = 1000;
-    sample->cpu_total += 1000;
-    sample->cpu_idle += 100;  /* the CPUs 90 % busy ... */
-    sample->cpu_pool += 450;  /* ... half of it in the pool's threads */
-    sample->cpu_process = -1;
-    policy_update(policy, sample, decision);
-}
-
-START_TEST(the_hold_of_a_short_pool_counts_rounds_in_a_row)
-{
-    struct policy *policy = policy_create(4 * CPUS, CPUS, POLICY_WORK_IN_SYSTEM);
-    struct policy_sample sample = { 0 };
-    struct policy_decision decision;
-    LONG i, least = 4 * CPUS;
-
-    for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
-    {
-        tick_short_with_cpus_busy(policy, &sample, i, &decision);
-        least = min(least, decision.target);
-    }
-    ck_assert_msg(least == 4 * CPUS, "before the idle spell: down to %ld threads", least);
-    for (i = 70000 / POLICY_TICK_MS; i < 80000 / POLICY_TICK_MS; i++)
-    {
-        if (i == 70000 / POLICY_TICK_MS)
-        {
-            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
-            policy_resume(policy, &sample);
-        }
-        tick_short_with_cpus_busy(policy, &sample, i, &decision);
-        least = min(least, decision.target);
-    }
-    printf("short pool after an idle minute: at least %ld threads for 10 s\n", least);
-    ck_assert_msg(least == 4 * CPUS, "after an idle minute: down to %ld threads", least);
-    policy_destroy(policy);
 }
 END_TEST
 
@@ -1475,6 +1427,46 @@ START_TEST(callbacks_on_one_lock_with_a_packet_or_two_waiting_get_few_threads)
         policy_destroy(policy);
     }
     ck_assert_msg(!failed, "%s: more jumps than expected", failed);
+}
+END_TEST
+
+/* SHORT_HOLD_US counts rounds in a row that held: a pool at 8 threads that held, then idled for a
+ * minute, holds again when the work comes back, rather than probing down at once; so it does after
+ * a new target or starvation. */
+static void tick_short_with_cpus_busy(struct policy *policy, struct policy_sample *sample, LONG i,
+                                      struct policy_decision *decision)
+{
+    sample->cpu_pool += 450;  /* half the CPUs' 90 % in the pool's threads */
+    sample->cpu_process = -1;
+    tick_with_every_thread_busy(policy, sample, i, 4 * CPUS, 400, 24, CPUS, 900, decision);  /* 20,000/s */
+}
+
+START_TEST(the_hold_of_a_short_pool_counts_rounds_in_a_row)
+{
+    struct policy *policy = policy_create(4 * CPUS, CPUS, POLICY_WORK_IN_SYSTEM);
+    struct policy_sample sample = { 0 };
+    struct policy_decision decision;
+    LONG i, least = 4 * CPUS;
+
+    for (i = 0; i < 10000 / POLICY_TICK_MS; i++)
+    {
+        tick_short_with_cpus_busy(policy, &sample, i, &decision);
+        least = min(least, decision.target);
+    }
+    ck_assert_msg(least == 4 * CPUS, "before the idle spell: down to %ld threads", least);
+    for (i = 70000 / POLICY_TICK_MS; i < 80000 / POLICY_TICK_MS; i++)
+    {
+        if (i == 70000 / POLICY_TICK_MS)
+        {
+            sample.now_us = (LONGLONG)(i + 1) * POLICY_TICK_MS * 1000;
+            policy_resume(policy, &sample);
+        }
+        tick_short_with_cpus_busy(policy, &sample, i, &decision);
+        least = min(least, decision.target);
+    }
+    printf("short pool after an idle minute: at least %ld threads for 10 s\n", least);
+    ck_assert_msg(least == 4 * CPUS, "after an idle minute: down to %ld threads", least);
+    policy_destroy(policy);
 }
 END_TEST
 
