@@ -68,36 +68,69 @@ int run_suite(Suite *suite)
     return failed ? 1 : 0;
 }
 
-/* Runs this program with CK_RUN_CASE=name; its output goes where ours does.  Returns its exit
- * status; one that does not finish within CASE_TIME_LIMIT_MS is ended, and *timed_out says so. */
-static DWORD run_child(const char *name, BOOL *timed_out)
+enum child_end
+{
+    CHILD_EXITED,
+    CHILD_TIMED_OUT,
+    CHILD_NOT_STARTED,
+};
+
+/* How many times a test's process is started before the test fails for it.  Under Wine a new
+ * process can end before its start-up completes (its loader could not reserve the address space
+ * it needs, say), and CreateProcess then fails with ERROR_INTERNAL_ERROR; the test has not run,
+ * so starting it again hides nothing about the test. */
+#define CASE_START_ATTEMPTS 3
+
+/* Runs this program with CK_RUN_CASE=name; its output goes where ours does.  *status is its exit
+ * status, or why it could not start; one that does not finish within CASE_TIME_LIMIT_MS is
+ * ended. */
+static enum child_end run_child(const char *name, DWORD *status)
 {
     WCHAR program[MAX_PATH];
     STARTUPINFOW startup = { 0 };
     PROCESS_INFORMATION process;
-    DWORD status;
+    enum child_end end = CHILD_EXITED;
 
-    *timed_out = FALSE;
     startup.cb = sizeof(startup);
     if (!GetModuleFileNameW(NULL, program, MAX_PATH) || GetLastError() == ERROR_INSUFFICIENT_BUFFER)
-        return GetLastError();
+    {
+        *status = GetLastError();
+        return CHILD_NOT_STARTED;
+    }
     SetEnvironmentVariableA("CK_RUN_CASE", name);
     if (!CreateProcessW(program, NULL, NULL, NULL, TRUE, 0, NULL, NULL, &startup, &process))
-        status = GetLastError();
+    {
+        *status = GetLastError();
+        end = CHILD_NOT_STARTED;
+    }
     else
     {
         if (WaitForSingleObject(process.hProcess, CASE_TIME_LIMIT_MS) == WAIT_TIMEOUT)
         {
-            *timed_out = TRUE;
+            end = CHILD_TIMED_OUT;
             TerminateProcess(process.hProcess, WAIT_TIMEOUT);
             WaitForSingleObject(process.hProcess, INFINITE);
         }
-        GetExitCodeProcess(process.hProcess, &status);
+        GetExitCodeProcess(process.hProcess, status);
         CloseHandle(process.hThread);
         CloseHandle(process.hProcess);
     }
     SetEnvironmentVariableA("CK_RUN_CASE", NULL);
-    return status;
+    return end;
+}
+
+/* run_child, started again (saying so) while it could not start, up to CASE_START_ATTEMPTS times. */
+static enum child_end run_case(const char *name, DWORD *status)
+{
+    enum child_end end = run_child(name, status);
+    int attempt;
+
+    for (attempt = 1; end == CHILD_NOT_STARTED && attempt < CASE_START_ATTEMPTS; attempt++)
+    {
+        printf("%s: its process did not start (error %lu); starting it again\n", name, *status);
+        end = run_child(name, status);
+    }
+    return end;
 }
 
 int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count)
@@ -110,23 +143,31 @@ int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int 
     srunner_free(srunner_create(suite));  /* the suite is not run in this process */
     for (i = 0; i < count; i++)
     {
-        BOOL timed_out;
-        DWORD status = run_child(cases[i].name, &timed_out);
+        DWORD status;
 
-        if (timed_out)
+        switch (run_case(cases[i].name, &status))
         {
+        case CHILD_TIMED_OUT:
             printf("FAIL: %s: timed out after %d s\n", cases[i].name, CASE_TIME_LIMIT_MS / 1000);
             failed++;
-        }
-        else if (status == SKIPPED)
-            skipped++;
-        else if (status)
-        {
-            printf("FAIL: %s (exit status %lu)\n", cases[i].name, status);
+            break;
+        case CHILD_NOT_STARTED:
+            printf("FAIL: %s: its process did not start in %d attempts (error %lu)\n", cases[i].name,
+                   CASE_START_ATTEMPTS, status);
             failed++;
+            break;
+        case CHILD_EXITED:
+            if (status == SKIPPED)
+                skipped++;
+            else if (status)
+            {
+                printf("FAIL: %s (exit status %lu)\n", cases[i].name, status);
+                failed++;
+            }
+            else
+                printf("PASS: %s\n", cases[i].name);
+            break;
         }
-        else
-            printf("PASS: %s\n", cases[i].name);
     }
     printf("%d passed, %d failed, %d skipped, each test in a process of its own\n", count - failed - skipped,
            failed, skipped);

@@ -35,7 +35,8 @@ int run_suite(Suite *suite);
 
 /* Given CK_RUN_CASE, runs that one test here (run_suite).  Otherwise starts this program once per test with
  * CK_RUN_CASE set, each with CASE_TIME_LIMIT_MS to finish, and prints one line per test ("FAIL: name:
- * timed out after N s" for one that did not finish).
+ * timed out after N s" for one that did not finish).  A process that could not start is started
+ * again, up to 3 times in all, with a line that says so.
  * Returns the exit status: 0 when every test passed, 1 otherwise. */
 int run_cases_in_own_processes(Suite *suite, const struct test_case *cases, int count);
 
