@@ -571,24 +571,57 @@ static int pick_row_columns(const struct peer_table *t, const struct peer_scenar
     return count;
 }
 
+/* In each round: the best of the bare loops' rates (the limit), and the best of the peers'. */
+static double best_rate_in_round(const struct measurement *round_runs, const int *ran, int first, int end)
+{
+    double best = 0;
+    int c;
+
+    for (c = first; c < end; c++)
+        if (ran[c] >= 0)
+            best = max(best, round_runs[ran[c]].rate);
+    return best;
+}
+
 /* Column k's rate over the best peer's in the same round (peers only, not the bare loops). */
 static void ratio_to_best_peer(const struct bench_options *o, const struct peer_table *t,
                                struct measurement runs[][MAX_COLUMNS], const int *ran, int k, double *ratio,
                                double *low, double *high)
 {
     double ratios[MAX_REPEAT];
-    int round, c;
+    int round;
 
     for (round = 0; round < o->repeat; round++)
     {
-        double best = 0;
-        for (c = PEER_HOSTIOCP + 1; c < t->peers; c++)
-            if (ran[c] >= 0)
-                best = max(best, runs[round][ran[c]].rate);
+        double best = best_rate_in_round(runs[round], ran, PEER_HOSTIOCP + 1, t->peers);
         ratios[round] = best ? runs[round][ran[k]].rate / best : 0;
     }
     *ratio = median(ratios, o->repeat);
     range_of(ratios, o->repeat, low, high);
+}
+
+/* How close hostiocp and the best peer each came to the limit: per round their rate over the best
+ * bare loop's, as medians.  Where the best peer is at the limit, hostiocp can lead it only by the
+ * noise. */
+static void report_against_limit(const struct bench_options *o, const struct peer_table *t,
+                                 struct measurement runs[][MAX_COLUMNS], const int *ran)
+{
+    double own[MAX_REPEAT], peer[MAX_REPEAT], own_low, own_high, peer_low, peer_high;
+    int round;
+
+    if (t->bare_end == t->peers)
+        return;
+    for (round = 0; round < o->repeat; round++)
+    {
+        double limit = best_rate_in_round(runs[round], ran, t->peers, t->bare_end);
+
+        own[round] = limit ? runs[round][ran[PEER_HOSTIOCP]].rate / limit : 0;
+        peer[round] = limit ? best_rate_in_round(runs[round], ran, PEER_HOSTIOCP + 1, t->peers) / limit : 0;
+    }
+    range_of(own, o->repeat, &own_low, &own_high);
+    range_of(peer, o->repeat, &peer_low, &peer_high);
+    printf("  against the best bare loop in each round: hostiocp %.3f [%.3f-%.3f], best peer %.3f [%.3f-%.3f]\n",
+           median(own, o->repeat), own_low, own_high, median(peer, o->repeat), peer_low, peer_high);
 }
 
 /* The limit: per round the best of the bare loops; its line shows the count with the best median. */
@@ -656,6 +689,7 @@ static void report_peer_row(const struct bench_options *o, const struct peer_tab
     ratio_to_best_peer(o, t, runs, ran, PEER_HOSTIOCP, &ratio, &low, &high);
     printf("  hostiocp / best peer in each round: %.3f [%.3f-%.3f]; best peer at median: %s\n", ratio, low, high,
            best_peer);
+    report_against_limit(o, t, runs, ran);
     if (t->baseline >= 0)
     {
         ratio_to_best_peer(o, t, runs, ran, t->baseline, &ratio, &low, &high);
