@@ -80,7 +80,7 @@
 
 /* Between searches. */
 #define SHORT_HOLD_US     15000000  /* an I/O pool short of threads with the CPUs busy holds this long before a
-                                     * probe down, as WAITED_WINDOWS: it may hold more than it needs */
+                                     * probe down (about WAITED_WINDOWS' time): it may hold more than it needs */
 #define HOLD_MIN_US          500000  /* after a round that set the target: the new count is checked soon */
 #define HOLD_MAX_US         8000000  /* doubling up to this while rounds change nothing: every probe costs */
 #define HOLD_GROWTH               2  /* per round that changes nothing: a steady pool probes ever more rarely */
@@ -167,7 +167,8 @@ struct policy
     LONG waited_windows;    /* windows in a row that ended so */
     BOOL round_short;       /* the window before this round read the pool short_with_cpus_busy */
     LONGLONG short_since_us; /* the first of the rounds in a row that held so (short_pool_holds); 0: none,
-                              * and since starvation, moved limits, a new target or an idle spell */
+                              * and since starvation, moved limits, a new target, the work going away
+                              * (a round started over) or an idle spell */
     LONG demand;            /* ... the most busy + queued in it */
     LONG queued;            /* ... the packets that waited in it, on average, rounded up */
 
