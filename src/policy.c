@@ -166,6 +166,7 @@ struct policy
                              * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
     BOOL round_short;       /* the window before this round read the pool short_with_cpus_busy */
+    BOOL round_cheap;       /* ... and threads_are_cheap */
     LONGLONG short_since_us; /* the first of the rounds in a row that held so (short_pool_holds); 0: none,
                               * and since starvation, moved limits, a new target, the work going away
                               * (a round started over) or an idle spell */
@@ -549,6 +550,20 @@ static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
            policy->target <= policy->busy_cpus_threads && policy->pool_share_known && !computing(policy);
 }
 
+/* Whether the window before a round read a completion pool short of threads, with the machine's
+ * CPUs at least half busy and its own threads' share known and below POOL_COMPUTES: its callbacks
+ * neither compute in the pool nor leave the CPUs idle, so requests whose work is partly in another
+ * process wait for threads, and up to BUSY_THREADS_PER_CPU threads cost little.  A probe up there is
+ * refused only on a loss (judge_cheap_up): one pair of a shared machine's windows can be 20 % off,
+ * and a refusal on that noise left such pools at half the threads they needed.  Callbacks on one
+ * lock, with another process keeping the CPUs busy, look the same and may keep that many threads;
+ * the CLR's own pool adds threads there without measuring at all, while its CPUs are under 80 % busy. */
+static BOOL threads_are_cheap(const struct policy *policy, BOOL saturated)
+{
+    return saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_COMPUTING &&
+           policy->pool_share_known && !computing(policy);
+}
+
 /* Whether a round that did not raise the target holds rather than probing down, its pool
  * short_with_cpus_busy: so for SHORT_HOLD_US of such rounds in a row, then the probes down of one
  * round go ahead.  The pool may hold more threads than it needs (callbacks that wait on each other
@@ -575,6 +590,7 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
     policy->raised_in_round = FALSE;
     policy->round_best = policy->target_rate;
     policy->round_short = short_with_cpus_busy(policy, saturated);
+    policy->round_cheap = threads_are_cheap(policy, saturated);
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
     if (short_pool_holds(policy, sample) || !begin_probe(policy, sample, -1, decision))
@@ -664,13 +680,29 @@ static double fast_gain(const struct policy *policy)
     return max(MODEST_GAIN, 1 + (FAST_GAIN - 1) * (policy->probe - policy->target) / (double)policy->target);
 }
 
+/* A probe up of a round_cheap pool to at most BUSY_THREADS_PER_CPU: refused on a clear loss, or a
+ * small one over two pairs; one pair that lost less is measured again; otherwise raised, and the
+ * climb goes on (the counts above, up to that bound, are as cheap). */
+static void judge_cheap_up(struct policy *policy, const struct policy_sample *sample, double rate, double ratio,
+                           struct policy_decision *decision)
+{
+    if (ratio < CLEAR_LOSS || (pairs_measured(policy) > 1 && ratio < SMALL_LOSS))
+        refuse_probe_up(policy, sample, decision);
+    else if (pairs_measured(policy) == 1 && ratio < 1.0)
+        move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
+    else
+        raise_target(policy, sample, rate, FALSE, decision);
+}
+
 static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
                      struct policy_decision *decision)
 {
     double ratio = policy->at_probe.sum / policy->at_target.sum;
     double clear_gain = policy->probe >= policy->many_threads ? FAST_GAIN : CLEAR_GAIN;
 
-    if (pairs_measured(policy) == 1)
+    if (policy->round_cheap && policy->probe <= policy->busy_cpus_threads)
+        judge_cheap_up(policy, sample, rate, ratio, decision);
+    else if (pairs_measured(policy) == 1)
     {
         /* Where the system does not say how busy its CPUs are, the share reads 0. */
         if (ratio >= fast_gain(policy) && policy->cpu_share < CPUS_COMPUTING)

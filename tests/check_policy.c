@@ -404,9 +404,10 @@ static LONG ticks_back_down_on_10_seeds(const struct model *model, double second
  * threads with the CPUs busy at 4 threads per CPU, it holds rather than probing down.  On 10 seeds
  * of 15 s (SHORT_HOLD_US of holds), once at 8 threads it never runs 4 again.  Where the pool's
  * share is not known, it could be computing, and work items compute in this process: both probe
- * down as before.  Callbacks on one lock
- * while another process keeps the CPUs busy do as well with 2 threads as with 8: from 8, the
- * holds end after SHORT_HOLD_US and the probes bring the pool down. */
+ * down as before.  Callbacks on one lock while another process keeps the CPUs busy do as well
+ * with 2 threads as with 8: from 8, the holds end after SHORT_HOLD_US and a probe brings the pool
+ * down; its threads cost little there (threads_are_cheap), so it may climb back, but never past 4
+ * per CPU. */
 static const double one_lock[10] = { 4e3, 4e3, 4e3, 4e3, 4e3, 4e3, 4e3, 4e3, 4e3, 4e3 };
 
 START_TEST(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down)
@@ -458,9 +459,39 @@ START_TEST(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down)
                below_at, out.final_target);
         ck_assert_msg(below_at > 15 && below_at <= 20, "seed %lu: below %d threads at %.2f s, expected after 15 s and "
                       "by 20 s", seed, 4 * CPUS, below_at);
-        ck_assert_msg(out.final_target == CPUS, "seed %lu: %ld threads at 30 s, expected %d", seed, out.final_target,
-                      CPUS);
+        ck_assert_msg(out.peak <= 4 * CPUS, "seed %lu: peak %ld threads, expected at most %d", seed, out.peak,
+                      4 * CPUS);
     }
+}
+END_TEST
+
+/* TCP echo with 256 connections on a machine whose CPUs other guests take for spells (its rate
+ * drifting by up to 40 % from one 100 ms to the next, as a run 27 % stolen did): 4 threads per CPU
+ * do 12 % more than 2, and 2 do 30 % more than 1, less than the windows' own spread.  The pool is
+ * short of threads with its CPUs 55-85 % busy, half of that in its own threads: such a probe up is
+ * refused only on a loss, so every run reaches 4 threads per CPU and stays there.  Refused on the
+ * noise, 4 of 10 runs ended at 2 threads per CPU. */
+static const double tcp_echo_256[10] = { 7e3, 12.5e3, 16.3e3, 18.2e3, 18e3, 17.5e3, 17e3, 16.5e3, 16e3, 15.5e3 };
+static const double tcp_echo_256_cpus[10] = { 0.3, 0.55, 0.7, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96 };
+
+START_TEST(an_io_pool_short_of_threads_climbs_to_4_per_cpu_on_a_noisy_machine)
+{
+    struct model model = { .name = "tcp echo, 256, stolen spells", .rate = rate_from_points, .points = tcp_echo_256,
+                           .cpu_points = tcp_echo_256_cpus, .own_cpu_time = TRUE, .pool_part = 0.5,
+                           .saturated = TRUE, .noise = 0.2, .in_flight = 256, .drift = 0.4, .slow_spells = 0.25 };
+    LONG reached = 0, ended = 0;
+    struct outcome out;
+    ULONG seed;
+
+    for (seed = 1; seed <= 10; seed++)
+    {
+        simulate(&model, seed, CPUS, 1000, 15, &out);
+        printf("%s, seed %lu: peak %ld, %ld threads at 15 s\n", model.name, seed, out.peak, out.final_target);
+        reached += out.peak >= 4 * CPUS;
+        ended += out.final_target >= 4 * CPUS;
+    }
+    ck_assert_msg(reached == 10 && ended == 10, "%ld of 10 runs reached %d threads, %ld ended there", reached,
+                  4 * CPUS, ended);
 }
 END_TEST
 
@@ -1737,6 +1768,7 @@ int main(void)
         TEST_CASE(finds_many_threads_where_they_pay),
         TEST_CASE(an_io_pool_short_of_threads_with_the_cpus_busy_is_not_probed_down),
         TEST_CASE(the_hold_of_a_short_pool_counts_rounds_in_a_row),
+        TEST_CASE(an_io_pool_short_of_threads_climbs_to_4_per_cpu_on_a_noisy_machine),
         TEST_CASE(callbacks_that_compute_in_the_pool_get_one_thread_past_the_cpus_at_most),
         TEST_CASE(blocking_callbacks_that_hold_every_thread_are_not_probed_down),
         TEST_CASE(the_pools_cpu_time_is_read_only_where_a_window_begins_or_ends),
