@@ -551,13 +551,14 @@ static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
 }
 
 /* Whether the window before a round read a completion pool short of threads, with the machine's
- * CPUs at least half busy and its own threads' share known and below POOL_COMPUTES: its callbacks
- * neither compute in the pool nor leave the CPUs idle, so requests whose work is partly in another
- * process wait for threads, and up to BUSY_THREADS_PER_CPU threads cost little.  A probe up there is
- * refused only on a loss (judge_cheap_up): one pair of a shared machine's windows can be 20 % off,
- * and a refusal on that noise left such pools at half the threads they needed.  Callbacks on one
- * lock, with another process keeping the CPUs busy, look the same and may keep that many threads;
- * the CLR's own pool adds threads there without measuring at all, while its CPUs are under 80 % busy. */
+ * CPUs at least half busy and its own threads' share known and below POOL_COMPUTES (they do not
+ * keep the CPUs busy by themselves): requests whose work is partly in another process wait for
+ * threads, and up to BUSY_THREADS_PER_CPU threads cost little.  A probe up there is refused only
+ * on a loss (judge_cheap_up): one pair of a shared machine's windows can be 20 % off, and a
+ * refusal on that noise left such pools at half the threads they needed.  Callbacks on one lock,
+ * with another process keeping the CPUs busy, look the same and keep that many threads most of
+ * the time: a bounded cost.  The CLR's own pool adds threads without measuring at all while its
+ * CPUs are under 80 % busy. */
 static BOOL threads_are_cheap(const struct policy *policy, BOOL saturated)
 {
     return saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_COMPUTING &&
@@ -597,14 +598,16 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
         move_to(policy, sample, HOLDING, FALSE);
 }
 
-/* The probe up paid: it is the target, and the count below is not worth a probe down (it just
- * measured worse).  After a modest gain the climb ends: no count above is tried. */
+/* The probe up paid: it is the target, and where the count below measured worse (gained), it is
+ * not worth a probe down.  After a modest gain the climb ends: no count above is tried.  A climb
+ * goes on only while its rounds' threads cost little (threads_are_cheap) or the gains say so. */
 static void raise_target(struct policy *policy, const struct policy_sample *sample, double rate, BOOL modest,
-                         struct policy_decision *decision)
+                         BOOL gained, struct policy_decision *decision)
 {
     report(decision, POLICY_RAISED, policy->target, policy->probe, windows_mean(&policy->at_target),
            windows_mean(&policy->at_probe));
-    policy->probe_down_limit = policy->target;
+    if (gained)
+        policy->probe_down_limit = policy->target;
     policy->target = policy->probe;
     policy->raised_in_round = TRUE;
     policy->target_rate = rate;
@@ -615,6 +618,7 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
         policy->ceiling_demand = policy->demand;
         policy->ceiling_did_not_pay = FALSE;
     }
+    policy->round_cheap = policy->round_cheap && threads_are_cheap(policy, TRUE);
     if (!begin_probe(policy, sample, +1, decision))
         move_to(policy, sample, HOLDING, TRUE);
 }
@@ -681,17 +685,28 @@ static double fast_gain(const struct policy *policy)
 }
 
 /* A probe up of a round_cheap pool to at most BUSY_THREADS_PER_CPU: refused on a clear loss, or a
- * small one over two pairs; one pair that lost less is measured again; otherwise raised, and the
- * climb goes on (the counts above, up to that bound, are as cheap). */
+ * small one over two pairs; one pair that lost less is measured again; otherwise raised.  The
+ * climb goes on up to that bound (the counts there are as cheap), and past it only where this gain
+ * was clear; the count below stays open to probes down unless this gain was at least modest. */
 static void judge_cheap_up(struct policy *policy, const struct policy_sample *sample, double rate, double ratio,
                            struct policy_decision *decision)
 {
+    LONG bound_ceiling = policy->busy_cpus_threads + 1;
+
     if (ratio < CLEAR_LOSS || (pairs_measured(policy) > 1 && ratio < SMALL_LOSS))
         refuse_probe_up(policy, sample, decision);
     else if (pairs_measured(policy) == 1 && ratio < 1.0)
         move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
     else
-        raise_target(policy, sample, rate, FALSE, decision);
+    {
+        if (ratio < CLEAR_GAIN && (!policy->ceiling || bound_ceiling < policy->ceiling))
+        {
+            policy->ceiling = bound_ceiling;
+            policy->ceiling_demand = policy->demand;
+            policy->ceiling_did_not_pay = FALSE;
+        }
+        raise_target(policy, sample, rate, FALSE, ratio >= MODEST_GAIN, decision);
+    }
 }
 
 static void judge_up(struct policy *policy, const struct policy_sample *sample, double rate,
@@ -706,7 +721,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
     {
         /* Where the system does not say how busy its CPUs are, the share reads 0. */
         if (ratio >= fast_gain(policy) && policy->cpu_share < CPUS_COMPUTING)
-            raise_target(policy, sample, rate, FALSE, decision);
+            raise_target(policy, sample, rate, FALSE, TRUE, decision);
         else if (ratio >= ONE_PAIR_REJECTS)
             move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
         else
@@ -719,7 +734,7 @@ static void judge_up(struct policy *policy, const struct policy_sample *sample, 
         if (machine_may_decide(policy, ratio, clear_gain) && policy->remeasured < REMEASURE_MAX)
             measure_again(policy, sample, decision);
         else
-            raise_target(policy, sample, rate, ratio < clear_gain, decision);
+            raise_target(policy, sample, rate, ratio < clear_gain, TRUE, decision);
     }
     else
         refuse_probe_up(policy, sample, decision);
