@@ -166,7 +166,7 @@ struct policy
                              * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
     BOOL round_short;       /* the window before this round read the pool short_with_cpus_busy */
-    BOOL round_cheap;       /* ... and threads_are_cheap */
+    BOOL round_cheap;       /* ... threads_are_cheap, and still so in the climb's probes (judge_cheap_up) */
     LONGLONG short_since_us; /* the first of the rounds in a row that held so (short_pool_holds); 0: none,
                               * and since starvation, moved limits, a new target, the work going away
                               * (a round started over) or an idle spell */
@@ -539,17 +539,6 @@ static BOOL begin_probe(struct policy *policy, const struct policy_sample *sampl
     return TRUE;
 }
 
-/* Whether the window before a round read its pool short of threads while the CPUs were busy: a
- * completion pool (part of an I/O's work may be done in another process) at no more than
- * BUSY_THREADS_PER_CPU, whose own threads' share of the CPU time is known and says they do not
- * compute.  Fewer threads would leave more requests waiting, and a probe down costs what it loses
- * while it is measured. */
-static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
-{
-    return saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_BUSY &&
-           policy->target <= policy->busy_cpus_threads && policy->pool_share_known && !computing(policy);
-}
-
 /* Whether the window before a round read a completion pool short of threads, with the machine's
  * CPUs at least half busy and its own threads' share known and below POOL_COMPUTES (they do not
  * keep the CPUs busy by themselves): requests whose work is partly in another process wait for
@@ -563,6 +552,13 @@ static BOOL threads_are_cheap(const struct policy *policy, BOOL saturated)
 {
     return saturated && policy->work == POLICY_WORK_IN_SYSTEM && policy->cpu_share >= CPUS_COMPUTING &&
            policy->pool_share_known && !computing(policy);
+}
+
+/* threads_are_cheap, at no more than BUSY_THREADS_PER_CPU: fewer threads would leave more requests
+ * waiting, and a probe down costs what it loses while it is measured (short_pool_holds). */
+static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
+{
+    return threads_are_cheap(policy, saturated) && policy->target <= policy->busy_cpus_threads;
 }
 
 /* Whether a round that did not raise the target holds rather than probing down, its pool
@@ -686,8 +682,9 @@ static double fast_gain(const struct policy *policy)
 
 /* A probe up of a round_cheap pool to at most BUSY_THREADS_PER_CPU: refused on a clear loss, or a
  * small one over two pairs; one pair that lost less is measured again; otherwise raised.  The
- * climb goes on up to that bound (the counts there are as cheap), and past it only where this gain
- * was clear; the count below stays open to probes down unless this gain was at least modest. */
+ * climb goes on up to that bound (the counts there are as cheap), and past it only where every
+ * such raise of the climb gained clearly; the count below stays open to probes down unless two
+ * pairs or more showed at least a modest gain. */
 static void judge_cheap_up(struct policy *policy, const struct policy_sample *sample, double rate, double ratio,
                            struct policy_decision *decision)
 {
@@ -699,13 +696,16 @@ static void judge_cheap_up(struct policy *policy, const struct policy_sample *sa
         move_to(policy, sample, MEASURING_TARGET_AGAIN, FALSE);
     else
     {
+        /* One pair decides nothing more: it is as noisy here as anywhere. */
+        BOOL gained = ratio >= MODEST_GAIN && pairs_measured(policy) > 1;
+
         if (ratio < CLEAR_GAIN && (!policy->ceiling || bound_ceiling < policy->ceiling))
         {
             policy->ceiling = bound_ceiling;
             policy->ceiling_demand = policy->demand;
             policy->ceiling_did_not_pay = FALSE;
         }
-        raise_target(policy, sample, rate, FALSE, ratio >= MODEST_GAIN, decision);
+        raise_target(policy, sample, rate, FALSE, gained, decision);
     }
 }
 
