@@ -165,8 +165,8 @@ struct policy
     BOOL threads_waited;    /* ... more threads were in callbacks than a probe down would leave, while
                              * the callbacks waited (callbacks_waited_since) */
     LONG waited_windows;    /* windows in a row that ended so */
-    BOOL round_short;       /* the window before this round read the pool short_with_cpus_busy */
-    BOOL round_cheap;       /* ... threads_are_cheap, and still so in the climb's probes (judge_cheap_up) */
+    BOOL round_cheap;       /* the window before this round read the pool threads_are_cheap, and the
+                             * climb's probes still do (judge_cheap_up, short_pool_holds) */
     LONGLONG short_since_us; /* the first of the rounds in a row that held so (short_pool_holds); 0: none,
                               * and since starvation, moved limits, a new target, the work going away
                               * (a round started over) or an idle spell */
@@ -554,20 +554,18 @@ static BOOL threads_are_cheap(const struct policy *policy, BOOL saturated)
            policy->pool_share_known && !computing(policy);
 }
 
-/* threads_are_cheap, at no more than BUSY_THREADS_PER_CPU: fewer threads would leave more requests
- * waiting, and a probe down costs what it loses while it is measured (short_pool_holds). */
-static BOOL short_with_cpus_busy(const struct policy *policy, BOOL saturated)
-{
-    return threads_are_cheap(policy, saturated) && policy->target <= policy->busy_cpus_threads;
-}
-
-/* Whether a round that did not raise the target holds rather than probing down, its pool
- * short_with_cpus_busy: so for SHORT_HOLD_US of such rounds in a row, then the probes down of one
- * round go ahead.  The pool may hold more threads than it needs (callbacks that wait on each other
- * while other processes keep the CPUs busy). */
+/* Whether a round that did not raise the target holds rather than probing down: its threads cost
+ * little (round_cheap, which only a raise changes) and it runs no more than BUSY_THREADS_PER_CPU,
+ * so fewer threads would leave more requests waiting, and a probe down costs what it loses while
+ * it is measured.  So for SHORT_HOLD_US of such rounds in a row, then the probes down of one round
+ * go ahead: the pool may hold more threads than it needs (callbacks that wait on each other while
+ * other processes keep the CPUs busy). */
 static BOOL short_pool_holds(struct policy *policy, const struct policy_sample *sample)
 {
-    BOOL holds = policy->round_short &&
+    BOOL holds;
+
+    assert(!policy->raised_in_round);
+    holds = policy->round_cheap && policy->target <= policy->busy_cpus_threads &&
                  (!policy->short_since_us || sample->now_us - policy->short_since_us < SHORT_HOLD_US);
 
     if (!holds)
@@ -586,12 +584,22 @@ static void start_round(struct policy *policy, const struct policy_sample *sampl
         retry_rejected_ceiling(policy);
     policy->raised_in_round = FALSE;
     policy->round_best = policy->target_rate;
-    policy->round_short = short_with_cpus_busy(policy, saturated);
     policy->round_cheap = threads_are_cheap(policy, saturated);
     if (saturated && begin_probe(policy, sample, +1, decision))
         return;
     if (short_pool_holds(policy, sample) || !begin_probe(policy, sample, -1, decision))
         move_to(policy, sample, HOLDING, FALSE);
+}
+
+/* No probe up reaches `count` or above: a climb that gained little ends there (the count's gain
+ * did not pay, ceiling_did_not_pay, is refuse_probe_up's to say).  A lower ceiling stays. */
+static void lower_ceiling_to(struct policy *policy, LONG count)
+{
+    if (policy->ceiling && policy->ceiling <= count)
+        return;
+    policy->ceiling = count;
+    policy->ceiling_demand = policy->demand;
+    policy->ceiling_did_not_pay = FALSE;
 }
 
 /* The probe up paid: it is the target, and where the count below measured worse (gained), it is
@@ -608,12 +616,8 @@ static void raise_target(struct policy *policy, const struct policy_sample *samp
     policy->raised_in_round = TRUE;
     policy->target_rate = rate;
     policy->round_best = max(policy->round_best, rate);
-    if (modest && (!policy->ceiling || policy->target + 1 < policy->ceiling))
-    {
-        policy->ceiling = policy->target + 1;
-        policy->ceiling_demand = policy->demand;
-        policy->ceiling_did_not_pay = FALSE;
-    }
+    if (modest)
+        lower_ceiling_to(policy, policy->target + 1);
     policy->round_cheap = policy->round_cheap && threads_are_cheap(policy, TRUE);
     if (!begin_probe(policy, sample, +1, decision))
         move_to(policy, sample, HOLDING, TRUE);
@@ -688,8 +692,6 @@ static double fast_gain(const struct policy *policy)
 static void judge_cheap_up(struct policy *policy, const struct policy_sample *sample, double rate, double ratio,
                            struct policy_decision *decision)
 {
-    LONG bound_ceiling = policy->busy_cpus_threads + 1;
-
     if (ratio < CLEAR_LOSS || (pairs_measured(policy) > 1 && ratio < SMALL_LOSS))
         refuse_probe_up(policy, sample, decision);
     else if (pairs_measured(policy) == 1 && ratio < 1.0)
@@ -699,12 +701,8 @@ static void judge_cheap_up(struct policy *policy, const struct policy_sample *sa
         /* One pair decides nothing more: it is as noisy here as anywhere. */
         BOOL gained = ratio >= MODEST_GAIN && pairs_measured(policy) > 1;
 
-        if (ratio < CLEAR_GAIN && (!policy->ceiling || bound_ceiling < policy->ceiling))
-        {
-            policy->ceiling = bound_ceiling;
-            policy->ceiling_demand = policy->demand;
-            policy->ceiling_did_not_pay = FALSE;
-        }
+        if (ratio < CLEAR_GAIN)
+            lower_ceiling_to(policy, policy->busy_cpus_threads + 1);
         raise_target(policy, sample, rate, FALSE, gained, decision);
     }
 }

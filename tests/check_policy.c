@@ -194,10 +194,10 @@ static void simulate(const struct model *model, ULONG seed, LONG floor, LONG max
             raised_from = max(raised_from, decision.from);
         if (threads <= raised_from)
             out->ticks_back_down++;
-        if (out->first_tick_below_start < 0 && model->from_threads && threads < model->from_threads)
-            out->first_tick_below_start = i;
         if (model->from_threads && threads < model->from_threads)
         {
+            if (out->first_tick_below_start < 0)
+                out->first_tick_below_start = i;
             if (out->last_tick_below_start < 0 || i - out->last_tick_below_start > 1000 / POLICY_TICK_MS)
                 out->times_below_start++;
             out->last_tick_below_start = i;
